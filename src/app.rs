@@ -1,0 +1,117 @@
+//! Building and running the server: pool, migrations, state, listener.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::{PasswordHasher, TokenKeys};
+use crate::config::{AuthConfig, Config};
+use crate::db;
+use crate::http::{self, AppState};
+
+/// A server whose listener is bound and whose database is migrated, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Creates the database if needed, applies migrations, binds the listener (port 0 picks one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        db::ensure_database(&config.db.database_url).await?;
+        let pool = db::build_pool(&config.db)?;
+        db::migrate(&pool).await?;
+        let state = AppState {
+            db: pool,
+            tokens: token_keys(&config.auth),
+            hasher: password_hasher(&config.auth)?,
+            config: Arc::new(config),
+        };
+        http::metrics::handle();
+        let listener = TcpListener::bind(state.config.bind)
+            .await
+            .with_context(|| format!("binding {}", state.config.bind))?;
+        Ok(Application { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = self.listener.local_addr()?;
+        tracing::info!(%address, "listening");
+        let pool = self.state.db.clone();
+        axum::serve(self.listener, http::router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        pool.close();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Signing keys from the configured secret, or a random one (with a warning) for a lone dev server.
+pub fn token_keys(auth: &AuthConfig) -> TokenKeys {
+    let ttl = Duration::from_secs(auth.token_ttl_secs);
+    match &auth.token_secret {
+        Some(secret) if !secret.is_empty() => TokenKeys::new(secret.as_bytes(), ttl),
+        _ => {
+            tracing::warn!(
+                "TOKEN_SECRET is not set: using a random secret; tokens die with this process \
+                 and are not accepted by other instances"
+            );
+            let secret: [u8; 32] = rand::random();
+            TokenKeys::new(&secret, ttl)
+        }
+    }
+}
+
+pub fn password_hasher(auth: &AuthConfig) -> anyhow::Result<PasswordHasher> {
+    PasswordHasher::new(
+        auth.argon2_memory_kib,
+        auth.argon2_iterations,
+        auth.hash_concurrency(),
+        Duration::from_millis(auth.hash_queue_timeout_ms),
+    )
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,98 @@
+//! The `socialnet` command line: one subcommand per job.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, Application};
+use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
+use crate::users::{self, Birthdate, NewUser, Password, PersonName};
+use crate::{db, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "socialnet",
+    version,
+    about = "A social-network backend built to measure what makes web applications fast",
+    long_about = "A social-network backend built to measure what makes web applications fast.\n\n\
+                  Every option can also be set by the environment variable shown beside it \
+                  (see .env.example)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API: creates the database if missing, applies migrations, then serves.
+    Serve(Config),
+    /// Create the database if missing and apply pending migrations, then exit.
+    Migrate(DbConfig),
+    /// Create an administrator account (applying migrations first) and print its id.
+    CreateSuperuser(SuperuserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuperuserArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    #[arg(long, env = "SUPERUSER_FIRST_NAME", default_value = "Admin")]
+    pub first_name: String,
+    #[arg(long, env = "SUPERUSER_SECOND_NAME", default_value = "Admin")]
+    pub second_name: String,
+    #[arg(long, env = "SUPERUSER_BIRTHDATE", default_value = "1970-01-01")]
+    pub birthdate: String,
+    /// The administrator's password (8 to 256 characters).
+    #[arg(long, env = "SUPERUSER_PASSWORD", hide_env_values = true)]
+    pub password: String,
+}
+
+/// Runs the parsed command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(config) => {
+            telemetry::init(config.log_format);
+            let app = Application::build(config).await?;
+            app.run_until(app::shutdown_signal()).await
+        }
+        Command::Migrate(db_config) => {
+            telemetry::init(LogFormat::Text);
+            db::ensure_database(&db_config.database_url).await?;
+            let pool = db::build_pool(&db_config)?;
+            let applied = db::migrate(&pool).await?;
+            println!(
+                "migrations up to date ({} applied now, {} known)",
+                applied.len(),
+                db::MIGRATIONS.len()
+            );
+            Ok(())
+        }
+        Command::CreateSuperuser(args) => {
+            telemetry::init(LogFormat::Text);
+            let id = create_superuser(args).await?;
+            println!("{id}");
+            Ok(())
+        }
+    }
+}
+
+async fn create_superuser(args: SuperuserArgs) -> anyhow::Result<users::UserId> {
+    let user = NewUser {
+        first_name: PersonName::parse("first_name", &args.first_name)?,
+        second_name: PersonName::parse("second_name", &args.second_name)?,
+        birthdate: Birthdate::parse(&args.birthdate)?,
+        biography: "administrator".to_owned(),
+        city: String::new(),
+    };
+    let password = Password::parse(args.password)?;
+    db::ensure_database(&args.db.database_url).await?;
+    let pool = db::build_pool(&args.db)?;
+    db::migrate(&pool).await?;
+    let hash = app::password_hasher(&args.auth)?
+        .hash(password.into_inner())
+        .await?;
+    let client = pool.get().await.context("connecting to the database")?;
+    Ok(users::sql::insert_user(&client, &user, &hash, true).await?)
+}

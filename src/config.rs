@@ -1,0 +1,116 @@
+//! Runtime configuration: one struct, read from flags or environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Everything `serve` needs. Every field has a flag and an environment variable; see `.env.example`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DbConfig,
+
+    /// Address the HTTP server listens on (port 0 picks a free port).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    /// Longest time one request may take before it is answered with 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest request body accepted; larger bodies get 413.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The primary PostgreSQL database and its connection pool.
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// PostgreSQL URL of the primary; the database is created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/socialnet"
+    )]
+    pub database_url: String,
+
+    /// Most connections the pool keeps open.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// Longest a request waits for a free connection before it gets 503.
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_pool_timeout_ms: u64,
+
+    /// Server-side limit on a single statement (PostgreSQL `statement_timeout`).
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_statement_timeout_ms: u64,
+}
+
+/// Tokens and password hashing.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// Secret that signs tokens (HS256). Every instance must share it; if unset, a random one is
+    /// made at start-up and tokens do not survive a restart or work on another instance.
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// How long a token from `/login` stays valid.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 24 * 3600)]
+    pub token_ttl_secs: u64,
+
+    /// Passwords hashed or verified at the same time (each runs on a blocking thread).
+    /// Defaults to the number of CPUs.
+    #[arg(long, env = "HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+
+    /// Longest a login or registration waits for a hashing slot before it gets 503.
+    #[arg(long, env = "HASH_QUEUE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub hash_queue_timeout_ms: u64,
+
+    /// Argon2id memory cost in KiB (19456 = 19 MiB, the OWASP baseline).
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id iterations (time cost).
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+}
+
+impl DbConfig {
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_pool_timeout_ms)
+    }
+}
+
+impl Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl AuthConfig {
+    pub fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            })
+            .max(1)
+    }
+}

@@ -1,0 +1,123 @@
+//! PostgreSQL: the connection pool, database creation and embedded migrations.
+
+mod migrations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::NoTls;
+
+pub use migrations::{migrate, MIGRATIONS};
+
+use crate::config::DbConfig;
+
+/// How long opening one connection may take before the attempt fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds the bounded pool of the primary. Connections are opened lazily.
+pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
+    let mut pg = tokio_postgres::Config::from_str(&config.database_url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    pg.options(format!(
+        "-c statement_timeout={}",
+        config.db_statement_timeout_ms
+    ));
+    if pg.get_application_name().is_none() {
+        pg.application_name("socialnet");
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(config.db_pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(config.pool_timeout()),
+            create: Some(CONNECT_TIMEOUT),
+            recycle: Some(CONNECT_TIMEOUT),
+        })
+        .build()
+        .context("building the database pool")?;
+    Ok(pool)
+}
+
+/// Creates the database named in `database_url` if it does not exist yet, by connecting to the
+/// server's `postgres` maintenance database. Returns whether it was created.
+pub async fn ensure_database(database_url: &str) -> anyhow::Result<bool> {
+    let target = tokio_postgres::Config::from_str(database_url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let Some(name) = target.get_dbname().map(str::to_owned) else {
+        return Ok(false);
+    };
+    // Connecting to the target itself is the cheap common case.
+    if connect(&target).await.is_ok() {
+        return Ok(false);
+    }
+    let mut maintenance = target.clone();
+    maintenance.dbname("postgres");
+    let client = connect(&maintenance)
+        .await
+        .context("connecting to the `postgres` database to create the application database")?;
+    let exists = client
+        .query_opt("select 1 from pg_database where datname = $1", &[&name])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    let sql = format!("create database {}", quote_ident(&name));
+    match client.batch_execute(&sql).await {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(true)
+        }
+        // Another instance created it at the same moment.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+            Ok(false)
+        }
+        Err(e) => Err(e).context(format!("creating database {name}")),
+    }
+}
+
+/// Drops a database, disconnecting its sessions first. Used by tests and lab tools.
+pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
+    let mut config = tokio_postgres::Config::from_str(database_url)?;
+    let name = config
+        .get_dbname()
+        .context("the URL names no database")?
+        .to_owned();
+    config.dbname("postgres");
+    let client = connect(&config).await?;
+    client
+        .batch_execute(&format!(
+            "drop database if exists {} with (force)",
+            quote_ident(&name)
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Opens one connection outside the pool, driving it on a background task.
+pub async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "maintenance connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Quotes an SQL identifier (doubling any embedded quote).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,13 @@
+//! socialnet: a social-network backend built to measure which techniques make web applications fast.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod telemetry;
+pub mod users;
+
+pub use app::Application;
+pub use config::Config;

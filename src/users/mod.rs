@@ -1,0 +1,10 @@
+//! Users: registration, login, profiles and name search.
+
+pub mod routes;
+pub mod sql;
+mod types;
+
+pub use types::{
+    optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User, UserId,
+    BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, NAME_MAX_CHARS, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
+};

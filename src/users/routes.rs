@@ -1,0 +1,205 @@
+//! HTTP handlers of the users domain, beside their request and response types.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::sql;
+use super::types::{
+    optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User, UserId,
+    BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
+};
+use crate::auth::PasswordVerdict;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/user/register", post(register))
+        .route("/login", post(login))
+        .route("/user/get/{id}", get(get_user))
+        .route("/user/search", get(search))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "Анна", max_length = 100)]
+    pub first_name: String,
+    #[schema(example = "Иванова", max_length = 100)]
+    pub second_name: String,
+    /// `YYYY-MM-DD`, from 1900-01-01 to today.
+    #[schema(example = "1990-05-17")]
+    pub birthdate: String,
+    #[schema(example = "Хобби, интересы и т.п.", max_length = 2000)]
+    pub biography: Option<String>,
+    #[schema(example = "Москва", max_length = 100)]
+    pub city: Option<String>,
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 256)]
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegisterResponse {
+    #[schema(example = "42")]
+    pub user_id: String,
+}
+
+/// Creates a user and returns its id.
+#[utoipa::path(
+    post, path = "/user/register", tag = "users",
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered", body = RegisterResponse),
+        (status = 400, description = "Invalid data", body = ErrorBody),
+        (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
+    )
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<axum::Json<RegisterResponse>, ApiError> {
+    let user = NewUser {
+        first_name: PersonName::parse("first_name", &request.first_name)?,
+        second_name: PersonName::parse("second_name", &request.second_name)?,
+        birthdate: Birthdate::parse(&request.birthdate)?,
+        biography: optional_text(
+            "biography",
+            request.biography.as_deref(),
+            BIOGRAPHY_MAX_CHARS,
+        )?,
+        city: optional_text("city", request.city.as_deref(), CITY_MAX_CHARS)?,
+    };
+    let password = Password::parse(request.password)?;
+    let hash = state.hasher.hash(password.into_inner()).await?;
+    let db = state.db.get().await?;
+    let id = sql::insert_user(&db, &user, &hash, false).await?;
+    tracing::info!(user_id = %id, "registered user");
+    Ok(axum::Json(RegisterResponse {
+        user_id: id.to_string(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// The user id returned by registration.
+    #[schema(value_type = String, example = "42")]
+    pub id: IdInput,
+    #[schema(example = "correct horse battery")]
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    /// Send it back as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// Exchanges a user id and password for a bearer token.
+#[utoipa::path(
+    post, path = "/login", tag = "users",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 400, description = "Invalid data or wrong password", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
+    )
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    Json(request): Json<LoginRequest>,
+) -> Result<axum::Json<LoginResponse>, ApiError> {
+    let id = request.id.parse()?;
+    if request.password.is_empty() || request.password.chars().count() > PASSWORD_MAX_CHARS {
+        return Err(ApiError::bad_request("wrong password"));
+    }
+    let stored = {
+        let db = state.db.get().await?;
+        sql::password_hash(&db, id).await?
+    }
+    .ok_or_else(|| ApiError::not_found("user not found"))?;
+    match state.hasher.verify(request.password, stored).await? {
+        PasswordVerdict::Match => Ok(axum::Json(LoginResponse {
+            token: state.tokens.issue(id)?,
+        })),
+        PasswordVerdict::Mismatch => Err(ApiError::bad_request("wrong password")),
+    }
+}
+
+/// A user's public profile.
+#[utoipa::path(
+    get, path = "/user/get/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 400, description = "Not a valid id", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<User>, ApiError> {
+    let id: UserId = id.parse()?;
+    let db = state.db.get().await?;
+    sql::find_user(&db, id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found("user not found"))
+}
+
+/// Default and largest page of search results.
+pub const SEARCH_DEFAULT_LIMIT: i64 = 100;
+pub const SEARCH_MAX_LIMIT: i64 = 1_000;
+/// Deepest result reachable through `offset + limit`; deeper pages would cost a scan per call.
+pub const SEARCH_MAX_DEPTH: i64 = 10_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Prefix of the first name (case-insensitive). Required.
+    #[param(required = true, example = "Ан")]
+    pub first_name: Option<String>,
+    /// Prefix of the second name (case-insensitive). Required.
+    #[param(required = true, example = "Ив")]
+    pub last_name: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<i64>,
+    /// Results to skip (default 0); `offset + limit` may not exceed 10000.
+    pub offset: Option<i64>,
+}
+
+/// Users whose first and second names start with the given prefixes, ordered by id.
+#[utoipa::path(
+    get, path = "/user/search", tag = "users",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "Matching users, ordered by id", body = Vec<User>),
+        (status = 400, description = "Missing or invalid parameter", body = ErrorBody),
+    )
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Result<axum::Json<Vec<User>>, ApiError> {
+    let first = NamePrefix::parse("first_name", query.first_name.as_deref())?;
+    let second = NamePrefix::parse("last_name", query.last_name.as_deref())?;
+    let limit = query.limit.unwrap_or(SEARCH_DEFAULT_LIMIT);
+    let offset = query.offset.unwrap_or(0);
+    if !(1..=SEARCH_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {SEARCH_MAX_LIMIT}"
+        )));
+    }
+    if offset < 0 || offset + limit > SEARCH_MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"
+        )));
+    }
+    let db = state.db.get().await?;
+    let users = sql::search_users(&db, &first, &second, limit, offset).await?;
+    Ok(axum::Json(users))
+}

@@ -1,0 +1,303 @@
+//! User domain types. Requests are parsed into these once, at the edge; past that point a value of
+//! one of these types is valid by construction.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::http::error::ApiError;
+
+/// A user id: a positive 64-bit integer in the database, a decimal string on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+impl FromStr for UserId {
+    type Err = ApiError;
+
+    /// Only plain decimal digits that fit a positive bigint: anything else cannot be an id (400).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ApiError::bad_request(format!("invalid user id: {}", shorten(s)));
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        match s.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(UserId(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An id as clients send it in a body: the contract says string, but a bare number is accepted too.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum IdInput {
+    Text(String),
+    Number(u64),
+}
+
+impl IdInput {
+    pub fn parse(self) -> Result<UserId, ApiError> {
+        match self {
+            IdInput::Text(s) => s.parse(),
+            IdInput::Number(n) => n.to_string().parse(),
+        }
+    }
+}
+
+/// Longest first or second name, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+/// Longest city name, in characters.
+pub const CITY_MAX_CHARS: usize = 100;
+/// Longest biography, in characters.
+pub const BIOGRAPHY_MAX_CHARS: usize = 2_000;
+/// Password length bounds, in characters.
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 256;
+/// Earliest accepted birthdate.
+pub const BIRTHDATE_MIN: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(d) => d,
+    None => panic!("valid date"),
+};
+
+/// A first or second name: trimmed, 1..=100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ApiError> {
+        let value = raw.trim();
+        check_text(field, value, 1, NAME_MAX_CHARS)?;
+        Ok(PersonName(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A name prefix for search: trimmed, 1..=100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePrefix(String);
+
+impl NamePrefix {
+    pub fn parse(field: &str, raw: Option<&str>) -> Result<Self, ApiError> {
+        let raw = raw.ok_or_else(|| ApiError::bad_request(format!("{field} is required")))?;
+        let value = raw.trim();
+        check_text(field, value, 1, NAME_MAX_CHARS)?;
+        Ok(NamePrefix(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A free-text field with only an upper bound (biography, city); absent means empty.
+pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<String, ApiError> {
+    let value = raw.unwrap_or("").trim();
+    check_text(field, value, 0, max)?;
+    Ok(value.to_owned())
+}
+
+/// A password: 8..=256 characters. Never logged, never returned.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, ApiError> {
+        let chars = raw.chars().count();
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
+            return Err(ApiError::bad_request(format!(
+                "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
+            )));
+        }
+        Ok(Password(raw))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A birthdate: a real calendar date written `YYYY-MM-DD`, from 1900-01-01 up to today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Birthdate(NaiveDate);
+
+impl Birthdate {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let bad = || {
+            ApiError::bad_request(format!(
+                "birthdate must be a real date written YYYY-MM-DD, got {}",
+                shorten(raw)
+            ))
+        };
+        let b = raw.as_bytes();
+        let shape_ok = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        if !shape_ok {
+            return Err(bad());
+        }
+        let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())?;
+        if date < BIRTHDATE_MIN || date > Utc::now().date_naive() {
+            return Err(ApiError::bad_request(format!(
+                "birthdate must be between {BIRTHDATE_MIN} and today"
+            )));
+        }
+        Ok(Birthdate(date))
+    }
+
+    pub fn date(self) -> NaiveDate {
+        self.0
+    }
+}
+
+/// A user ready to be stored.
+#[derive(Debug)]
+pub struct NewUser {
+    pub first_name: PersonName,
+    pub second_name: PersonName,
+    pub birthdate: Birthdate,
+    pub biography: String,
+    pub city: String,
+}
+
+/// A user's public profile, as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct User {
+    /// The user id (a decimal string).
+    #[schema(example = "42")]
+    pub id: String,
+    #[schema(example = "Анна")]
+    pub first_name: String,
+    #[schema(example = "Иванова")]
+    pub second_name: String,
+    /// `YYYY-MM-DD`
+    #[schema(value_type = String, format = Date, example = "1990-05-17")]
+    pub birthdate: NaiveDate,
+    pub biography: String,
+    pub city: String,
+}
+
+fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars < min {
+        return Err(ApiError::bad_request(format!("{field} must not be empty")));
+    }
+    if chars > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be at most {max} characters"
+        )));
+    }
+    // Control characters and non-characters (U+FFFE, U+FFFF, U+10FFFF and kin) have no place in a
+    // name; excluding U+10FFFF also keeps the search's upper bound (prefix || U+10FFFF) exact.
+    if value
+        .chars()
+        .any(|c| c.is_control() || (c as u32 & 0xFFFE) == 0xFFFE)
+    {
+        return Err(ApiError::bad_request(format!(
+            "{field} contains control or non-characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Cuts a hostile value down before it is echoed in an error message.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 40;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let mut cut: String = s.chars().take(MAX).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_positive_decimal_bigints() {
+        assert_eq!("42".parse::<UserId>().unwrap(), UserId(42));
+        assert_eq!(
+            "9223372036854775807".parse::<UserId>().unwrap(),
+            UserId(i64::MAX)
+        );
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            " 1",
+            "1.0",
+            "abc",
+            "9223372036854775808",
+            "1; drop table users",
+        ] {
+            assert!(bad.parse::<UserId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn birthdates_must_be_real_past_dates_in_iso_form() {
+        assert_eq!(
+            Birthdate::parse("2000-02-29").unwrap().date(),
+            NaiveDate::from_ymd_opt(2000, 2, 29).unwrap()
+        );
+        for bad in [
+            "2023-02-30",
+            "2023-2-3",
+            "1899-12-31",
+            "3000-01-01",
+            "2023/01/01",
+            "01-01-2000",
+            "",
+            "2001-02-29",
+        ] {
+            assert!(Birthdate::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(
+            PersonName::parse("first_name", "  Ёжик ").unwrap().as_str(),
+            "Ёжик"
+        );
+        assert!(PersonName::parse("first_name", "   ").is_err());
+        assert!(PersonName::parse("first_name", &"я".repeat(100)).is_ok());
+        assert!(PersonName::parse("first_name", &"я".repeat(101)).is_err());
+        assert!(PersonName::parse("first_name", "a\u{0}b").is_err());
+        assert!(PersonName::parse("first_name", "a\u{10FFFF}").is_err());
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters() {
+        assert!(Password::parse("пароль12".into()).is_ok());
+        assert!(Password::parse("short".into()).is_err());
+        assert!(Password::parse("x".repeat(257)).is_err());
+        assert_eq!(
+            format!("{:?}", Password::parse("secret-secret".into()).unwrap()),
+            "Password(..)"
+        );
+    }
+}
