@@ -1,0 +1,166 @@
+//! `spawn_app()`: a real server on a free port, backed by a fresh PostgreSQL database that is
+//! dropped when the test ends.
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use socialnet::config::{AuthConfig, Config, DbConfig, LogFormat};
+use socialnet::Application;
+
+/// The server every test database lives on; its `postgres` database must be reachable.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+}
+
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        db: DbConfig {
+            database_url: database_url.to_owned(),
+            db_pool_size: 4,
+            db_pool_timeout_ms: 1_000,
+            db_statement_timeout_ms: 5_000,
+        },
+        bind: "127.0.0.1:0".parse().unwrap(),
+        auth: AuthConfig {
+            token_secret: Some("test-secret".to_owned()),
+            token_ttl_secs: 3600,
+            hash_concurrency: Some(2),
+            hash_queue_timeout_ms: 5_000,
+            // Cheap parameters keep the suite fast; production defaults are exercised by `bench`.
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+        },
+        request_timeout_ms: 10_000,
+        body_limit_bytes: 64 * 1024,
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A unique database URL on the test server.
+pub fn fresh_database_url() -> String {
+    let name = format!("socialnet_test_{}", uuid::Uuid::new_v4().simple());
+    let base = server_url();
+    let (without_query, query) = base
+        .split_once('?')
+        .map_or((base.as_str(), ""), |(a, b)| (a, b));
+    let cut = without_query.rfind('/').expect("URL has a path");
+    let mut url = format!("{}/{}", &without_query[..cut], name);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let database_url = fresh_database_url();
+    let mut config = test_config(&database_url);
+    customise(&mut config);
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        database_url,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let url = self.database_url.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            if let Err(e) = runtime.block_on(socialnet::db::drop_database(&url)) {
+                eprintln!("could not drop test database: {e:#}");
+            }
+        })
+        .join();
+    }
+}
+
+/// A registration body with sane defaults, to be tweaked per test.
+pub fn registration(first: &str, second: &str) -> Value {
+    json!({
+        "first_name": first,
+        "second_name": second,
+        "birthdate": "1990-05-17",
+        "biography": "чтение, походы",
+        "city": "Москва",
+        "password": "correct horse battery",
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, body: &Value) -> Response {
+        self.post_json("/user/register", body).await
+    }
+
+    /// Registers a user with the default password and returns its id.
+    pub async fn register_user(&self, first: &str, second: &str) -> String {
+        let response = self.register(&registration(first, second)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["user_id"]
+            .as_str()
+            .expect("user_id is a string")
+            .to_owned()
+    }
+
+    pub async fn login(&self, id: &str, password: &str) -> Response {
+        self.post_json("/login", &json!({"id": id, "password": password}))
+            .await
+    }
+}
+
+/// Asserts the contract's error shape and status, returning the message.
+pub async fn assert_error(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id echoed")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["code"], json!(status.as_u16()));
+    assert_eq!(body["request_id"], json!(header_id));
+    let message = body["message"].as_str().expect("message is a string");
+    assert!(!message.is_empty());
+    message.to_owned()
+}

@@ -1,0 +1,119 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, spawn_app};
+
+async fn search(app: &crate::helpers::TestApp, query: &str) -> Vec<Value> {
+    let response = app.get(&format!("/user/search?{query}")).await;
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    response.json().await.unwrap()
+}
+
+fn names(users: &[Value]) -> Vec<String> {
+    users
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {}",
+                u["first_name"].as_str().unwrap(),
+                u["second_name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn search_matches_case_insensitive_prefixes_of_both_names_ordered_by_id() {
+    let app = spawn_app().await;
+    for (first, second) in [
+        ("Анна", "Иванова"),
+        ("Андрей", "Ивлев"),
+        ("анастасия", "ИВАНОВА"),
+        ("Анна", "Петрова"),
+        ("Борис", "Иванов"),
+        ("Ann", "Ivanova"),
+    ] {
+        app.register_user(first, second).await;
+    }
+    let found = search(&app, "first_name=ан&last_name=ИВ").await;
+    assert_eq!(
+        names(&found),
+        ["Анна Иванова", "Андрей Ивлев", "анастасия ИВАНОВА"]
+    );
+    let ids: Vec<i64> = found
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ordered by id: {ids:?}"
+    );
+
+    assert_eq!(
+        names(&search(&app, "first_name=Анна&last_name=Иванова").await),
+        ["Анна Иванова"]
+    );
+    assert_eq!(
+        names(&search(&app, "first_name=ann&last_name=iv").await),
+        ["Ann Ivanova"]
+    );
+    assert!(search(&app, "first_name=Анны&last_name=Ив")
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn limit_and_offset_page_through_results() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        app.register_user(&format!("Mark{i}"), "Twain").await;
+    }
+    let all = search(&app, "first_name=mark&last_name=tw").await;
+    assert_eq!(all.len(), 5);
+    let page = search(&app, "first_name=mark&last_name=tw&limit=2&offset=2").await;
+    assert_eq!(page, all[2..4].to_vec());
+    assert!(search(&app, "first_name=mark&last_name=tw&offset=5")
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn like_wildcards_in_a_prefix_are_plain_characters() {
+    let app = spawn_app().await;
+    app.register_user("Anna", "Smith").await;
+    app.register_user("%Odd", "_Name").await;
+    assert!(search(&app, "first_name=%25&last_name=%25")
+        .await
+        .is_empty());
+    assert!(search(&app, "first_name=_&last_name=_").await.is_empty());
+    assert_eq!(
+        names(&search(&app, "first_name=%25&last_name=_").await),
+        ["%Odd _Name"]
+    );
+}
+
+#[tokio::test]
+async fn missing_or_invalid_parameters_are_a_400() {
+    let app = spawn_app().await;
+    for query in [
+        "",
+        "first_name=an",
+        "last_name=iv",
+        "first_name=&last_name=iv",
+        "first_name=an&last_name=%20",
+        "first_name=an&last_name=iv&limit=0",
+        "first_name=an&last_name=iv&limit=1001",
+        "first_name=an&last_name=iv&limit=ten",
+        "first_name=an&last_name=iv&offset=-1",
+        "first_name=an&last_name=iv&offset=9999&limit=100",
+    ] {
+        let response = app.get(&format!("/user/search?{query}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_error(response, StatusCode::BAD_REQUEST).await;
+    }
+    let long = "я".repeat(101);
+    let response = app
+        .get(&format!("/user/search?first_name={long}&last_name=x"))
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST).await;
+}
