@@ -21,7 +21,7 @@ pub struct Application {
 impl Application {
     /// Creates the database if needed, applies migrations, binds the listener (port 0 picks one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        db::ensure_database(&config.db.database_url).await?;
+        db::wait_and_ensure_database(&config.db.database_url, config.db.startup_wait()).await?;
         let pool = db::build_pool(&config.db)?;
         db::migrate(&pool).await?;
         let state = AppState {

@@ -59,7 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(db_config) => {
             telemetry::init(LogFormat::Text);
-            db::ensure_database(&db_config.database_url).await?;
+            db::wait_and_ensure_database(&db_config.database_url, db_config.startup_wait()).await?;
             let pool = db::build_pool(&db_config)?;
             let applied = db::migrate(&pool).await?;
             println!(
@@ -87,7 +87,7 @@ async fn create_superuser(args: SuperuserArgs) -> anyhow::Result<users::UserId> 
         city: String::new(),
     };
     let password = Password::parse(args.password)?;
-    db::ensure_database(&args.db.database_url).await?;
+    db::wait_and_ensure_database(&args.db.database_url, args.db.startup_wait()).await?;
     let pool = db::build_pool(&args.db)?;
     db::migrate(&pool).await?;
     let hash = app::password_hasher(&args.auth)?

@@ -59,6 +59,11 @@ pub struct DbConfig {
     /// Server-side limit on a single statement (PostgreSQL `statement_timeout`).
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub db_statement_timeout_ms: u64,
+
+    /// How long start-up keeps retrying while the database is not reachable yet (e.g. a container
+    /// that is still starting); 0 fails at once.
+    #[arg(long, env = "DB_STARTUP_WAIT_SECS", default_value_t = 30)]
+    pub db_startup_wait_secs: u64,
 }
 
 /// Tokens and password hashing.
@@ -92,6 +97,10 @@ pub struct AuthConfig {
 }
 
 impl DbConfig {
+    pub fn startup_wait(&self) -> Duration {
+        Duration::from_secs(self.db_startup_wait_secs)
+    }
+
     pub fn pool_timeout(&self) -> Duration {
         Duration::from_millis(self.db_pool_timeout_ms)
     }

@@ -50,6 +50,24 @@ pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// Waits until the server answers (for at most `wait`), then creates the application database if
+/// needed. Start-up calls this so that a server and its database can be started together.
+pub async fn wait_and_ensure_database(database_url: &str, wait: Duration) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ensure_database(database_url).await {
+            Ok(created) => return Ok(created),
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "database not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Creates the database named in `database_url` if it does not exist yet, by connecting to the
 /// server's `postgres` maintenance database. Returns whether it was created.
 pub async fn ensure_database(database_url: &str) -> anyhow::Result<bool> {

@@ -103,6 +103,7 @@ mod tests {
                 db_pool_size: 1,
                 db_pool_timeout_ms: 100,
                 db_statement_timeout_ms: 100,
+                db_startup_wait_secs: 0,
             },
             bind: "127.0.0.1:0".parse().unwrap(),
             auth: crate::config::AuthConfig {
