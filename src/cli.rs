@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Application};
 use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
+use crate::lab::fake::{fake_users, FakeUsersArgs};
 use crate::users::{self, Birthdate, NewUser, Password, PersonName};
 use crate::{db, telemetry};
 
@@ -30,6 +31,36 @@ pub enum Command {
     Migrate(DbConfig),
     /// Create an administrator account (applying migrations first) and print its id.
     CreateSuperuser(SuperuserArgs),
+    /// Generate realistic lab data.
+    #[command(subcommand)]
+    Fake(FakeCommand),
+    /// Drop, create or inspect the user search index (to measure search with and without it).
+    SearchIndex(SearchIndexArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FakeCommand {
+    /// Append users with realistic names (Russian in Cyrillic, English in Latin), birthdates,
+    /// cities and biographies. Every generated user's password is `socialnet-lab`.
+    Users(FakeUsersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchIndexArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[arg(value_enum)]
+    pub action: SearchIndexAction,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SearchIndexAction {
+    /// Drop `users_name_search_idx`: search falls back to a sequential scan.
+    Drop,
+    /// Build it (again).
+    Create,
+    /// Say whether it exists.
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +97,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "migrations up to date ({} applied now, {} known)",
                 applied.len(),
                 db::MIGRATIONS.len()
+            );
+            Ok(())
+        }
+        Command::Fake(FakeCommand::Users(args)) => {
+            telemetry::init(LogFormat::Text);
+            let report = fake_users(&args).await?;
+            println!(
+                "{} users in {:.1}s (load {:.1}s + index {:.1}s): {:.0} rows/s; seed {}",
+                report.rows,
+                (report.load + report.index).as_secs_f64(),
+                report.load.as_secs_f64(),
+                report.index.as_secs_f64(),
+                report.rows_per_sec(),
+                report.seed
+            );
+            Ok(())
+        }
+        Command::SearchIndex(args) => {
+            telemetry::init(LogFormat::Text);
+            let mut db_config = args.db.clone();
+            db_config.db_statement_timeout_ms = 0;
+            let pool = db::build_pool(&db_config)?;
+            let client = pool.get().await.context("connecting to the database")?;
+            let started = std::time::Instant::now();
+            match args.action {
+                SearchIndexAction::Drop => users::sql::drop_search_index(&client).await?,
+                SearchIndexAction::Create => {
+                    users::sql::create_search_index(&client).await?;
+                    client.batch_execute("analyze users").await?;
+                }
+                SearchIndexAction::Status => {}
+            }
+            let exists = users::sql::search_index_exists(&client).await?;
+            println!(
+                "users_name_search_idx: {} ({} ms)",
+                if exists { "present" } else { "absent" },
+                started.elapsed().as_millis()
             );
             Ok(())
         }

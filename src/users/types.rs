@@ -88,6 +88,11 @@ impl PersonName {
 pub struct NamePrefix(String);
 
 impl NamePrefix {
+    /// Length in characters.
+    pub fn chars(&self) -> usize {
+        self.0.chars().count()
+    }
+
     pub fn parse(field: &str, raw: Option<&str>) -> Result<Self, ApiError> {
         let raw = raw.ok_or_else(|| ApiError::bad_request(format!("{field} is required")))?;
         let value = raw.trim();

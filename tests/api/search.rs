@@ -117,3 +117,56 @@ async fn missing_or_invalid_parameters_are_a_400() {
         .await;
     assert_error(response, StatusCode::BAD_REQUEST).await;
 }
+
+#[tokio::test]
+async fn one_letter_prefixes_take_the_range_path_and_still_match() {
+    let app = spawn_app().await;
+    for (first, second) in [
+        ("Анна", "Иванова"),
+        ("Андрей", "Смирнов"),
+        ("Ян", "Ли"),
+        ("Борис", "Ивлев"),
+    ] {
+        app.register_user(first, second).await;
+    }
+    assert_eq!(
+        names(&search(&app, "first_name=а&last_name=и").await),
+        ["Анна Иванова"]
+    );
+    assert_eq!(
+        names(&search(&app, "first_name=А&last_name=Смир").await),
+        ["Андрей Смирнов"]
+    );
+    assert_eq!(
+        names(&search(&app, "first_name=ян&last_name=л").await),
+        ["Ян Ли"]
+    );
+    assert_eq!(
+        names(&search(&app, "first_name=я&last_name=ли").await),
+        ["Ян Ли"]
+    );
+}
+
+#[tokio::test]
+async fn the_search_index_can_be_dropped_and_rebuilt_as_the_migration_made_it() {
+    use socialnet::users::sql::{create_search_index, drop_search_index, search_index_exists};
+
+    let app = spawn_app().await;
+    app.register_user("Анна", "Иванова").await;
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let definition = "select indexdef from pg_indexes where indexname = 'users_name_search_idx'";
+    let from_migration: String = client.query_one(definition, &[]).await.unwrap().get(0);
+
+    drop_search_index(&client).await.unwrap();
+    assert!(!search_index_exists(&client).await.unwrap());
+    assert_eq!(
+        names(&search(&app, "first_name=ан&last_name=ив").await),
+        ["Анна Иванова"]
+    );
+
+    create_search_index(&client).await.unwrap();
+    let rebuilt: String = client.query_one(definition, &[]).await.unwrap().get(0);
+    assert_eq!(rebuilt, from_migration);
+}

@@ -1,0 +1,125 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+use socialnet::config::DbConfig;
+use socialnet::lab::fake::{fake_users, FakeUsersArgs, LAB_PASSWORD};
+
+use crate::helpers::spawn_app;
+
+fn args(database_url: &str, count: u64, seed: u64) -> FakeUsersArgs {
+    FakeUsersArgs {
+        db: DbConfig {
+            database_url: database_url.to_owned(),
+            db_pool_size: 2,
+            db_pool_timeout_ms: 5_000,
+            db_statement_timeout_ms: 0,
+            db_startup_wait_secs: 0,
+        },
+        count,
+        seed: Some(seed),
+        cyrillic_share: 0.7,
+        batch_size: 700,
+        keep_index: false,
+    }
+}
+
+#[tokio::test]
+async fn fake_users_appends_realistic_users_who_can_log_in() {
+    let app = spawn_app().await;
+    let report = fake_users(&args(&app.database_url, 3_000, 7))
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 3_000);
+    assert_eq!(report.seed, 7);
+
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "select count(*),
+                    count(*) filter (where first_name ~ '[А-Яа-яЁё]'),
+                    count(distinct first_name),
+                    min(birthdate), max(birthdate),
+                    count(*) filter (where biography = '' or city = '')
+             from users",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (total, cyrillic, distinct_first): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(total, 3_000);
+    let share = cyrillic as f64 / total as f64;
+    assert!((0.65..=0.75).contains(&share), "cyrillic share {share}");
+    assert!(
+        distinct_first > 100,
+        "only {distinct_first} distinct first names"
+    );
+    let (oldest, youngest): (chrono::NaiveDate, chrono::NaiveDate) = (row.get(3), row.get(4));
+    let today = chrono::Utc::now().date_naive();
+    assert!((today - youngest).num_days() >= 16 * 365);
+    assert!((today - oldest).num_days() <= 80 * 365);
+    assert_eq!(
+        row.get::<_, i64>(5),
+        0,
+        "every user has a biography and a city"
+    );
+
+    // Frequencies are skewed: the most common first name is far above the average share.
+    let top: i64 = client
+        .query_one(
+            "select count(*) from users group by first_name order by count(*) desc limit 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        top as f64 > 3.0 * total as f64 / distinct_first as f64,
+        "top name only {top}"
+    );
+
+    // Russian women carry the feminine surname form.
+    let feminine: i64 = client
+        .query_one(
+            "select count(*) from users where first_name in ('Анна', 'Мария', 'Елена') and second_name ~ '(ов|ев|ин)$'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(feminine, 0);
+
+    // The search index was rebuilt after the load, and a generated user logs in.
+    assert!(socialnet::users::sql::search_index_exists(&client)
+        .await
+        .unwrap());
+    let id: i64 = client
+        .query_one("select min(id) from users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let response = app.login(&id.to_string(), LAB_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.json::<Value>().await.unwrap()["token"].is_string());
+}
+
+#[tokio::test]
+async fn the_same_seed_generates_the_same_users() {
+    let app = spawn_app().await;
+    fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
+    fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let differing: i64 = client
+        .query_one(
+            "select count(*) from users a join users b on b.id = a.id + 200
+             where a.id <= 200 and (a.first_name, a.second_name, a.birthdate, a.city, a.biography)
+                               is distinct from (b.first_name, b.second_name, b.birthdate, b.city, b.biography)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(differing, 0);
+}
