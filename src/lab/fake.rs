@@ -211,7 +211,8 @@ pub async fn fake_users(args: &FakeUsersArgs) -> anyhow::Result<FakeUsersReport>
         eprintln!("building the search index…");
         create_search_index(&client).await?;
     }
-    client.batch_execute("analyze users").await?;
+    // Vacuum too: it marks the new pages all-visible, which index-only scans (search) rely on.
+    client.batch_execute("vacuum (analyze) users").await?;
     Ok(FakeUsersReport {
         rows,
         seed,

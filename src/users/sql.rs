@@ -78,11 +78,11 @@ pub async fn password_hash(
 
 /// Users whose lower-cased first and second names start with the given prefixes, by id.
 ///
-/// `users_name_search_idx` is keyed by each name's first two lower-cased characters, then id.
-/// When both prefixes have two or more characters, the heads are equalities: the index yields
-/// candidates already in id order, `starts_with` checks the whole prefix on the included names
-/// (index-only), and the walk stops after `offset + limit` matches. Shorter prefixes become a
-/// range of heads and a sort. Only the page's ids are looked up in the table afterwards.
+/// `users_name_search_idx` is keyed by each name's first two lower-cased characters, then id, and
+/// includes every returned column. When both prefixes have two or more characters, the heads are
+/// equalities: the index yields candidates already in id order, `starts_with` checks the whole
+/// prefix, and the walk stops after `offset + limit` matches, all without touching the table
+/// (index-only scan). Shorter prefixes become a range of heads and a sort.
 /// Prefixes are parameters, never patterns: `%` and `_` are plain characters here.
 #[tracing::instrument(name = "sql.search_users", skip(db))]
 pub async fn search_users(
@@ -103,17 +103,13 @@ pub async fn search_users(
     };
     let statement = db
         .prepare_cached(&format!(
-            "with page as (
-                 select id from users
-                 where {heads}
-                   and starts_with(lower(first_name), lower($1))
-                   and starts_with(lower(second_name), lower($2))
-                 order by id
-                 limit $3 offset $4
-             )
-             select {USER_COLUMNS}
-             from page join users using (id)
-             order by id"
+            "select {USER_COLUMNS}
+             from users
+             where {heads}
+               and starts_with(lower(first_name), lower($1))
+               and starts_with(lower(second_name), lower($2))
+             order by id
+             limit $3 offset $4"
         ))
         .await?;
     let rows = db
@@ -131,7 +127,7 @@ pub const SEARCH_INDEX_DDL: &str = "create index if not exists users_name_search
     (left(lower(first_name), 2) collate \"C\"),
     (left(lower(second_name), 2) collate \"C\"),
     id
-) include (first_name, second_name)";
+) include (first_name, second_name, birthdate, biography, city)";
 
 #[tracing::instrument(name = "sql.drop_search_index", skip_all)]
 pub async fn drop_search_index(db: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
