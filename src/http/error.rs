@@ -1,8 +1,6 @@
 //! The one error type of the API and the middleware that renders every error in the contract's shape.
 
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -34,7 +32,7 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-/// The message and status an error response carries until [`render_errors`] writes its body,
+/// The message an error response carries until [`render_error_body`] writes its body,
 /// which needs the request id that only the middleware knows.
 #[derive(Debug, Clone)]
 pub struct ErrorMessage(pub String);
@@ -126,15 +124,10 @@ pub struct ErrorBody {
     pub code: u16,
 }
 
-/// Gives every 4xx/5xx response the contract's JSON body, whoever produced it: [`ApiError`]s, the
+/// Gives an error response the contract's JSON body, whoever produced it: [`ApiError`]s, the
 /// router's 404/405, body-limit rejections, the panic catcher. 503s get a `Retry-After` header.
-pub async fn render_errors(request: Request, next: Next) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
-    let response = next.run(request).await;
+/// Other responses pass through untouched.
+pub fn render_error_body(response: Response, request_id: &RequestId) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -150,7 +143,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     let body = ErrorBody {
         message,
-        request_id,
+        request_id: request_id.0.clone(),
         code: status.as_u16(),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
