@@ -36,7 +36,7 @@ for line in sys.stdin:
     f, s = line.rstrip("\n").split("\t")
     print("first_name=" + u.quote(f) + "&last_name=" + u.quote(s))' > "$out/pairs.txt"
 
-TOKEN_SECRET=bench RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url DB_POOL_SIZE=${POOL:-16} \
+env TOKEN_SECRET=bench RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url ${POOL:+DB_POOL_SIZE=$POOL} \
   $bin serve > "$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -38,7 +38,7 @@ pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
         },
     );
     let pool = Pool::builder(manager)
-        .max_size(config.db_pool_size.max(1))
+        .max_size(config.pool_size())
         .runtime(Runtime::Tokio1)
         .timeouts(Timeouts {
             wait: Some(config.pool_timeout()),

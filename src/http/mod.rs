@@ -134,7 +134,7 @@ mod tests {
         let config = Config {
             db: crate::config::DbConfig {
                 database_url: "postgres://nobody@127.0.0.1:1/none".into(),
-                db_pool_size: 1,
+                db_pool_size: Some(1),
                 db_pool_timeout_ms: 100,
                 db_statement_timeout_ms: 100,
                 db_startup_wait_secs: 0,

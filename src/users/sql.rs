@@ -82,7 +82,8 @@ pub async fn password_hash(
 /// includes every returned column. When both prefixes have two or more characters, the heads are
 /// equalities: the index yields candidates already in id order, `starts_with` checks the whole
 /// prefix, and the walk stops after `offset + limit` matches, all without touching the table
-/// (index-only scan). Shorter prefixes become a range of heads and a sort.
+/// (index-only scan). Shorter prefixes become a range of heads and a sort. A prefix of at most two
+/// characters is fully decided by its head, so its `starts_with` test is left out.
 /// Prefixes are parameters, never patterns: `%` and `_` are plain characters here.
 #[tracing::instrument(name = "sql.search_users", skip(db))]
 pub async fn search_users(
@@ -92,6 +93,21 @@ pub async fn search_users(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<User>, ApiError> {
+    let statement = db
+        .prepare_cached(&search_sql(first_name, second_name))
+        .await?;
+    let rows = db
+        .query(
+            &statement,
+            &[&first_name.as_str(), &second_name.as_str(), &limit, &offset],
+        )
+        .await?;
+    Ok(rows.iter().map(user_from_row).collect())
+}
+
+/// The search statement for these prefix lengths: one of a handful of texts, each prepared once
+/// per connection.
+fn search_sql(first_name: &NamePrefix, second_name: &NamePrefix) -> String {
     let heads = if first_name.chars() >= 2 && second_name.chars() >= 2 {
         "left(lower(first_name), 2) collate \"C\" = left(lower($1), 2)
          and left(lower(second_name), 2) collate \"C\" = left(lower($2), 2)"
@@ -101,24 +117,23 @@ pub async fn search_users(
          and left(lower(second_name), 2) collate \"C\" >= left(lower($2), 2)
          and left(lower(second_name), 2) collate \"C\" < left(lower($2), 2) || chr(1114111)"
     };
-    let statement = db
-        .prepare_cached(&format!(
-            "select {USER_COLUMNS}
-             from users
-             where {heads}
-               and starts_with(lower(first_name), lower($1))
-               and starts_with(lower(second_name), lower($2))
-             order by id
-             limit $3 offset $4"
-        ))
-        .await?;
-    let rows = db
-        .query(
-            &statement,
-            &[&first_name.as_str(), &second_name.as_str(), &limit, &offset],
-        )
-        .await?;
-    Ok(rows.iter().map(user_from_row).collect())
+    let first_rest = if first_name.chars() > 2 {
+        "and starts_with(lower(first_name), lower($1))"
+    } else {
+        ""
+    };
+    let second_rest = if second_name.chars() > 2 {
+        "and starts_with(lower(second_name), lower($2))"
+    } else {
+        ""
+    };
+    format!(
+        "select {USER_COLUMNS}
+         from users
+         where {heads} {first_rest} {second_rest}
+         order by id
+         limit $3 offset $4"
+    )
 }
 
 /// The search index, as migration 0001 creates it. The lab drops and rebuilds it (bulk loads,

@@ -9,7 +9,7 @@ fn args(database_url: &str, count: u64, seed: u64) -> FakeUsersArgs {
     FakeUsersArgs {
         db: DbConfig {
             database_url: database_url.to_owned(),
-            db_pool_size: 2,
+            db_pool_size: Some(2),
             db_pool_timeout_ms: 5_000,
             db_statement_timeout_ms: 0,
             db_startup_wait_secs: 0,

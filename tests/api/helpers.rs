@@ -22,7 +22,7 @@ pub fn test_config(database_url: &str) -> Config {
     Config {
         db: DbConfig {
             database_url: database_url.to_owned(),
-            db_pool_size: 4,
+            db_pool_size: Some(4),
             db_pool_timeout_ms: 1_000,
             db_statement_timeout_ms: 5_000,
             db_startup_wait_secs: 0,
