@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Application};
 use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
+use crate::lab::bench::{self, BenchCompareArgs, BenchRunArgs};
 use crate::lab::fake::{fake_users, FakeUsersArgs};
 use crate::users::{self, Birthdate, NewUser, Password, PersonName};
 use crate::{db, telemetry};
@@ -34,6 +35,9 @@ pub enum Command {
     /// Generate realistic lab data.
     #[command(subcommand)]
     Fake(FakeCommand),
+    /// Load a running server and measure it; compare two runs.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Drop, create or inspect the user search index (to measure search with and without it).
     SearchIndex(SearchIndexArgs),
 }
@@ -43,6 +47,14 @@ pub enum FakeCommand {
     /// Append users with realistic names (Russian in Cyrillic, English in Latin), birthdates,
     /// cities and biographies. Every generated user's password is `socialnet-lab`.
     Users(FakeUsersArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sweep connection counts for each scenario; write result.json, report.md and SVG plots.
+    Run(BenchRunArgs),
+    /// Draw two runs on the same axes with the ratio per step (B / A).
+    Compare(BenchCompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +124,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.rows_per_sec(),
                 report.seed
             );
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Run(args)) => {
+            telemetry::init(LogFormat::Text);
+            let (_, dir) = bench::run(&args).await?;
+            println!("{}", dir.join("report.md").display());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Compare(args)) => {
+            let (markdown, dir) = bench::compare(&args)?;
+            println!("{markdown}");
+            eprintln!("written to {}", dir.display());
             Ok(())
         }
         Command::SearchIndex(args) => {

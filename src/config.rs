@@ -48,9 +48,8 @@ pub struct DbConfig {
     )]
     pub database_url: String,
 
-    /// Most connections the pool keeps open. Defaults to twice the number of CPUs: on a 2-core
-    /// machine 4 connections served more requests, with a lower p99, than 8 or 16
-    /// (docs/benchmarks/users.md).
+    /// Most connections the pool keeps open. Defaults to twice the number of CPUs, the usual rule
+    /// for a database on the same machine; see docs/benchmarks/users.md for 4 against 16.
     #[arg(long, env = "DB_POOL_SIZE")]
     pub db_pool_size: Option<usize>,
 

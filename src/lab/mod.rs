@@ -1,4 +1,5 @@
-//! Lab tools: the data generator (`socialnet fake`) and, later, the load benchmark.
+//! Lab tools: the data generator (`socialnet fake`) and the load benchmark (`socialnet bench`).
 
+pub mod bench;
 pub mod fake;
 pub mod names;

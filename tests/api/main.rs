@@ -1,5 +1,6 @@
 //! One integration-test binary: every test spawns the real server on its own fresh database.
 
+mod bench;
 mod fake;
 mod helpers;
 mod http_shell;

@@ -1,0 +1,250 @@
+//! `socialnet bench`: loads a running server with one scenario at a time over a sweep of
+//! connection counts, and writes JSON, a Markdown table and SVG plots; `compare` sets two runs
+//! side by side with their ratios.
+
+mod load;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::DbConfig;
+use crate::db;
+use load::StepPlan;
+pub use report::{RunResult, ScenarioResult, StepResult};
+pub use scenario::Scenario;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchRunArgs {
+    /// The server to load. Only loopback addresses are accepted.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Scenarios to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "user-get,user-search")]
+    pub scenarios: Vec<Scenario>,
+    /// Connection counts of the sweep.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    pub connections: Vec<usize>,
+    /// Seconds of load before each step's measurement starts.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_secs: f64,
+    /// Seconds measured per step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
+    /// Open loop: send this many requests per second in total, on a fixed schedule, and measure
+    /// latency from each request's scheduled time. Without it, each connection sends its next
+    /// request as soon as the previous one is answered (closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Pid of the server, to report its CPU per request.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Folder under which the run's folder is created.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Name of the run (default: the scenarios); used in plots and comparisons.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The server's database, from which ids and name prefixes are sampled.
+    #[command(flatten)]
+    pub db: DbConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchCompareArgs {
+    /// The baseline run (its folder or its result.json).
+    pub a: PathBuf,
+    /// The run compared with it.
+    pub b: PathBuf,
+    /// Where compare.md and the plots go (default: a `compare-…` folder beside B).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs the whole sweep and writes its files; returns the result and its folder.
+pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
+    anyhow::ensure!(!args.scenarios.is_empty(), "no scenario given");
+    anyhow::ensure!(
+        !args.connections.is_empty() && args.connections.iter().all(|&c| c > 0),
+        "connection counts must be positive"
+    );
+    anyhow::ensure!(args.duration_secs > 0.0, "--duration-secs must be positive");
+    let (address, host) = loopback_target(&args.url).await?;
+    let pool = db::build_pool(&args.db)?;
+    let client = pool
+        .get()
+        .await
+        .context("connecting to the database to sample request data")?;
+
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.scenarios
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join("+")
+    });
+    let started_at = chrono::Utc::now();
+    let mut result = RunResult {
+        name: name.clone(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        target: args.url.clone(),
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .to_owned(),
+        rate: args.rate,
+        warmup_secs: args.warmup_secs,
+        duration_secs: args.duration_secs,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        scenarios: Vec::new(),
+    };
+    let mut plan = StepPlan {
+        address,
+        host,
+        connections: 1,
+        warmup: Duration::from_secs_f64(args.warmup_secs.max(0.0)),
+        duration: Duration::from_secs_f64(args.duration_secs),
+        rate: args.rate,
+    };
+    load::probe(&plan).await?;
+    for &scenario in &args.scenarios {
+        let workload = Arc::new(scenario::Workload::load(scenario, &client).await?);
+        let mut steps = Vec::new();
+        for &connections in &args.connections {
+            plan.connections = connections;
+            let own_before = cpu_seconds(None);
+            let server_before = args.server_pid.and_then(|pid| cpu_seconds(Some(pid)));
+            let (tally, measured) = load::run_step(&plan, workload.clone()).await;
+            let own = cpu_seconds(None).zip(own_before).map(|(a, b)| a - b);
+            let server = args
+                .server_pid
+                .and_then(|pid| cpu_seconds(Some(pid)))
+                .zip(server_before)
+                .map(|(a, b)| a - b);
+            // CPU is read over warm-up and measurement alike; scale it to the measured share.
+            let share = measured.as_secs_f64() / (measured + plan.warmup).as_secs_f64();
+            let step = StepResult::from_tally(
+                connections,
+                &tally,
+                measured.as_secs_f64(),
+                own.unwrap_or(0.0) * share,
+                server.map(|s| s * share),
+            );
+            eprintln!(
+                "{scenario} c={connections}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, failed {}",
+                step.throughput_rps, step.latency_ms.p50, step.latency_ms.p99, step.failed
+            );
+            steps.push(step);
+        }
+        result.scenarios.push(ScenarioResult {
+            scenario: scenario.name().to_owned(),
+            steps,
+        });
+    }
+    let dir = args.out.join(format!(
+        "{}-{}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        sanitize(&name)
+    ));
+    result.write(&dir)?;
+    Ok((result, dir))
+}
+
+/// Compares two runs; returns the Markdown and the folder it was written to.
+pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<(String, PathBuf)> {
+    let a = RunResult::read(&args.a)?;
+    let b = RunResult::read(&args.b)?;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let b_dir = if args.b.is_dir() {
+            args.b.clone()
+        } else {
+            args.b.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        b_dir.join(format!("compare-{}", sanitize(&a.name)))
+    });
+    let md = report::compare(&a, &b, &dir)?;
+    Ok((md, dir))
+}
+
+/// Resolves `http://host:port` and refuses anything but a loopback address: load is only ever
+/// sent to this machine.
+async fn loopback_target(url: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("--url must start with http://"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let address = tokio::net::lookup_host(&with_port)
+        .await
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{authority} resolves to nothing"))?;
+    anyhow::ensure!(
+        address.ip().is_loopback(),
+        "refusing to load {address}: socialnet bench only sends traffic to loopback addresses"
+    );
+    Ok((address, authority.to_owned()))
+}
+
+/// User plus system CPU seconds of a process (`None`: this one), from `/proc`.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports in clock ticks of 1/100 s on every mainstream configuration.
+    Some((utime + stime) / 100.0)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '+' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_loopback_targets_are_accepted() {
+        assert!(loopback_target("http://127.0.0.1:8000").await.is_ok());
+        assert!(loopback_target("http://localhost:8000/x").await.is_ok());
+        assert!(loopback_target("http://10.1.2.3:80").await.is_err());
+        assert!(loopback_target("https://127.0.0.1").await.is_err());
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        assert!(cpu_seconds(None).is_some());
+    }
+}

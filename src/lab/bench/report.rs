@@ -1,0 +1,271 @@
+//! Benchmark results: the JSON a run writes, its Markdown table, and `compare`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::load::Tally;
+use super::plot::{line_chart, Series};
+
+/// One run: every scenario, every step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub name: String,
+    pub started_at: String,
+    pub target: String,
+    /// `closed` or `open`.
+    pub mode: String,
+    /// Open loop: requests per second asked for, across all connections.
+    pub rate: Option<f64>,
+    pub warmup_secs: f64,
+    pub duration_secs: f64,
+    pub cpus: usize,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub steps: Vec<StepResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepResult {
+    pub connections: usize,
+    pub requests: u64,
+    pub seconds: f64,
+    pub throughput_rps: f64,
+    pub latency_ms: Percentiles,
+    /// Responses by HTTP status.
+    pub statuses: BTreeMap<String, u64>,
+    /// Requests that got no HTTP response, by kind (connect, send, body, …).
+    pub errors: BTreeMap<String, u64>,
+    /// Responses that were not 2xx, plus transport errors.
+    pub failed: u64,
+    /// CPU the generator itself spent per request, in microseconds.
+    pub generator_cpu_us_per_request: f64,
+    /// CPU the server process spent per request, when its pid was given.
+    pub server_cpu_us_per_request: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl StepResult {
+    pub fn from_tally(
+        connections: usize,
+        tally: &Tally,
+        seconds: f64,
+        generator_cpu_secs: f64,
+        server_cpu_secs: Option<f64>,
+    ) -> Self {
+        let h = &tally.latency_us;
+        let ms = |us: u64| us as f64 / 1000.0;
+        let requests = tally.requests();
+        let failed = tally
+            .statuses
+            .iter()
+            .filter(|(status, _)| !(200..300).contains(*status))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            + tally.errors.values().sum::<u64>();
+        let per_request = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+        StepResult {
+            connections,
+            requests,
+            seconds,
+            throughput_rps: requests as f64 / seconds.max(1e-9),
+            latency_ms: Percentiles {
+                p50: ms(h.value_at_quantile(0.50)),
+                p90: ms(h.value_at_quantile(0.90)),
+                p99: ms(h.value_at_quantile(0.99)),
+                p999: ms(h.value_at_quantile(0.999)),
+                max: ms(h.max()),
+                mean: h.mean() / 1000.0,
+            },
+            statuses: tally
+                .statuses
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
+            errors: tally.errors.clone(),
+            failed,
+            generator_cpu_us_per_request: per_request(generator_cpu_secs),
+            server_cpu_us_per_request: server_cpu_secs.map(per_request),
+        }
+    }
+}
+
+impl RunResult {
+    /// Writes `result.json`, `report.md`, and two SVG plots per scenario into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(self)?)?;
+        let mut md = format!(
+            "# {}\n\n{} against {} on {} CPUs, {} loop{}, {:.0} s warm-up + {:.0} s per step.\n",
+            self.name,
+            self.started_at,
+            self.target,
+            self.cpus,
+            self.mode,
+            self.rate
+                .map(|r| format!(" at {r:.0} requests/s"))
+                .unwrap_or_default(),
+            self.warmup_secs,
+            self.duration_secs
+        );
+        for scenario in &self.scenarios {
+            let stem = &scenario.scenario;
+            let _ = write!(
+                md,
+                "\n## {stem}\n\n![throughput]({stem}-throughput.svg) ![latency]({stem}-latency.svg)\n\n\
+                 | connections | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | generator µs/req | server µs/req |\n\
+                 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+            );
+            for s in &scenario.steps {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {} |",
+                    s.connections,
+                    s.throughput_rps,
+                    s.latency_ms.p50,
+                    s.latency_ms.p90,
+                    s.latency_ms.p99,
+                    s.latency_ms.p999,
+                    s.latency_ms.max,
+                    s.failed,
+                    s.generator_cpu_us_per_request,
+                    s.server_cpu_us_per_request
+                        .map(|v| format!("{v:.1}"))
+                        .unwrap_or_else(|| "–".into())
+                );
+            }
+            std::fs::write(
+                dir.join(format!("{stem}-throughput.svg")),
+                throughput_chart(&format!("{stem}: throughput"), &[(&self.name, scenario)]),
+            )?;
+            std::fs::write(
+                dir.join(format!("{stem}-latency.svg")),
+                latency_chart(&format!("{stem}: latency"), &[(&self.name, scenario)]),
+            )?;
+        }
+        std::fs::write(dir.join("report.md"), md)?;
+        Ok(())
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let path = if path.is_dir() {
+            path.join("result.json")
+        } else {
+            path.to_owned()
+        };
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+fn throughput_chart(title: &str, runs: &[(&str, &ScenarioResult)]) -> String {
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|(name, scenario)| Series {
+            label: name.to_string(),
+            points: scenario
+                .steps
+                .iter()
+                .map(|s| (s.connections as f64, s.throughput_rps))
+                .collect(),
+        })
+        .collect();
+    line_chart(title, "connections", "requests/s", &series)
+}
+
+fn latency_chart(title: &str, runs: &[(&str, &ScenarioResult)]) -> String {
+    let mut series = Vec::new();
+    for (name, scenario) in runs {
+        for (label, pick) in [
+            ("p50", (|p: &Percentiles| p.p50) as fn(&Percentiles) -> f64),
+            ("p99", |p: &Percentiles| p.p99),
+            ("p99.9", |p: &Percentiles| p.p999),
+        ] {
+            series.push(Series {
+                label: if runs.len() > 1 {
+                    format!("{name} {label}")
+                } else {
+                    label.to_owned()
+                },
+                points: scenario
+                    .steps
+                    .iter()
+                    .map(|s| (s.connections as f64, pick(&s.latency_ms)))
+                    .collect(),
+            });
+        }
+    }
+    line_chart(title, "connections", "latency, ms", &series)
+}
+
+/// Draws two runs on the same axes and tabulates the ratio (B / A) per step; writes
+/// `compare.md` and SVGs into `dir` and returns the Markdown.
+pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let mut md = format!(
+        "# {} vs {}\n\nRatios are B / A, with A = {} and B = {}.\n",
+        a.name, b.name, a.name, b.name
+    );
+    let mut common = 0;
+    for sa in &a.scenarios {
+        let Some(sb) = b.scenarios.iter().find(|s| s.scenario == sa.scenario) else {
+            continue;
+        };
+        common += 1;
+        let stem = &sa.scenario;
+        let _ = write!(
+            md,
+            "\n## {stem}\n\n![throughput]({stem}-throughput.svg) ![latency]({stem}-latency.svg)\n\n\
+             | connections | A requests/s | B requests/s | ratio | A p99 ms | B p99 ms | ratio |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n"
+        );
+        for step_a in &sa.steps {
+            let Some(step_b) = sb
+                .steps
+                .iter()
+                .find(|s| s.connections == step_a.connections)
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2} | {:.2}× |",
+                step_a.connections,
+                step_a.throughput_rps,
+                step_b.throughput_rps,
+                step_b.throughput_rps / step_a.throughput_rps.max(1e-9),
+                step_a.latency_ms.p99,
+                step_b.latency_ms.p99,
+                step_b.latency_ms.p99 / step_a.latency_ms.p99.max(1e-9),
+            );
+        }
+        let runs = [(a.name.as_str(), sa), (b.name.as_str(), sb)];
+        std::fs::write(
+            dir.join(format!("{stem}-throughput.svg")),
+            throughput_chart(&format!("{stem}: throughput"), &runs),
+        )?;
+        std::fs::write(
+            dir.join(format!("{stem}-latency.svg")),
+            latency_chart(&format!("{stem}: latency"), &runs),
+        )?;
+    }
+    anyhow::ensure!(common > 0, "the two runs have no scenario in common");
+    std::fs::write(dir.join("compare.md"), &md)?;
+    Ok(md)
+}

@@ -1,0 +1,193 @@
+//! What a benchmark sends: one scenario per kind of operation, fed with real data from the database.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::Context;
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+use crate::lab::fake::{UserFaker, LAB_PASSWORD};
+
+/// One kind of operation to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    UserGet,
+    UserSearch,
+    Login,
+    Register,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::UserGet,
+        Scenario::UserSearch,
+        Scenario::Login,
+        Scenario::Register,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::UserGet => "user-get",
+            Scenario::UserSearch => "user-search",
+            Scenario::Login => "login",
+            Scenario::Register => "register",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {s:?}; known: {}", known.join(", "))
+            })
+    }
+}
+
+/// A request to send: method, path with query, optional JSON body.
+pub struct PlannedRequest {
+    pub post: bool,
+    pub path: String,
+    pub body: Option<Bytes>,
+}
+
+/// The data requests are drawn from, read once before any load is sent.
+pub struct Workload {
+    scenario: Scenario,
+    ids: Vec<i64>,
+    search_queries: Vec<String>,
+}
+
+/// How many distinct ids or prefix pairs are sampled from the database.
+const SAMPLE: i64 = 20_000;
+
+impl Workload {
+    /// Samples ids and prefix pairs of existing users so that requests hit real data.
+    pub async fn load(scenario: Scenario, db: &tokio_postgres::Client) -> anyhow::Result<Self> {
+        let mut workload = Workload {
+            scenario,
+            ids: Vec::new(),
+            search_queries: Vec::new(),
+        };
+        if scenario == Scenario::Register {
+            return Ok(workload);
+        }
+        let row = db
+            .query_one("select min(id), max(id) from users", &[])
+            .await
+            .context("reading user ids (has `socialnet fake users` run?)")?;
+        let (Some(min), Some(max)): (Option<i64>, Option<i64>) = (row.get(0), row.get(1)) else {
+            anyhow::bail!("the users table is empty: run `socialnet fake users` first");
+        };
+        let mut rng = rand::thread_rng();
+        let candidates: Vec<i64> = (0..SAMPLE).map(|_| rng.gen_range(min..=max)).collect();
+        let rows = db
+            .query(
+                "select id, first_name, second_name from users where id = any($1)",
+                &[&candidates],
+            )
+            .await?;
+        anyhow::ensure!(!rows.is_empty(), "no users found to benchmark with");
+        for row in &rows {
+            workload.ids.push(row.get(0));
+            let first: String = row.get(1);
+            let second: String = row.get(2);
+            // Prefixes of two or three characters, as people type them.
+            let first: String = first.chars().take(rng.gen_range(2..=3)).collect();
+            let second: String = second.chars().take(rng.gen_range(2..=3)).collect();
+            workload.search_queries.push(format!(
+                "/user/search?first_name={}&last_name={}",
+                percent_encode(&first),
+                percent_encode(&second)
+            ));
+        }
+        Ok(workload)
+    }
+
+    /// The next request of this scenario.
+    pub fn next(&self, rng: &mut SmallRng, faker: &mut Option<UserFaker>) -> PlannedRequest {
+        match self.scenario {
+            Scenario::UserGet => PlannedRequest {
+                post: false,
+                path: format!("/user/get/{}", self.ids[rng.gen_range(0..self.ids.len())]),
+                body: None,
+            },
+            Scenario::UserSearch => PlannedRequest {
+                post: false,
+                path: self.search_queries[rng.gen_range(0..self.search_queries.len())].clone(),
+                body: None,
+            },
+            Scenario::Login => {
+                let id = self.ids[rng.gen_range(0..self.ids.len())];
+                let body = serde_json::json!({"id": id.to_string(), "password": LAB_PASSWORD});
+                PlannedRequest {
+                    post: true,
+                    path: "/login".to_owned(),
+                    body: Some(Bytes::from(body.to_string())),
+                }
+            }
+            Scenario::Register => {
+                let faker = faker.get_or_insert_with(|| UserFaker::new(rng.gen(), 0.7));
+                let user = faker.next_user();
+                let body = serde_json::json!({
+                    "first_name": user.first_name,
+                    "second_name": user.second_name,
+                    "birthdate": user.birthdate.to_string(),
+                    "biography": user.biography,
+                    "city": user.city,
+                    "password": LAB_PASSWORD,
+                });
+                PlannedRequest {
+                    post: true,
+                    path: "/user/register".to_owned(),
+                    body: Some(Bytes::from(body.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_round_trip() {
+        for scenario in Scenario::ALL {
+            assert_eq!(scenario.name().parse::<Scenario>().unwrap(), scenario);
+        }
+        assert!("feed".parse::<Scenario>().is_err());
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_bytes() {
+        assert_eq!(percent_encode("Ан a&b"), "%D0%90%D0%BD%20a%26b");
+        assert_eq!(percent_encode("Jo-n_.~"), "Jo-n_.~");
+    }
+}

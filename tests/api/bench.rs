@@ -1,0 +1,139 @@
+use std::collections::BTreeMap;
+
+use socialnet::config::DbConfig;
+use socialnet::lab::bench::{self, BenchCompareArgs, BenchRunArgs, RunResult, Scenario};
+use socialnet::lab::fake::{fake_users, FakeUsersArgs};
+
+use crate::helpers::spawn_app;
+
+fn db(url: &str) -> DbConfig {
+    DbConfig {
+        database_url: url.to_owned(),
+        db_pool_size: Some(2),
+        db_pool_timeout_ms: 5_000,
+        db_statement_timeout_ms: 0,
+        db_startup_wait_secs: 0,
+    }
+}
+
+fn assert_well_formed_svg(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(doc.descendants().any(|n| n.has_tag_name("polyline")));
+}
+
+#[tokio::test]
+async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself() {
+    let app = spawn_app().await;
+    fake_users(&FakeUsersArgs {
+        db: db(&app.database_url),
+        count: 300,
+        seed: Some(1),
+        cyrillic_share: 0.7,
+        batch_size: 300,
+        keep_index: false,
+    })
+    .await
+    .unwrap();
+    let out =
+        std::env::temp_dir().join(format!("socialnet-bench-{}", uuid::Uuid::new_v4().simple()));
+    let args = BenchRunArgs {
+        url: app.address.clone(),
+        scenarios: Scenario::ALL.to_vec(),
+        connections: vec![1, 3],
+        warmup_secs: 0.1,
+        duration_secs: 0.4,
+        rate: None,
+        server_pid: Some(std::process::id()),
+        out: out.clone(),
+        name: Some("smoke".into()),
+        db: db(&app.database_url),
+    };
+    let (result, dir) = bench::run(&args).await.unwrap();
+
+    // What was returned is what was written.
+    let written = RunResult::read(&dir).unwrap();
+    assert_eq!(written.scenarios.len(), 4);
+    assert_eq!(written.mode, "closed");
+    for scenario in &result.scenarios {
+        assert_eq!(
+            scenario
+                .steps
+                .iter()
+                .map(|s| s.connections)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        for step in &scenario.steps {
+            assert!(step.requests > 0, "{} sent nothing", scenario.scenario);
+            assert_eq!(
+                step.failed, 0,
+                "{}: {:?} {:?}",
+                scenario.scenario, step.statuses, step.errors
+            );
+            let ok: BTreeMap<String, u64> = [("200".to_owned(), step.requests)].into();
+            assert_eq!(step.statuses, ok);
+            let p = &step.latency_ms;
+            assert!(
+                p.p50 > 0.0
+                    && p.p50 <= p.p90
+                    && p.p90 <= p.p99
+                    && p.p99 <= p.p999
+                    && p.p999 <= p.max
+            );
+            assert!(step.server_cpu_us_per_request.is_some());
+        }
+        for kind in ["throughput", "latency"] {
+            assert_well_formed_svg(&dir.join(format!("{}-{kind}.svg", scenario.scenario)));
+        }
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## user-search") && report.contains("| 3 |"),
+        "{report}"
+    );
+
+    let (markdown, compare_dir) = bench::compare(&BenchCompareArgs {
+        a: dir.clone(),
+        b: dir.join("result.json"),
+        out: None,
+    })
+    .unwrap();
+    assert!(markdown.contains("| 1.00× |"), "{markdown}");
+    assert_well_formed_svg(&compare_dir.join("user-get-throughput.svg"));
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[tokio::test]
+async fn an_open_loop_run_holds_roughly_its_rate() {
+    let app = spawn_app().await;
+    app.register_user("Анна", "Иванова").await;
+    let out =
+        std::env::temp_dir().join(format!("socialnet-bench-{}", uuid::Uuid::new_v4().simple()));
+    let (result, _) = bench::run(&BenchRunArgs {
+        url: app.address.clone(),
+        scenarios: vec![Scenario::UserGet],
+        connections: vec![2],
+        warmup_secs: 0.0,
+        duration_secs: 1.0,
+        rate: Some(50.0),
+        server_pid: None,
+        out: out.clone(),
+        name: None,
+        db: db(&app.database_url),
+    })
+    .await
+    .unwrap();
+    let step = &result.scenarios[0].steps[0];
+    assert_eq!(result.mode, "open");
+    // 50 requests/s for one second is a schedule of 50 sends (one more per connection at most,
+    // from the staggered start): never as fast as possible, whatever the machine's speed.
+    assert!(
+        (1..=52).contains(&step.requests),
+        "{} requests",
+        step.requests
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
