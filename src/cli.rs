@@ -55,6 +55,11 @@ pub enum BenchCommand {
     Run(BenchRunArgs),
     /// Draw two runs on the same axes with the ratio per step (B / A).
     Compare(BenchCompareArgs),
+    /// Write a run's report.md and plots again from its result.json.
+    Render {
+        /// The run's folder.
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +141,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (markdown, dir) = bench::compare(&args)?;
             println!("{markdown}");
             eprintln!("written to {}", dir.display());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Render { dir }) => {
+            bench::RunResult::read(&dir)?.write(&dir)?;
+            println!("{}", dir.join("report.md").display());
             Ok(())
         }
         Command::SearchIndex(args) => {

@@ -37,7 +37,10 @@ pub struct StepResult {
     pub connections: usize,
     pub requests: u64,
     pub seconds: f64,
+    /// Every answered or failed request per second.
     pub throughput_rps: f64,
+    /// 2xx responses per second: the work actually done.
+    pub ok_rps: f64,
     pub latency_ms: Percentiles,
     /// Responses by HTTP status.
     pub statuses: BTreeMap<String, u64>,
@@ -85,6 +88,7 @@ impl StepResult {
             requests,
             seconds,
             throughput_rps: requests as f64 / seconds.max(1e-9),
+            ok_rps: (requests - failed) as f64 / seconds.max(1e-9),
             latency_ms: Percentiles {
                 p50: ms(h.value_at_quantile(0.50)),
                 p90: ms(h.value_at_quantile(0.90)),
@@ -129,15 +133,16 @@ impl RunResult {
             let _ = write!(
                 md,
                 "\n## {stem}\n\n![throughput]({stem}-throughput.svg) ![latency]({stem}-latency.svg)\n\n\
-                 | connections | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | generator µs/req | server µs/req |\n\
-                 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+                 | connections | requests/s | ok/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | generator µs/req | server µs/req |\n\
+                 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
             );
             for s in &scenario.steps {
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {} |",
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {} |",
                     s.connections,
                     s.throughput_rps,
+                    s.ok_rps,
                     s.latency_ms.p50,
                     s.latency_ms.p90,
                     s.latency_ms.p99,
@@ -177,27 +182,37 @@ impl RunResult {
 fn throughput_chart(title: &str, runs: &[(&str, &ScenarioResult)]) -> String {
     let series: Vec<Series> = runs
         .iter()
-        .map(|(name, scenario)| Series {
+        .enumerate()
+        .map(|(i, (name, scenario))| Series {
             label: name.to_string(),
+            colour: i,
+            dash: 0,
             points: scenario
                 .steps
                 .iter()
-                .map(|s| (s.connections as f64, s.throughput_rps))
+                .map(|s| (s.connections as f64, s.ok_rps))
                 .collect(),
         })
         .collect();
-    line_chart(title, "connections", "requests/s", &series)
+    line_chart(title, "connections", "successful requests/s", &series)
 }
 
 fn latency_chart(title: &str, runs: &[(&str, &ScenarioResult)]) -> String {
     let mut series = Vec::new();
-    for (name, scenario) in runs {
-        for (label, pick) in [
+    for (run, (name, scenario)) in runs.iter().enumerate() {
+        for (n, (label, pick)) in [
             ("p50", (|p: &Percentiles| p.p50) as fn(&Percentiles) -> f64),
             ("p99", |p: &Percentiles| p.p99),
             ("p99.9", |p: &Percentiles| p.p999),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // One run: a colour per percentile. Several: a colour per run, a dash per percentile.
+            let (colour, dash) = if runs.len() > 1 { (run, n) } else { (n, 0) };
             series.push(Series {
+                colour,
+                dash,
                 label: if runs.len() > 1 {
                     format!("{name} {label}")
                 } else {
@@ -232,8 +247,8 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
         let _ = write!(
             md,
             "\n## {stem}\n\n![throughput]({stem}-throughput.svg) ![latency]({stem}-latency.svg)\n\n\
-             | connections | A requests/s | B requests/s | ratio | A p99 ms | B p99 ms | ratio |\n\
-             |---:|---:|---:|---:|---:|---:|---:|\n"
+             | connections | A ok/s | B ok/s | ratio | A p99 ms | B p99 ms | ratio | A failed | B failed |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
         for step_a in &sa.steps {
             let Some(step_b) = sb
@@ -245,14 +260,16 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
             };
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2} | {:.2}× |",
+                "| {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} |",
                 step_a.connections,
-                step_a.throughput_rps,
-                step_b.throughput_rps,
-                step_b.throughput_rps / step_a.throughput_rps.max(1e-9),
+                step_a.ok_rps,
+                step_b.ok_rps,
+                ratio(step_b.ok_rps, step_a.ok_rps),
                 step_a.latency_ms.p99,
                 step_b.latency_ms.p99,
-                step_b.latency_ms.p99 / step_a.latency_ms.p99.max(1e-9),
+                ratio(step_b.latency_ms.p99, step_a.latency_ms.p99),
+                step_a.failed,
+                step_b.failed,
             );
         }
         let runs = [(a.name.as_str(), sa), (b.name.as_str(), sb)];
@@ -268,4 +285,35 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
     anyhow::ensure!(common > 0, "the two runs have no scenario in common");
     std::fs::write(dir.join("compare.md"), &md)?;
     Ok(md)
+}
+
+/// `b / a` with three significant digits, or `–` when `a` is zero.
+fn ratio(b: f64, a: f64) -> String {
+    if a <= 0.0 {
+        return "–".to_owned();
+    }
+    let r = b / a;
+    let decimals = if r >= 100.0 {
+        0
+    } else if r >= 10.0 {
+        1
+    } else if r >= 1.0 {
+        2
+    } else {
+        (-r.log10().floor() as usize + 2).min(6)
+    };
+    format!("{r:.decimals$}×")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio;
+
+    #[test]
+    fn ratios_keep_three_significant_digits() {
+        assert_eq!(ratio(2.0, 1.0), "2.00×");
+        assert_eq!(ratio(1470.15, 1.0), "1470×");
+        assert_eq!(ratio(17.45, 2828.29), "0.00617×");
+        assert_eq!(ratio(1.0, 0.0), "–");
+    }
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The indexes report (docs/lab/indexes.md): /user/search with and without its index, measured with
+# `socialnet bench` on 1,000,000 generated users, then compared. Loopback only; about 3 minutes.
+#   scripts/lab-indexes.sh       # DURATION=10 CONNECTIONS=1,10,100,1000 PORT=8091 PG_PORT=5440
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-1,10,100,1000}
+port=${PORT:-8091}
+users=${USERS:-1000000}
+db_url=$(scripts/pg-instance.sh start "${PG_PORT:-5440}")
+cargo build --release --quiet
+bin=target/release/socialnet
+have=$(psql "$db_url" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
+[ "$have" -ge "$users" ] || $bin fake users --database-url "$db_url" --count $((users - have)) --seed 42
+
+env TOKEN_SECRET=lab RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url $bin serve > /tmp/socialnet-lab-indexes.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; $bin search-index create --database-url "$db_url" >/dev/null' EXIT
+for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
+
+bench() { # name
+  $bin bench run --url "http://127.0.0.1:$port" --database-url "$db_url" --scenarios user-search \
+    --connections "$connections" --warmup-secs 2 --duration-secs "$duration" --server-pid $server \
+    --out results/lab-indexes --name "$1" | tail -n 1 | xargs dirname
+}
+$bin search-index create --database-url "$db_url"
+with=$(bench with-index)
+$bin search-index drop --database-url "$db_url"
+without=$(bench without-index)
+$bin search-index create --database-url "$db_url"
+
+mkdir -p docs/lab/indexes
+rm -rf docs/lab/indexes/with-index docs/lab/indexes/without-index docs/lab/indexes/compare
+cp -r "$with" docs/lab/indexes/with-index
+cp -r "$without" docs/lab/indexes/without-index
+$bin bench compare docs/lab/indexes/without-index docs/lab/indexes/with-index --out docs/lab/indexes/compare
