@@ -10,13 +10,13 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && rm -rf src
 COPY src src
 COPY migrations migrations
+# Name lists are embedded in the binary at compile time.
 COPY data data
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin socialnet
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home socialnet
 COPY --from=build /src/target/release/socialnet /usr/local/bin/socialnet
-COPY --from=build /src/data /usr/share/socialnet/data
 USER socialnet
 ENV BIND=0.0.0.0:8000 \
     RUST_LOG=info

@@ -5,10 +5,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Application};
 use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
+use crate::db;
 use crate::lab::bench::{self, BenchCompareArgs, BenchRunArgs};
 use crate::lab::fake::{fake_users, FakeUsersArgs};
 use crate::users::{self, Birthdate, NewUser, Password, PersonName};
-use crate::{db, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,16 +97,24 @@ pub struct SuperuserArgs {
     pub password: String,
 }
 
-/// Runs the parsed command to completion.
+impl Cli {
+    /// How logs are written for this command (only `serve` can choose JSON).
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Serve(config) => config.log_format,
+            _ => LogFormat::Text,
+        }
+    }
+}
+
+/// Runs the parsed command to completion. Logging is the caller's to set up (see `main`).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
-            telemetry::init(config.log_format);
             let app = Application::build(config).await?;
             app.run_until(app::shutdown_signal()).await
         }
         Command::Migrate(db_config) => {
-            telemetry::init(LogFormat::Text);
             db::wait_and_ensure_database(&db_config.database_url, db_config.startup_wait()).await?;
             let pool = db::build_pool(&db_config)?;
             let applied = db::migrate(&pool).await?;
@@ -118,7 +126,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fake(FakeCommand::Users(args)) => {
-            telemetry::init(LogFormat::Text);
             let report = fake_users(&args).await?;
             println!(
                 "{} users in {:.1}s (load {:.1}s + index {:.1}s): {:.0} rows/s; seed {}",
@@ -132,7 +139,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Run(args)) => {
-            telemetry::init(LogFormat::Text);
             let (_, dir) = bench::run(&args).await?;
             println!("{}", dir.join("report.md").display());
             Ok(())
@@ -149,7 +155,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SearchIndex(args) => {
-            telemetry::init(LogFormat::Text);
             let mut db_config = args.db.clone();
             db_config.db_statement_timeout_ms = 0;
             let pool = db::build_pool(&db_config)?;
@@ -172,7 +177,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateSuperuser(args) => {
-            telemetry::init(LogFormat::Text);
             let id = create_superuser(args).await?;
             println!("{id}");
             Ok(())

@@ -7,5 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    socialnet::cli::run(socialnet::cli::Cli::parse()).await
+    let cli = socialnet::cli::Cli::parse();
+    socialnet::telemetry::init(cli.log_format());
+    socialnet::cli::run(cli).await
 }

@@ -1,0 +1,111 @@
+use clap::Parser;
+use reqwest::StatusCode;
+use socialnet::cli::{run, Cli};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn migrating_twice_is_harmless() {
+    let app = spawn_app().await;
+    // spawn_app already migrated; the command runs them again.
+    run(Cli::parse_from([
+        "socialnet",
+        "migrate",
+        "--database-url",
+        &app.database_url,
+    ]))
+    .await
+    .unwrap();
+    let pool = socialnet::db::build_pool(&socialnet::config::DbConfig {
+        database_url: app.database_url.clone(),
+        db_pool_size: Some(1),
+        db_pool_timeout_ms: 1_000,
+        db_statement_timeout_ms: 1_000,
+        db_startup_wait_secs: 0,
+    })
+    .unwrap();
+    assert!(socialnet::db::migrate(&pool).await.unwrap().is_empty());
+    app.register_user("Анна", "Иванова").await;
+}
+
+#[tokio::test]
+async fn create_superuser_makes_an_admin_who_can_log_in() {
+    let app = spawn_app().await;
+    run(Cli::parse_from([
+        "socialnet",
+        "create-superuser",
+        "--database-url",
+        &app.database_url,
+        "--password",
+        "admin-password-1",
+        "--argon2-memory-kib",
+        "1024",
+        "--argon2-iterations",
+        "1",
+    ]))
+    .await
+    .unwrap();
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let row = client
+        .query_one("select id, first_name from users where is_admin", &[])
+        .await
+        .unwrap();
+    let (id, name): (i64, String) = (row.get(0), row.get(1));
+    assert_eq!(name, "Admin");
+    let response = app.login(&id.to_string(), "admin-password-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A weak password is refused before anything is written.
+    let result = run(Cli::parse_from([
+        "socialnet",
+        "create-superuser",
+        "--database-url",
+        &app.database_url,
+        "--password",
+        "short",
+    ]))
+    .await;
+    assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    let database_url = crate::helpers::fresh_database_url();
+    let mut config = crate::helpers::test_config(&database_url);
+    // A hash that takes about a second, so that the request is surely sent, accepted and still
+    // running when the stop comes 300 ms after it was sent.
+    config.auth.argon2_memory_kib = 65_536;
+    config.auth.argon2_iterations = 24;
+    let app = socialnet::Application::build(config).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    // Registration hashes a password: a request that is still running when shutdown starts.
+    let body = crate::helpers::registration("Анна", "Иванова");
+    let request = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{address}/user/register");
+        async move { client.post(url).json(&body).send().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    assert!(
+        !request.is_finished(),
+        "the request finished before the stop: nothing was tested"
+    );
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    server.await.unwrap().unwrap();
+    // New connections are refused once it has stopped.
+    assert!(client
+        .get(format!("{address}/health"))
+        .send()
+        .await
+        .is_err());
+    socialnet::db::drop_database(&database_url).await.unwrap();
+}
