@@ -29,6 +29,7 @@ impl Application {
             tokens: token_keys(&config.auth),
             hasher: password_hasher(&config.auth)?,
             config: Arc::new(config),
+            live: Default::default(),
         };
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)

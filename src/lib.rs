@@ -5,8 +5,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod friends;
 pub mod http;
 pub mod lab;
+pub mod live;
+pub mod posts;
 pub mod telemetry;
 pub mod users;
 

@@ -21,7 +21,10 @@ macro_rules! migration {
 }
 
 /// Every migration, in the order it is applied. Add new files at the end; never edit applied ones.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_users")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_users"),
+    migration!(2, "0002_friends_posts"),
+];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".
 const MIGRATION_LOCK_KEY: i64 = 0x736e_6574;

@@ -32,6 +32,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub hasher: PasswordHasher,
     pub config: Arc<Config>,
+    pub live: crate::live::LiveHub,
 }
 
 /// The whole application: every domain's routes plus docs, operations and the middleware stack.
@@ -39,6 +40,9 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let api = Router::new()
         .merge(crate::users::routes::router())
+        .merge(crate::friends::routes::router())
+        .merge(crate::posts::routes::router())
+        .merge(crate::live::routes::router())
         .merge(ops::router())
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)
@@ -157,6 +161,7 @@ mod tests {
             tokens: crate::app::token_keys(&config.auth),
             hasher: crate::app::password_hasher(&config.auth).unwrap(),
             config: Arc::new(config),
+            live: Default::default(),
         }
     }
 

@@ -20,6 +20,14 @@ use crate::users::routes as users;
         users::login,
         users::get_user,
         users::search,
+        crate::friends::routes::set_friend,
+        crate::friends::routes::delete_friend,
+        crate::posts::routes::create_post,
+        crate::posts::routes::update_post,
+        crate::posts::routes::delete_post,
+        crate::posts::routes::get_post,
+        crate::posts::routes::feed,
+        crate::live::routes::feed_posted,
         super::ops::health,
         super::ops::ready,
         super::ops::metrics,
@@ -27,6 +35,8 @@ use crate::users::routes as users;
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "Registration, login, profiles, search"),
+        (name = "friends", description = "Following users"),
+        (name = "posts", description = "Posts, the news feed and the live feed"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

@@ -44,11 +44,16 @@ pub enum IdInput {
 }
 
 impl IdInput {
-    pub fn parse(self) -> Result<UserId, ApiError> {
+    /// The id as text, whichever way it was sent.
+    pub fn into_text(self) -> String {
         match self {
-            IdInput::Text(s) => s.parse(),
-            IdInput::Number(n) => n.to_string().parse(),
+            IdInput::Text(s) => s,
+            IdInput::Number(n) => n.to_string(),
         }
+    }
+
+    pub fn parse(self) -> Result<UserId, ApiError> {
+        self.into_text().parse()
     }
 }
 

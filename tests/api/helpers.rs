@@ -165,3 +165,76 @@ pub async fn assert_error(response: Response, status: StatusCode) -> String {
     assert!(!message.is_empty());
     message.to_owned()
 }
+
+/// A registered user and a token of theirs.
+pub struct TestUser {
+    pub id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn user(&self, first: &str, second: &str) -> TestUser {
+        let id = self.register_user(first, second).await;
+        let response = self.login(&id, "correct horse battery").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let token = response.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        TestUser { id, token }
+    }
+
+    pub async fn put_as(&self, user: &TestUser, path: &str, body: Option<&Value>) -> Response {
+        let request = self.client.put(self.url(path)).bearer_auth(&user.token);
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn get_as(&self, user: &TestUser, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn follow(&self, follower: &TestUser, author: &TestUser) {
+        let response = self
+            .put_as(follower, &format!("/friend/set/{}", author.id), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Creates a post and returns its id.
+    pub async fn post(&self, author: &TestUser, text: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/post/create"))
+            .bearer_auth(&author.token)
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<String>().await.unwrap()
+    }
+
+    /// The texts of a feed page.
+    pub async fn feed_texts(&self, reader: &TestUser, query: &str) -> Vec<String> {
+        let response = self.get_as(reader, &format!("/post/feed?{query}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}

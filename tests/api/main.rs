@@ -3,10 +3,14 @@
 mod bench;
 mod commands;
 mod fake;
+mod feed;
+mod friends;
 mod helpers;
 mod http_shell;
+mod live;
 mod login;
 mod openapi;
+mod posts;
 mod register;
 mod search;
 mod user_get;

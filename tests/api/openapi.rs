@@ -4,7 +4,7 @@ use serde_json::Value;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
-async fn the_openapi_document_lists_every_user_endpoint_of_the_contract() {
+async fn the_openapi_document_lists_every_endpoint_built_so_far() {
     let app = spawn_app().await;
     let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -17,6 +17,14 @@ async fn the_openapi_document_lists_every_user_endpoint_of_the_contract() {
         ("/health", "get"),
         ("/ready", "get"),
         ("/metrics", "get"),
+        ("/friend/set/{user_id}", "put"),
+        ("/friend/delete/{user_id}", "put"),
+        ("/post/create", "post"),
+        ("/post/update", "put"),
+        ("/post/delete/{id}", "put"),
+        ("/post/get/{id}", "get"),
+        ("/post/feed", "get"),
+        ("/post/feed/posted", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

@@ -1,0 +1,126 @@
+//! `GET /post/feed/posted`: the websocket of the live feed.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::Subscription;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::AppState;
+use crate::users::UserId;
+
+/// How often the server pings; a peer that has not answered by the next ping is closed.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Frames from clients carry nothing the server needs; anything larger is refused.
+const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/post/feed/posted", get(feed_posted))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The live feed: a websocket that receives `{"postId", "postText", "author_user_id"}` for every
+/// new post of a user the caller follows. Authenticate with `Authorization: Bearer <token>` or,
+/// for browsers, `?token=<token>`; without a valid token the handshake is refused with 401.
+#[utoipa::path(
+    get, path = "/post/feed/posted", tag = "posts",
+    params(("token" = Option<String>, Query, description = "Token, for clients that cannot set headers")),
+    security(("bearer" = [])),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn feed_posted(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, _) = request.into_parts();
+    let user = authenticate(&state, &parts)?;
+    let upgrade =
+        <WebSocketUpgrade as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let subscription = state.live.subscribe(user);
+    Ok(upgrade
+        // Small buffers: thousands of idle sockets must stay cheap.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| serve_socket(socket, subscription)))
+}
+
+fn authenticate(state: &AppState, parts: &Parts) -> Result<UserId, ApiError> {
+    if parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        return state.tokens.verify_header(parts);
+    }
+    let query: TokenQuery = parts
+        .uri
+        .query()
+        .map(token_from_query)
+        .unwrap_or(TokenQuery { token: None });
+    match query.token {
+        Some(token) if !token.is_empty() => state.tokens.verify(&token),
+        _ => Err(ApiError::Unauthorized(
+            "missing token: send Authorization: Bearer <token> or ?token=".into(),
+        )),
+    }
+}
+
+fn token_from_query(query: &str) -> TokenQuery {
+    axum::extract::Query::<TokenQuery>::try_from_uri(
+        &format!("/?{query}").parse().unwrap_or_default(),
+    )
+    .map(|q| q.0)
+    .unwrap_or(TokenQuery { token: None })
+}
+
+/// One task owns the socket: it forwards queued frames, answers the peer, pings, and ends when
+/// either side goes away or the hub drops a client too slow to keep up.
+async fn serve_socket(mut socket: WebSocket, mut subscription: Subscription) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut awaiting_pong = false;
+    loop {
+        tokio::select! {
+            frame = subscription.frames.recv() => match frame {
+                Some(text) => {
+                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if awaiting_pong || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+                awaiting_pong = true;
+            }
+        }
+    }
+}

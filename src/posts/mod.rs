@@ -1,0 +1,7 @@
+//! Posts and the news feed.
+
+pub mod routes;
+pub mod sql;
+mod types;
+
+pub use types::{Post, PostId, PostText, FEED_WINDOW, POST_MAX_CHARS};

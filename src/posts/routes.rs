@@ -1,0 +1,196 @@
+//! HTTP handlers of posts and the feed.
+
+use axum::extract::State;
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::sql::{self, Ownership};
+use super::types::{Post, PostId, PostText, FEED_WINDOW};
+use crate::auth::AuthUser;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::AppState;
+use crate::live::LivePost;
+use crate::users::IdInput;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/post/create", post(create_post))
+        .route("/post/update", put(update_post))
+        .route("/post/delete/{id}", put(delete_post))
+        .route("/post/get/{id}", get(get_post))
+        .route("/post/feed", get(feed))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreatePostRequest {
+    /// 1 to 5000 characters.
+    #[schema(example = "Привет, мир!")]
+    pub text: String,
+}
+
+/// Publishes a post; followers see it in their feed and, if connected, on the live feed.
+#[utoipa::path(
+    post, path = "/post/create", tag = "posts",
+    request_body = CreatePostRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new post's id", body = String, example = json!("1024")),
+        (status = 400, description = "Invalid text", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn create_post(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Json(request): Json<CreatePostRequest>,
+) -> Result<axum::Json<String>, ApiError> {
+    let text = PostText::parse(&request.text)?;
+    let id = {
+        let db = state.db.get().await?;
+        sql::insert_post(&db, me, &text).await?
+    };
+    state.live.publish_post(
+        state.db.clone(),
+        LivePost {
+            post_id: id.to_string(),
+            post_text: text.as_str().to_owned(),
+            author_user_id: me.to_string(),
+        },
+        me,
+    );
+    Ok(axum::Json(id.to_string()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdatePostRequest {
+    #[schema(value_type = String, example = "1024")]
+    pub id: IdInput,
+    #[schema(example = "Исправленный текст")]
+    pub text: String,
+}
+
+/// Replaces a post's text. Only its author may.
+#[utoipa::path(
+    put, path = "/post/update", tag = "posts",
+    request_body = UpdatePostRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated"),
+        (status = 400, description = "Invalid id or text", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Someone else's post", body = ErrorBody),
+        (status = 404, description = "No such post", body = ErrorBody),
+    )
+)]
+pub async fn update_post(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Json(request): Json<UpdatePostRequest>,
+) -> Result<(), ApiError> {
+    let id: PostId = request.id.into_text().parse()?;
+    let text = PostText::parse(&request.text)?;
+    let db = state.db.get().await?;
+    written(sql::update_post(&db, me, id, &text).await?)
+}
+
+/// Deletes a post. Only its author may; afterwards it is gone from `get` and from feeds.
+#[utoipa::path(
+    put, path = "/post/delete/{id}", tag = "posts",
+    params(("id" = String, Path, description = "Post id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Someone else's post", body = ErrorBody),
+        (status = 404, description = "No such post", body = ErrorBody),
+    )
+)]
+pub async fn delete_post(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<(), ApiError> {
+    let id: PostId = id.parse()?;
+    let db = state.db.get().await?;
+    written(sql::delete_post(&db, me, id).await?)
+}
+
+fn written(outcome: Ownership) -> Result<(), ApiError> {
+    match outcome {
+        Ownership::Done => Ok(()),
+        Ownership::NotAuthor => Err(ApiError::Forbidden(
+            "only the author may change a post".into(),
+        )),
+        Ownership::Missing => Err(ApiError::not_found("post not found")),
+    }
+}
+
+/// A post. No token needed.
+#[utoipa::path(
+    get, path = "/post/get/{id}", tag = "posts",
+    params(("id" = String, Path, description = "Post id")),
+    responses(
+        (status = 200, description = "The post", body = Post),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such post", body = ErrorBody),
+    )
+)]
+pub async fn get_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Post>, ApiError> {
+    let id: PostId = id.parse()?;
+    let db = state.db.get().await?;
+    sql::find_post(&db, id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found("post not found"))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Posts to skip (default 0).
+    pub offset: Option<i64>,
+    /// Page size, 1..=1000 (default 10).
+    pub limit: Option<i64>,
+}
+
+/// Posts of the users the caller follows, newest first, from their latest 1000.
+#[utoipa::path(
+    get, path = "/post/feed", tag = "posts",
+    params(FeedQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Newest first; past the 1000th post, nothing", body = Vec<Post>),
+        (status = 400, description = "Invalid offset or limit", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn feed(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Query(query): Query<FeedQuery>,
+) -> Result<axum::Json<Vec<Post>>, ApiError> {
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(10);
+    if offset < 0 {
+        return Err(ApiError::bad_request("offset must be at least 0"));
+    }
+    if !(1..=FEED_WINDOW).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {FEED_WINDOW}"
+        )));
+    }
+    // The feed is the latest 1000 posts: a window past it is empty, one across it is cut.
+    let limit = limit.min(FEED_WINDOW - offset.min(FEED_WINDOW));
+    if limit == 0 {
+        return Ok(axum::Json(Vec::new()));
+    }
+    let db = state.db.get().await?;
+    Ok(axum::Json(sql::feed(&db, me, limit, offset).await?))
+}

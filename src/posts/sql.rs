@@ -1,0 +1,130 @@
+//! Every SQL statement of the posts domain.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::types::{Post, PostId, PostText};
+use crate::http::error::ApiError;
+use crate::users::UserId;
+
+fn post_from_row(row: &Row) -> Post {
+    Post {
+        id: row.get::<_, i64>("id").to_string(),
+        text: row.get("text"),
+        author_user_id: row.get::<_, i64>("author_id").to_string(),
+    }
+}
+
+#[tracing::instrument(name = "sql.insert_post", skip(db, text))]
+pub async fn insert_post(
+    db: &impl GenericClient,
+    author: UserId,
+    text: &PostText,
+) -> Result<PostId, ApiError> {
+    let statement = db
+        .prepare_cached("insert into posts (author_id, text) values ($1, $2) returning id")
+        .await?;
+    let row = db
+        .query_one(&statement, &[&author.0, &text.as_str()])
+        .await?;
+    Ok(PostId(row.get(0)))
+}
+
+#[tracing::instrument(name = "sql.find_post", skip(db))]
+pub async fn find_post(db: &impl GenericClient, id: PostId) -> Result<Option<Post>, ApiError> {
+    let statement = db
+        .prepare_cached("select id, text, author_id from posts where id = $1")
+        .await?;
+    Ok(db
+        .query_opt(&statement, &[&id.0])
+        .await?
+        .as_ref()
+        .map(post_from_row))
+}
+
+/// What a write to someone's post found.
+pub enum Ownership {
+    Done,
+    NotAuthor,
+    Missing,
+}
+
+async fn ownership(
+    db: &impl GenericClient,
+    id: PostId,
+    changed: u64,
+) -> Result<Ownership, ApiError> {
+    if changed > 0 {
+        return Ok(Ownership::Done);
+    }
+    let statement = db
+        .prepare_cached("select 1 from posts where id = $1")
+        .await?;
+    Ok(match db.query_opt(&statement, &[&id.0]).await? {
+        Some(_) => Ownership::NotAuthor,
+        None => Ownership::Missing,
+    })
+}
+
+#[tracing::instrument(name = "sql.update_post", skip(db, text))]
+pub async fn update_post(
+    db: &impl GenericClient,
+    author: UserId,
+    id: PostId,
+    text: &PostText,
+) -> Result<Ownership, ApiError> {
+    let statement = db
+        .prepare_cached(
+            "update posts set text = $3, updated_at = now() where id = $1 and author_id = $2",
+        )
+        .await?;
+    let changed = db
+        .execute(&statement, &[&id.0, &author.0, &text.as_str()])
+        .await?;
+    ownership(db, id, changed).await
+}
+
+#[tracing::instrument(name = "sql.delete_post", skip(db))]
+pub async fn delete_post(
+    db: &impl GenericClient,
+    author: UserId,
+    id: PostId,
+) -> Result<Ownership, ApiError> {
+    let statement = db
+        .prepare_cached("delete from posts where id = $1 and author_id = $2")
+        .await?;
+    let changed = db.execute(&statement, &[&id.0, &author.0]).await?;
+    ownership(db, id, changed).await
+}
+
+/// The caller's feed computed by SQL: the newest posts of the users they follow, `limit` of them
+/// from `offset`. Each followed author contributes at most `offset + limit` posts through
+/// `posts_author_idx` before the merge, so the work is bounded by (authors × window), never by
+/// the authors' whole history.
+#[tracing::instrument(name = "sql.feed", skip(db))]
+pub async fn feed(
+    db: &impl GenericClient,
+    reader: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Post>, ApiError> {
+    let statement = db
+        .prepare_cached(
+            "select p.id, p.text, p.author_id
+             from friends f
+             cross join lateral (
+                 select id, text, author_id from posts
+                 where author_id = f.friend_id
+                 order by id desc
+                 limit $4
+             ) p
+             where f.user_id = $1
+             order by p.id desc
+             limit $2 offset $3",
+        )
+        .await?;
+    let rows = db
+        .query(&statement, &[&reader.0, &limit, &offset, &(offset + limit)])
+        .await?;
+    Ok(rows.iter().map(post_from_row).collect())
+}
