@@ -8,6 +8,7 @@ use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
 use crate::db;
 use crate::lab::bench::{self, BenchCompareArgs, BenchRunArgs};
 use crate::lab::fake::{fake_users, FakeUsersArgs};
+use crate::lab::social::{fake_social, FakeSocialArgs};
 use crate::users::{self, Birthdate, NewUser, Password, PersonName};
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,9 @@ pub enum FakeCommand {
     /// Append users with realistic names (Russian in Cyrillic, English in Latin), birthdates,
     /// cities and biographies. Every generated user's password is `socialnet-lab`.
     Users(FakeUsersArgs),
+    /// Add a follow graph (a few celebrities followed by most, most followed by few) and posts
+    /// of realistic lengths spread over time, among the existing users.
+    Social(FakeSocialArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +138,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.load.as_secs_f64(),
                 report.index.as_secs_f64(),
                 report.rows_per_sec(),
+                report.seed
+            );
+            Ok(())
+        }
+        Command::Fake(FakeCommand::Social(args)) => {
+            let report = fake_social(&args).await?;
+            println!(
+                "{} follows and {} posts in {:.1}s; the most followed user has {} followers; seed {}",
+                report.follows,
+                report.posts,
+                report.elapsed.as_secs_f64(),
+                report.top_followers,
                 report.seed
             );
             Ok(())

@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod fake;
 pub mod names;
+pub mod social;

@@ -123,3 +123,84 @@ async fn the_same_seed_generates_the_same_users() {
         .get(0);
     assert_eq!(differing, 0);
 }
+
+#[tokio::test]
+async fn fake_social_draws_a_skewed_graph_and_posts_that_fill_feeds() {
+    use socialnet::lab::social::{fake_social, FakeSocialArgs};
+
+    let app = spawn_app().await;
+    fake_users(&args(&app.database_url, 500, 3)).await.unwrap();
+    let report = fake_social(&FakeSocialArgs {
+        db: args(&app.database_url, 0, 0).db,
+        follows_per_user: 10.0,
+        popularity_skew: 1.0,
+        posts_per_user: 2.0,
+        days: 30,
+        seed: Some(5),
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.posts, 1_000);
+    assert!(report.follows > 3_000, "{} follows", report.follows);
+
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "select count(*) filter (where user_id = friend_id),
+                    (select max(n) from (select count(*) n from friends group by friend_id) f),
+                    (select percentile_cont(0.5) within group (order by n)
+                       from (select count(*) n from friends group by friend_id) f)
+             from friends",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (self_follows, top, median): (i64, i64, f64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(self_follows, 0);
+    assert_eq!(top, report.top_followers);
+    // A celebrity: followed by far more users than the typical user.
+    assert!(top as f64 > 10.0 * median, "top {top}, median {median}");
+
+    // Post times grow with ids, within the requested span.
+    let disorder: i64 = client
+        .query_one(
+            "select count(*) from (select created_at < lag(created_at) over (order by id) as back from posts) p where back",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(disorder, 0);
+
+    // Someone who follows the celebrity has a feed.
+    let row = client
+        .query_one(
+            "select user_id from friends group by user_id order by count(*) desc limit 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let reader: i64 = row.get(0);
+    let token = app
+        .login(&reader.to_string(), LAB_PASSWORD)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let feed: Vec<Value> = app
+        .client
+        .get(app.url("/post/feed?limit=20"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!feed.is_empty());
+}
