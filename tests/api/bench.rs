@@ -37,6 +37,16 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
     })
     .await
     .unwrap();
+    socialnet::lab::social::fake_social(&socialnet::lab::social::FakeSocialArgs {
+        db: db(&app.database_url),
+        follows_per_user: 5.0,
+        popularity_skew: 1.0,
+        posts_per_user: 2.0,
+        days: 10,
+        seed: Some(2),
+    })
+    .await
+    .unwrap();
     let out =
         std::env::temp_dir().join(format!("socialnet-bench-{}", uuid::Uuid::new_v4().simple()));
     let args = BenchRunArgs {
@@ -50,12 +60,13 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
         out: out.clone(),
         name: Some("smoke".into()),
         db: db(&app.database_url),
+        token_secret: None,
     };
     let (result, dir) = bench::run(&args).await.unwrap();
 
     // What was returned is what was written.
     let written = RunResult::read(&dir).unwrap();
-    assert_eq!(written.scenarios.len(), 4);
+    assert_eq!(written.scenarios.len(), Scenario::ALL.len());
     assert_eq!(written.mode, "closed");
     for scenario in &result.scenarios {
         assert_eq!(
@@ -123,6 +134,7 @@ async fn an_open_loop_run_holds_roughly_its_rate() {
         out: out.clone(),
         name: None,
         db: db(&app.database_url),
+        token_secret: Some("test-secret".into()),
     })
     .await
     .unwrap();

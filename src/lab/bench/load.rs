@@ -189,7 +189,7 @@ fn build_request(
     plan: &StepPlan,
     planned: super::scenario::PlannedRequest,
 ) -> Request<Full<Bytes>> {
-    let builder = Request::builder()
+    let mut builder = Request::builder()
         .method(if planned.post {
             Method::POST
         } else {
@@ -197,6 +197,9 @@ fn build_request(
         })
         .uri(planned.path)
         .header(hyper::header::HOST, plan.host.as_str());
+    if let Some(token) = planned.token {
+        builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     match planned.body {
         Some(body) => builder
             .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -245,4 +248,31 @@ pub async fn probe(plan: &StepPlan) -> anyhow::Result<()> {
         response.status()
     );
     Ok(())
+}
+
+/// Logs a generated user in (password of `socialnet fake users`) and returns the token.
+pub async fn login(plan: &StepPlan, user: i64) -> anyhow::Result<String> {
+    let stream = TcpStream::connect(plan.address).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let body =
+        serde_json::json!({"id": user.to_string(), "password": crate::lab::fake::LAB_PASSWORD});
+    let request = Request::post("/login")
+        .header(hyper::header::HOST, plan.host.as_str())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "login of user {user} answered {status}"
+    );
+    let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+    value["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("login answer has no token"))
 }

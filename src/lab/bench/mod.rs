@@ -55,6 +55,11 @@ pub struct BenchRunArgs {
     /// The server's database, from which ids and name prefixes are sampled.
     #[command(flatten)]
     pub db: DbConfig,
+    /// The server's token secret: tokens for `feed` and `post-create` are then minted here.
+    /// Without it, those users log in through `/login` before the measurement (password of
+    /// `socialnet fake users`).
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,7 +124,10 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
     };
     load::probe(&plan).await?;
     for &scenario in &args.scenarios {
-        let workload = Arc::new(scenario::Workload::load(scenario, &client).await?);
+        let mut workload = scenario::Workload::load(scenario, &client).await?;
+        workload.tokens =
+            tokens_for(workload.token_users(), &plan, args.token_secret.as_deref()).await?;
+        let workload = Arc::new(workload);
         let mut steps = Vec::new();
         for &connections in &args.connections {
             plan.connections = connections;
@@ -159,6 +167,31 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
     ));
     result.write(&dir)?;
     Ok((result, dir))
+}
+
+/// Tokens for the users a scenario acts as, obtained before any measurement.
+async fn tokens_for(
+    users: &[i64],
+    plan: &StepPlan,
+    secret: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    match secret {
+        Some(secret) => {
+            let keys =
+                crate::auth::TokenKeys::new(secret.as_bytes(), Duration::from_secs(24 * 3600));
+            users
+                .iter()
+                .map(|&id| keys.issue(crate::users::UserId(id)))
+                .collect()
+        }
+        None => {
+            let mut tokens = Vec::with_capacity(users.len());
+            for &id in users {
+                tokens.push(load::login(plan, id).await?);
+            }
+            Ok(tokens)
+        }
+    }
 }
 
 /// Compares two runs; returns the Markdown and the folder it was written to.

@@ -17,15 +17,24 @@ pub enum Scenario {
     UserSearch,
     Login,
     Register,
+    Feed,
+    PostCreate,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::UserGet,
         Scenario::UserSearch,
         Scenario::Login,
         Scenario::Register,
+        Scenario::Feed,
+        Scenario::PostCreate,
     ];
+
+    /// Whether requests carry a token (obtained before the measured window).
+    pub fn needs_tokens(self) -> bool {
+        matches!(self, Scenario::Feed | Scenario::PostCreate)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +42,8 @@ impl Scenario {
             Scenario::UserSearch => "user-search",
             Scenario::Login => "login",
             Scenario::Register => "register",
+            Scenario::Feed => "feed",
+            Scenario::PostCreate => "post-create",
         }
     }
 }
@@ -57,11 +68,12 @@ impl FromStr for Scenario {
     }
 }
 
-/// A request to send: method, path with query, optional JSON body.
+/// A request to send: method, path with query, optional JSON body and bearer token.
 pub struct PlannedRequest {
     pub post: bool,
     pub path: String,
     pub body: Option<Bytes>,
+    pub token: Option<String>,
 }
 
 /// The data requests are drawn from, read once before any load is sent.
@@ -69,10 +81,14 @@ pub struct Workload {
     scenario: Scenario,
     ids: Vec<i64>,
     search_queries: Vec<String>,
+    /// Tokens of `ids` (same order), for scenarios that need them.
+    pub tokens: Vec<String>,
 }
 
 /// How many distinct ids or prefix pairs are sampled from the database.
 const SAMPLE: i64 = 20_000;
+/// How many users act in scenarios that need tokens.
+pub const TOKEN_USERS: i64 = 200;
 
 impl Workload {
     /// Samples ids and prefix pairs of existing users so that requests hit real data.
@@ -81,6 +97,7 @@ impl Workload {
             scenario,
             ids: Vec::new(),
             search_queries: Vec::new(),
+            tokens: Vec::new(),
         };
         if scenario == Scenario::Register {
             return Ok(workload);
@@ -101,6 +118,34 @@ impl Workload {
             )
             .await?;
         anyhow::ensure!(!rows.is_empty(), "no users found to benchmark with");
+        if scenario == Scenario::Feed {
+            // Readers whose feed is not empty: users who follow someone.
+            let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            let readers: Vec<i64> = db
+                .query(
+                    "select distinct user_id from friends where user_id = any($1) limit $2",
+                    &[&ids, &TOKEN_USERS],
+                )
+                .await
+                .context("reading follows (has `socialnet fake social` run?)")?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            anyhow::ensure!(
+                !readers.is_empty(),
+                "nobody follows anybody: run `socialnet fake social` first"
+            );
+            workload.ids = readers;
+            return Ok(workload);
+        }
+        if scenario == Scenario::PostCreate {
+            workload.ids = rows
+                .iter()
+                .take(TOKEN_USERS as usize)
+                .map(|r| r.get(0))
+                .collect();
+            return Ok(workload);
+        }
         for row in &rows {
             workload.ids.push(row.get(0));
             let first: String = row.get(1);
@@ -118,18 +163,44 @@ impl Workload {
     }
 
     /// The next request of this scenario.
+    /// The user ids whose tokens the scenario needs.
+    pub fn token_users(&self) -> &[i64] {
+        if self.scenario.needs_tokens() {
+            &self.ids
+        } else {
+            &[]
+        }
+    }
+
     pub fn next(&self, rng: &mut SmallRng, faker: &mut Option<UserFaker>) -> PlannedRequest {
         match self.scenario {
             Scenario::UserGet => PlannedRequest {
                 post: false,
                 path: format!("/user/get/{}", self.ids[rng.gen_range(0..self.ids.len())]),
                 body: None,
+                token: None,
             },
             Scenario::UserSearch => PlannedRequest {
                 post: false,
                 path: self.search_queries[rng.gen_range(0..self.search_queries.len())].clone(),
                 body: None,
+                token: None,
             },
+            Scenario::Feed => PlannedRequest {
+                post: false,
+                path: "/post/feed?offset=0&limit=10".to_owned(),
+                body: None,
+                token: Some(self.tokens[rng.gen_range(0..self.tokens.len())].clone()),
+            },
+            Scenario::PostCreate => {
+                let text = format!("lab post {}", rng.gen::<u32>());
+                PlannedRequest {
+                    post: true,
+                    path: "/post/create".to_owned(),
+                    body: Some(Bytes::from(serde_json::json!({ "text": text }).to_string())),
+                    token: Some(self.tokens[rng.gen_range(0..self.tokens.len())].clone()),
+                }
+            }
             Scenario::Login => {
                 let id = self.ids[rng.gen_range(0..self.ids.len())];
                 let body = serde_json::json!({"id": id.to_string(), "password": LAB_PASSWORD});
@@ -137,6 +208,7 @@ impl Workload {
                     post: true,
                     path: "/login".to_owned(),
                     body: Some(Bytes::from(body.to_string())),
+                    token: None,
                 }
             }
             Scenario::Register => {
@@ -154,6 +226,7 @@ impl Workload {
                     post: true,
                     path: "/user/register".to_owned(),
                     body: Some(Bytes::from(body.to_string())),
+                    token: None,
                 }
             }
         }
@@ -182,7 +255,7 @@ mod tests {
         for scenario in Scenario::ALL {
             assert_eq!(scenario.name().parse::<Scenario>().unwrap(), scenario);
         }
-        assert!("feed".parse::<Scenario>().is_err());
+        assert!("dialog-send".parse::<Scenario>().is_err());
     }
 
     #[test]
