@@ -24,12 +24,14 @@ impl Application {
         db::wait_and_ensure_database(&config.db.database_url, config.db.startup_wait()).await?;
         let pool = db::build_pool(&config.db)?;
         db::migrate(&pool).await?;
+        let feed_cache = config.cache.connect().await;
         let state = AppState {
             db: pool,
             tokens: token_keys(&config.auth),
             hasher: password_hasher(&config.auth)?,
             config: Arc::new(config),
             live: Default::default(),
+            feed_cache,
         };
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)

@@ -39,6 +39,9 @@ pub enum Command {
     /// Load a running server and measure it; compare two runs.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Operate the feed cache.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Drop, create or inspect the user search index (to measure search with and without it).
     SearchIndex(SearchIndexArgs),
 }
@@ -51,6 +54,24 @@ pub enum FakeCommand {
     /// Add a follow graph (a few celebrities followed by most, most followed by few) and posts
     /// of realistic lengths spread over time, among the existing users.
     Social(FakeSocialArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Rebuild cached feeds from PostgreSQL: one user's, or every user's who follows someone.
+    Rebuild(FeedRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FeedRebuildArgs {
+    #[command(flatten)]
+    pub config: Config,
+    /// Only this user's feed.
+    #[arg(long, conflicts_with = "all")]
+    pub user: Option<String>,
+    /// Every feed.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +173,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.top_followers,
                 report.seed
             );
+            Ok(())
+        }
+        Command::Feed(FeedCommand::Rebuild(args)) => {
+            anyhow::ensure!(args.all || args.user.is_some(), "say --user ID or --all");
+            let only = args
+                .user
+                .as_deref()
+                .map(str::parse::<users::UserId>)
+                .transpose()?;
+            // The server's own start-up (database, migrations, cache), on a throw-away port.
+            let mut config = args.config;
+            config.bind = "127.0.0.1:0".parse()?;
+            let app = Application::build(config).await?;
+            let built = crate::posts::feed::rebuild_feeds(app.state(), only).await?;
+            println!("{built} feeds rebuilt");
             Ok(())
         }
         Command::Bench(BenchCommand::Run(args)) => {

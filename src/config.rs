@@ -26,6 +26,9 @@ pub struct Config {
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
 
+    #[command(flatten)]
+    pub cache: CacheConfig,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -65,6 +68,47 @@ pub struct DbConfig {
     /// that is still starting); 0 fails at once.
     #[arg(long, env = "DB_STARTUP_WAIT_SECS", default_value_t = 30)]
     pub db_startup_wait_secs: u64,
+}
+
+/// The Redis feed cache.
+#[derive(Debug, Clone, Args)]
+pub struct CacheConfig {
+    /// Redis URL of the feed cache (e.g. redis://127.0.0.1:6379). Unset: feeds are computed by
+    /// SQL on every read.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every cache key, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "socialnet")]
+    pub redis_key_prefix: String,
+
+    /// Longest a cache call may take before the feed is served from PostgreSQL instead.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+}
+
+impl CacheConfig {
+    /// Connects when configured. A Redis that cannot be reached at start-up is reported and left
+    /// out: the service runs on PostgreSQL alone rather than not at all.
+    pub async fn connect(&self) -> Option<crate::cache::FeedCache> {
+        let url = self.redis_url.as_deref().filter(|u| !u.is_empty())?;
+        match crate::cache::FeedCache::connect(
+            url,
+            &self.redis_key_prefix,
+            Duration::from_millis(self.redis_timeout_ms),
+        )
+        .await
+        {
+            Ok(cache) => {
+                tracing::info!("feed cache: Redis connected");
+                Some(cache)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "feed cache: Redis unreachable at start-up; feeds come from PostgreSQL");
+                None
+            }
+        }
+    }
 }
 
 /// Tokens and password hashing.

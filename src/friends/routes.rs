@@ -40,7 +40,11 @@ pub async fn set_friend(
     }
     let db = state.db.get().await?;
     match sql::follow(&db, me, friend).await? {
-        Follow::Added | Follow::AlreadyFollowing => Ok(()),
+        Follow::Added => {
+            crate::posts::feed::after_follow_change(&state, me).await;
+            Ok(())
+        }
+        Follow::AlreadyFollowing => Ok(()),
         Follow::UnknownUser => Err(ApiError::not_found("user not found")),
     }
 }
@@ -63,6 +67,8 @@ pub async fn delete_friend(
 ) -> Result<(), ApiError> {
     let friend: UserId = user_id.parse()?;
     let db = state.db.get().await?;
-    sql::unfollow(&db, me, friend).await?;
+    if sql::unfollow(&db, me, friend).await? {
+        crate::posts::feed::after_follow_change(&state, me).await;
+    }
     Ok(())
 }

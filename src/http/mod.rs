@@ -33,6 +33,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub config: Arc<Config>,
     pub live: crate::live::LiveHub,
+    /// The Redis feed cache, when `REDIS_URL` is set.
+    pub feed_cache: Option<crate::cache::FeedCache>,
 }
 
 /// The whole application: every domain's routes plus docs, operations and the middleware stack.
@@ -154,6 +156,11 @@ mod tests {
             },
             request_timeout_ms: 200,
             body_limit_bytes: 1024,
+            cache: crate::config::CacheConfig {
+                redis_url: None,
+                redis_key_prefix: "socialnet".into(),
+                redis_timeout_ms: 250,
+            },
             log_format: crate::config::LogFormat::Text,
         };
         AppState {
@@ -162,6 +169,7 @@ mod tests {
             hasher: crate::app::password_hasher(&config.auth).unwrap(),
             config: Arc::new(config),
             live: Default::default(),
+            feed_cache: None,
         }
     }
 

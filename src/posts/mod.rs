@@ -1,5 +1,6 @@
 //! Posts and the news feed.
 
+pub mod feed;
 pub mod routes;
 pub mod sql;
 mod types;

@@ -52,6 +52,15 @@ pub async fn create_post(
         let db = state.db.get().await?;
         sql::insert_post(&db, me, &text).await?
     };
+    super::feed::after_create(
+        &state,
+        Post {
+            id: id.to_string(),
+            text: text.as_str().to_owned(),
+            author_user_id: me.to_string(),
+        },
+        me,
+    );
     state.live.publish_post(
         state.db.clone(),
         LivePost {
@@ -92,8 +101,20 @@ pub async fn update_post(
 ) -> Result<(), ApiError> {
     let id: PostId = request.id.into_text().parse()?;
     let text = PostText::parse(&request.text)?;
-    let db = state.db.get().await?;
-    written(sql::update_post(&db, me, id, &text).await?)
+    {
+        let db = state.db.get().await?;
+        written(sql::update_post(&db, me, id, &text).await?)?;
+    }
+    super::feed::after_update(
+        &state,
+        Post {
+            id: id.to_string(),
+            text: text.as_str().to_owned(),
+            author_user_id: me.to_string(),
+        },
+    )
+    .await;
+    Ok(())
 }
 
 /// Deletes a post. Only its author may; afterwards it is gone from `get` and from feeds.
@@ -115,8 +136,12 @@ pub async fn delete_post(
     Path(id): Path<String>,
 ) -> Result<(), ApiError> {
     let id: PostId = id.parse()?;
-    let db = state.db.get().await?;
-    written(sql::delete_post(&db, me, id).await?)
+    {
+        let db = state.db.get().await?;
+        written(sql::delete_post(&db, me, id).await?)?;
+    }
+    super::feed::after_delete(&state, id.0).await;
+    Ok(())
 }
 
 fn written(outcome: Ownership) -> Result<(), ApiError> {
@@ -191,6 +216,7 @@ pub async fn feed(
     if limit == 0 {
         return Ok(axum::Json(Vec::new()));
     }
-    let db = state.db.get().await?;
-    Ok(axum::Json(sql::feed(&db, me, limit, offset).await?))
+    Ok(axum::Json(
+        super::feed::read(&state, me, limit, offset).await?,
+    ))
 }

@@ -128,3 +128,57 @@ pub async fn feed(
         .await?;
     Ok(rows.iter().map(post_from_row).collect())
 }
+
+/// Ids of a reader's feed window (newest first): what the cache stores.
+#[tracing::instrument(name = "sql.feed_ids", skip(db))]
+pub async fn feed_ids(
+    db: &impl GenericClient,
+    reader: UserId,
+    window: i64,
+) -> Result<Vec<i64>, ApiError> {
+    let statement = db
+        .prepare_cached(
+            "select p.id
+             from friends f
+             cross join lateral (
+                 select id from posts where author_id = f.friend_id order by id desc limit $2
+             ) p
+             where f.user_id = $1
+             order by p.id desc
+             limit $2",
+        )
+        .await?;
+    Ok(db
+        .query(&statement, &[&reader.0, &window])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+#[tracing::instrument(name = "sql.posts_by_ids", skip(db, ids))]
+pub async fn posts_by_ids(db: &impl GenericClient, ids: &[i64]) -> Result<Vec<Post>, ApiError> {
+    let statement = db
+        .prepare_cached("select id, text, author_id from posts where id = any($1)")
+        .await?;
+    Ok(db
+        .query(&statement, &[&ids])
+        .await?
+        .iter()
+        .map(post_from_row)
+        .collect())
+}
+
+/// Everyone who follows `author`: the readers whose cached feeds get the new post.
+#[tracing::instrument(name = "sql.followers", skip(db))]
+pub async fn followers(db: &impl GenericClient, author: UserId) -> Result<Vec<i64>, ApiError> {
+    let statement = db
+        .prepare_cached("select user_id from friends where friend_id = $1")
+        .await?;
+    Ok(db
+        .query(&statement, &[&author.0])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}

@@ -3,7 +3,7 @@
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use socialnet::config::{AuthConfig, Config, DbConfig, LogFormat};
+use socialnet::config::{AuthConfig, CacheConfig, Config, DbConfig, LogFormat};
 use socialnet::Application;
 
 /// The server every test database lives on; its `postgres` database must be reachable.
@@ -39,6 +39,11 @@ pub fn test_config(database_url: &str) -> Config {
         },
         request_timeout_ms: 10_000,
         body_limit_bytes: 64 * 1024,
+        cache: CacheConfig {
+            redis_url: None,
+            redis_key_prefix: "socialnet".into(),
+            redis_timeout_ms: 250,
+        },
         log_format: LogFormat::Text,
     }
 }

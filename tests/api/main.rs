@@ -4,6 +4,7 @@ mod bench;
 mod commands;
 mod fake;
 mod feed;
+mod feed_cache;
 mod friends;
 mod helpers;
 mod http_shell;

@@ -1,0 +1,201 @@
+//! Reading and maintaining feeds: from the Redis cache when one is configured, computed by SQL
+//! otherwise, and by SQL again whenever the cache fails.
+
+use std::collections::HashMap;
+
+use super::sql;
+use super::types::{Post, FEED_WINDOW};
+use crate::cache::{CacheError, FeedCache};
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::users::UserId;
+
+/// A page of the reader's feed, newest first.
+pub async fn read(
+    state: &AppState,
+    reader: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Post>, ApiError> {
+    if let Some(cache) = &state.feed_cache {
+        match from_cache(state, cache, reader, limit, offset).await {
+            Ok(posts) => return Ok(posts),
+            Err(Failure::Api(e)) => return Err(e),
+            Err(Failure::Cache(e)) => {
+                metrics::counter!("feed_cache_fallbacks").increment(1);
+                tracing::warn!(error = %e, "feed cache failed; answering from PostgreSQL");
+            }
+        }
+    }
+    let db = state.db.get().await?;
+    sql::feed(&db, reader, limit, offset).await
+}
+
+enum Failure {
+    Api(ApiError),
+    Cache(CacheError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Failure {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Failure::Api(e.into())
+    }
+}
+
+impl From<CacheError> for Failure {
+    fn from(e: CacheError) -> Self {
+        Failure::Cache(e)
+    }
+}
+
+async fn from_cache(
+    state: &AppState,
+    cache: &FeedCache,
+    reader: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Post>, Failure> {
+    let ids = match cache.feed_page(reader, offset, limit).await? {
+        Some(ids) => {
+            metrics::counter!("feed_cache_hits").increment(1);
+            ids
+        }
+        None => {
+            metrics::counter!("feed_cache_misses").increment(1);
+            let ids = rebuild(state, cache, reader).await?;
+            ids.into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect()
+        }
+    };
+    let cached = cache.posts(&ids).await?;
+    let missing: Vec<i64> = ids
+        .iter()
+        .zip(&cached)
+        .filter(|(_, body)| body.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    let mut fetched: HashMap<String, Post> = HashMap::new();
+    if !missing.is_empty() {
+        let db = state.db.get().await?;
+        let found = sql::posts_by_ids(&db, &missing).await?;
+        cache.store_posts(&found).await?;
+        fetched = found.into_iter().map(|p| (p.id.clone(), p)).collect();
+        // What the database no longer has was deleted: drop it from this feed too.
+        let gone: Vec<i64> = missing
+            .iter()
+            .filter(|id| !fetched.contains_key(&id.to_string()))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            cache.forget_in_feed(reader, &gone).await?;
+        }
+    }
+    Ok(ids
+        .iter()
+        .zip(cached)
+        .filter_map(|(id, body)| body.or_else(|| fetched.remove(&id.to_string())))
+        .collect())
+}
+
+/// Rebuilds a reader's cached feed from PostgreSQL; returns its ids.
+async fn rebuild(state: &AppState, cache: &FeedCache, reader: UserId) -> Result<Vec<i64>, Failure> {
+    let ids = {
+        let db = state.db.get().await?;
+        sql::feed_ids(&db, reader, FEED_WINDOW).await?
+    };
+    cache.store_feed(reader, &ids).await?;
+    Ok(ids)
+}
+
+/// After a post is created: its body into the cache, its id onto its followers' built feeds.
+/// Runs in the background; a failure leaves feeds to be rebuilt, never loses the post.
+pub fn after_create(state: &AppState, post: Post, author: UserId) {
+    let Some(cache) = state.feed_cache.clone() else {
+        return;
+    };
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let work = async {
+            cache.store_posts(std::slice::from_ref(&post)).await?;
+            let followers = {
+                let client = db.get().await.map_err(ApiError::from)?;
+                sql::followers(&client, author).await?
+            };
+            let id: i64 = post.id.parse().unwrap_or_default();
+            cache.push_post(id, &followers).await?;
+            Ok::<_, Failure>(followers.len())
+        };
+        match work.await {
+            Ok(n) => metrics::counter!("feed_fanout_writes").increment(n as u64),
+            Err(Failure::Cache(e)) => {
+                tracing::warn!(error = %e, "feed fan-out to the cache failed")
+            }
+            Err(Failure::Api(e)) => tracing::warn!(error = %e, "feed fan-out failed"),
+        }
+    });
+}
+
+/// After an edit: the cached body is replaced.
+pub async fn after_update(state: &AppState, post: Post) {
+    if let Some(cache) = &state.feed_cache {
+        if let Err(e) = cache.store_posts(&[post]).await {
+            tracing::warn!(error = %e, "updating a cached post failed");
+        }
+    }
+}
+
+/// After a delete: the body leaves the cache; feeds drop the id when they next meet it.
+pub async fn after_delete(state: &AppState, id: i64) {
+    if let Some(cache) = &state.feed_cache {
+        if let Err(e) = cache.drop_post(id).await {
+            tracing::warn!(error = %e, "dropping a cached post failed");
+        }
+    }
+}
+
+/// After a follow or unfollow: the reader's cached feed is rebuilt on its next read.
+pub async fn after_follow_change(state: &AppState, reader: UserId) {
+    if let Some(cache) = &state.feed_cache {
+        if let Err(e) = cache.drop_feed(reader).await {
+            tracing::warn!(error = %e, "dropping a cached feed failed");
+        }
+    }
+}
+
+/// Rebuilds one feed, or every feed of users who follow someone; returns how many were built.
+pub async fn rebuild_feeds(state: &AppState, only: Option<UserId>) -> anyhow::Result<u64> {
+    let cache = state.feed_cache.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("REDIS_URL is not set: there is no feed cache to rebuild")
+    })?;
+    let readers: Vec<i64> = match only {
+        Some(user) => vec![user.0],
+        None => {
+            let db = state.db.get().await?;
+            db.query("select distinct user_id from friends order by user_id", &[])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        }
+    };
+    let mut built = 0u64;
+    for reader in readers {
+        match rebuild(state, cache, UserId(reader)).await {
+            Ok(_) => built += 1,
+            Err(Failure::Api(e)) => anyhow::bail!("rebuilding the feed of {reader}: {e}"),
+            Err(Failure::Cache(e)) => anyhow::bail!("rebuilding the feed of {reader}: {e}"),
+        }
+        if built.is_multiple_of(10_000) {
+            eprintln!("feed rebuild: {built} feeds");
+        }
+    }
+    Ok(built)
+}

@@ -1,0 +1,176 @@
+use std::time::Duration;
+
+use clap::Parser;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{spawn_app_with, TestApp, TestUser};
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// An app whose feeds come from Redis, under keys of its own.
+async fn cached_app(url: String) -> TestApp {
+    spawn_app_with(move |c| {
+        c.cache.redis_url = Some(url);
+        let db = c.db.database_url.rsplit('/').next().unwrap().to_owned();
+        c.cache.redis_key_prefix = db;
+    })
+    .await
+}
+
+/// Reads the feed until it equals `expected` (fan-out is asynchronous), for at most two seconds.
+async fn feed_becomes(app: &TestApp, reader: &TestUser, query: &str, expected: &[&str]) {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = app.feed_texts(reader, query).await;
+        if last == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("feed {query:?} is {last:?}, expected {expected:?}");
+}
+
+#[tokio::test]
+async fn the_cached_feed_follows_posts_edits_deletes_and_follows() {
+    let app = cached_app(redis_url()).await;
+    let reader = app.user("Читатель", "Лентов").await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    app.follow(&reader, &anna).await;
+    app.post(&anna, "a1").await;
+    // First read builds the feed from PostgreSQL, into Redis.
+    feed_becomes(&app, &reader, "", &["a1"]).await;
+    let prefix = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let cached: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}:feed:{}", reader.id))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        cached.len(),
+        2,
+        "one post id and the end marker: {cached:?}"
+    );
+    // Later posts arrive by fan-out onto the built feed.
+    app.follow(&reader, &boris).await;
+    app.post(&boris, "b1").await;
+    app.post(&anna, "a2").await;
+    feed_becomes(&app, &reader, "", &["a2", "b1", "a1"]).await;
+    feed_becomes(&app, &reader, "offset=1&limit=1", &["b1"]).await;
+
+    let b1 = app.feed_texts(&reader, "").await;
+    assert_eq!(b1.len(), 3);
+    let id = app.post(&boris, "b2").await;
+    feed_becomes(&app, &reader, "limit=1", &["b2"]).await;
+    app.put_as(
+        &boris,
+        "/post/update",
+        Some(&json!({"id": id, "text": "b2 edited"})),
+    )
+    .await;
+    feed_becomes(&app, &reader, "limit=1", &["b2 edited"]).await;
+    let response = app
+        .put_as(&boris, &format!("/post/delete/{id}"), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    feed_becomes(&app, &reader, "", &["a2", "b1", "a1"]).await;
+
+    app.put_as(&reader, &format!("/friend/delete/{}", anna.id), None)
+        .await;
+    feed_becomes(&app, &reader, "", &["b1"]).await;
+    app.follow(&reader, &anna).await;
+    feed_becomes(&app, &reader, "", &["a2", "b1", "a1"]).await;
+
+    // A rebuild from PostgreSQL gives what the incremental updates gave.
+    let incremental = app.feed_texts(&reader, "limit=100").await;
+    socialnet::cli::run(socialnet::cli::Cli::parse_from([
+        "socialnet",
+        "feed",
+        "rebuild",
+        "--all",
+        "--database-url",
+        &app.database_url,
+        "--redis-url",
+        &redis_url(),
+        "--redis-key-prefix",
+        app.database_url.rsplit('/').next().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(app.feed_texts(&reader, "limit=100").await, incremental);
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.contains(":post:")), "{keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn with_redis_gone_the_feed_answers_from_postgres() {
+    // A Redis of this test's own, so it can be stopped.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let app = cached_app(format!("redis://127.0.0.1:{port}")).await;
+    let reader = app.user("Читатель", "Лентов").await;
+    let anna = app.user("Анна", "Иванова").await;
+    app.follow(&reader, &anna).await;
+    app.post(&anna, "a1").await;
+    feed_becomes(&app, &reader, "", &["a1"]).await;
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    app.post(&anna, "a2").await;
+    // Served by SQL now: complete, and never a 5xx.
+    feed_becomes(&app, &reader, "", &["a2", "a1"]).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("feed_cache_fallbacks"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_at_start_up_leaves_the_service_on_postgres() {
+    let app = cached_app("redis://127.0.0.1:1".to_owned()).await;
+    let reader = app.user("Читатель", "Лентов").await;
+    let anna = app.user("Анна", "Иванова").await;
+    app.follow(&reader, &anna).await;
+    app.post(&anna, "a1").await;
+    assert_eq!(app.feed_texts(&reader, "").await, ["a1"]);
+}
