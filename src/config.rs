@@ -85,6 +85,11 @@ pub struct CacheConfig {
     /// Longest a cache call may take before the feed is served from PostgreSQL instead.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
+
+    /// Authors with more followers than this are "celebrities": their posts are not pushed onto
+    /// each follower's cached feed but merged into it when the follower reads.
+    #[arg(long, env = "FEED_CELEBRITY_FOLLOWERS", default_value_t = 10_000)]
+    pub feed_celebrity_followers: i64,
 }
 
 impl CacheConfig {

@@ -2,7 +2,10 @@
 //! they follow, newest first; per post, its body as JSON.
 //!
 //! Keys: `{prefix}:feed:{user}` (list; a built feed always exists, an empty one holds only the
-//! `end` marker) and `{prefix}:post:{id}` (string). Every call has a timeout and every caller
+//! `end` marker) and `{prefix}:post:{id}` (string). Celebrities (authors with more followers than
+//! a threshold) are not pushed onto their followers' feeds: `{prefix}:celebs` (set, with a version
+//! counter) names them, `{prefix}:recent:{author}` holds each one's latest post ids, and
+//! `{prefix}:fceleb:{user}` which of them a reader follows; reads merge the two. Every call has a timeout and every caller
 //! falls back to PostgreSQL on an error, so Redis going away slows feeds down but breaks nothing.
 
 use std::time::Duration;
@@ -15,6 +18,15 @@ use crate::users::UserId;
 
 /// Marks a built feed, so that an empty feed is not rebuilt on every read.
 const END: &str = "end";
+
+/// The head of a built feed.
+pub struct FeedHead {
+    /// Newest first.
+    pub ids: Vec<i64>,
+    /// Celebrities the reader follows, if known for the current celebrity set.
+    pub followed_celebs: Option<Vec<i64>>,
+    pub celebs_version: u64,
+}
 
 #[derive(Clone)]
 pub struct FeedCache {
@@ -73,27 +85,154 @@ impl FeedCache {
             .map_err(CacheError::from)
     }
 
-    /// A page of a reader's feed, or `None` if the feed is not built (cold or evicted).
-    pub async fn feed_page(
-        &self,
-        reader: UserId,
-        offset: i64,
-        limit: i64,
-    ) -> CacheResult<Option<Vec<i64>>> {
+    fn followed_celebs_key(&self, user: i64) -> String {
+        format!("{}:fceleb:{user}", self.prefix)
+    }
+
+    fn recent_key(&self, author: i64) -> String {
+        format!("{}:recent:{author}", self.prefix)
+    }
+
+    fn celebs_key(&self) -> String {
+        format!("{}:celebs", self.prefix)
+    }
+
+    fn celebs_version_key(&self) -> String {
+        format!("{}:celebs:version", self.prefix)
+    }
+
+    /// The newest `count` ids of a reader's built feed and the celebrities they follow, or `None`
+    /// if the feed is not built (cold or evicted).
+    pub async fn feed_head(&self, reader: UserId, count: i64) -> CacheResult<Option<FeedHead>> {
         let key = self.feed_key(reader.0);
         let mut redis = self.redis.clone();
-        let (exists, items): (bool, Vec<String>) = self
-            .bounded(
+        let (exists, items, followed, version): (bool, Vec<String>, Option<String>, Option<u64>) =
+            self.bounded(
                 redis::pipe()
                     .exists(&key)
-                    .lrange(&key, offset as isize, (offset + limit - 1) as isize)
+                    .lrange(&key, 0, (count - 1) as isize)
+                    .get(self.followed_celebs_key(reader.0))
+                    .get(self.celebs_version_key())
                     .query_async(&mut redis),
             )
             .await?;
         if !exists {
             return Ok(None);
         }
-        Ok(Some(items.iter().filter_map(|s| s.parse().ok()).collect()))
+        let version = version.unwrap_or(0);
+        // Stored as "<celebrity-set version>:<id>,<id>,…"; stale when the set has changed since.
+        let followed_celebs = followed.and_then(|value| {
+            let (stored, ids) = value.split_once(':')?;
+            (stored.parse::<u64>().ok()? == version)
+                .then(|| ids.split(',').filter_map(|id| id.parse().ok()).collect())
+        });
+        Ok(Some(FeedHead {
+            ids: items.iter().filter_map(|s| s.parse().ok()).collect(),
+            followed_celebs,
+            celebs_version: version,
+        }))
+    }
+
+    /// Every author currently treated as a celebrity (not fanned out on write).
+    pub async fn celebrities(&self) -> CacheResult<(Vec<i64>, u64)> {
+        let mut redis = self.redis.clone();
+        let (members, version): (Vec<i64>, Option<u64>) = self
+            .bounded(
+                redis::pipe()
+                    .smembers(self.celebs_key())
+                    .get(self.celebs_version_key())
+                    .query_async(&mut redis),
+            )
+            .await?;
+        Ok((members, version.unwrap_or(0)))
+    }
+
+    /// Records which celebrities a reader follows, valid for this version of the celebrity set.
+    pub async fn store_followed_celebs(
+        &self,
+        reader: UserId,
+        version: u64,
+        celebs: &[i64],
+    ) -> CacheResult<()> {
+        let ids: Vec<String> = celebs.iter().map(i64::to_string).collect();
+        let mut redis = self.redis.clone();
+        let key = self.followed_celebs_key(reader.0);
+        self.bounded(redis.set::<_, _, ()>(key, format!("{version}:{}", ids.join(","))))
+            .await
+    }
+
+    /// Adds an author to the celebrity set; a newcomer bumps the set's version, which makes every
+    /// reader's stored list of followed celebrities stale (recomputed on their next read).
+    pub async fn mark_celebrity(&self, author: UserId) -> CacheResult<()> {
+        let mut redis = self.redis.clone();
+        let added: i64 = self
+            .bounded(redis.sadd(self.celebs_key(), author.0))
+            .await?;
+        if added > 0 {
+            let mut redis = self.redis.clone();
+            self.bounded(redis.incr::<_, _, ()>(self.celebs_version_key(), 1))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A celebrity's new post, on their own list of recent posts instead of on every follower's feed.
+    pub async fn push_recent(&self, author: UserId, post_id: i64) -> CacheResult<()> {
+        let key = self.recent_key(author.0);
+        let mut redis = self.redis.clone();
+        self.bounded(
+            redis::pipe()
+                .lpush(&key, post_id)
+                .ignore()
+                .ltrim(&key, 0, (FEED_WINDOW - 1) as isize)
+                .ignore()
+                .query_async::<()>(&mut redis),
+        )
+        .await
+    }
+
+    /// The newest `count` post ids of each author; `None` where the list is not built.
+    pub async fn recent_of(
+        &self,
+        authors: &[i64],
+        count: i64,
+    ) -> CacheResult<Vec<Option<Vec<i64>>>> {
+        let mut pipe = redis::pipe();
+        for &author in authors {
+            let key = self.recent_key(author);
+            pipe.exists(&key).lrange(&key, 0, (count - 1) as isize);
+        }
+        let mut redis = self.redis.clone();
+        let raw: Vec<redis::Value> = self.bounded(pipe.query_async(&mut redis)).await?;
+        let mut out = Vec::with_capacity(authors.len());
+        for pair in raw.chunks(2) {
+            let exists: bool = redis::from_redis_value(&pair[0])?;
+            let ids: Vec<i64> = redis::from_redis_value(&pair[1])?;
+            out.push(exists.then_some(ids));
+        }
+        Ok(out)
+    }
+
+    /// Replaces an author's list of recent posts (newest first).
+    pub async fn store_recent(&self, author: i64, ids: &[i64]) -> CacheResult<()> {
+        let key = self.recent_key(author);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key);
+        if !ids.is_empty() {
+            pipe.rpush(&key, ids).ignore();
+        } else {
+            // An author with no posts: an empty list cannot exist, so keep a harmless 0.
+            pipe.rpush(&key, 0).ignore();
+        }
+        let mut redis = self.redis.clone();
+        self.bounded(pipe.query_async::<()>(&mut redis)).await
+    }
+
+    /// Removes a deleted post from its author's recent list.
+    pub async fn forget_recent(&self, author: UserId, post_id: i64) -> CacheResult<()> {
+        let mut redis = self.redis.clone();
+        let key = self.recent_key(author.0);
+        self.bounded(redis.lrem::<_, _, ()>(key, 0, post_id)).await
     }
 
     /// Replaces a reader's feed with these ids (newest first, at most 1000).
@@ -112,8 +251,8 @@ impl FeedCache {
     /// Forgets a reader's feed; the next read rebuilds it (after a follow or an unfollow).
     pub async fn drop_feed(&self, reader: UserId) -> CacheResult<()> {
         let mut redis = self.redis.clone();
-        let key = self.feed_key(reader.0);
-        self.bounded(redis.del::<_, ()>(key)).await
+        let keys = [self.feed_key(reader.0), self.followed_celebs_key(reader.0)];
+        self.bounded(redis.del::<_, ()>(&keys)).await
     }
 
     /// Puts a new post at the head of every *built* feed of these readers, trimmed to the window.

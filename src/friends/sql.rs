@@ -63,3 +63,21 @@ pub async fn followers_among(
         .map(|row| row.get(0))
         .collect())
 }
+
+/// Which of `candidates` the user follows.
+#[tracing::instrument(name = "sql.followed_among", skip(db, candidates))]
+pub async fn followed_among(
+    db: &impl GenericClient,
+    user: UserId,
+    candidates: &[i64],
+) -> Result<Vec<i64>, ApiError> {
+    let statement = db
+        .prepare_cached("select friend_id from friends where user_id = $1 and friend_id = any($2)")
+        .await?;
+    Ok(db
+        .query(&statement, &[&user.0, &candidates])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}

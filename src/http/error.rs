@@ -96,9 +96,15 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
+        let io_failure = std::error::Error::source(&e)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
         match e.code() {
-            // No SQLSTATE: the connection broke (server gone, network cut).
-            None => ApiError::Unavailable(format!("database connection lost: {e}")),
+            // No SQLSTATE and a closed or failing socket: the server is gone or the network cut.
+            None if e.is_closed() || io_failure => {
+                ApiError::Unavailable(format!("database connection lost: {e}"))
+            }
+            // No SQLSTATE otherwise: a client-side error (a parameter that does not serialise…).
+            None => ApiError::Internal(anyhow::Error::new(e).context("database client")),
             Some(code)
                 if *code == SqlState::QUERY_CANCELED
                     || *code == SqlState::ADMIN_SHUTDOWN

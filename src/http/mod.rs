@@ -160,6 +160,7 @@ mod tests {
                 redis_url: None,
                 redis_key_prefix: "socialnet".into(),
                 redis_timeout_ms: 250,
+                feed_celebrity_followers: 10_000,
             },
             log_format: crate::config::LogFormat::Text,
         };

@@ -61,20 +61,46 @@ async fn from_cache(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Post>, Failure> {
-    let ids = match cache.feed_page(reader, offset, limit).await? {
-        Some(ids) => {
+    let window = offset + limit;
+    let (mut ids, followed) = match cache.feed_head(reader, window).await? {
+        Some(head) => {
             metrics::counter!("feed_cache_hits").increment(1);
-            ids
+            let followed = match head.followed_celebs {
+                Some(followed) => followed,
+                None => followed_celebrities(state, cache, reader).await?,
+            };
+            (head.ids, followed)
         }
         None => {
             metrics::counter!("feed_cache_misses").increment(1);
+            // Built from PostgreSQL just now: celebrities' posts are already in it.
             let ids = rebuild(state, cache, reader).await?;
-            ids.into_iter()
-                .skip(offset as usize)
-                .take(limit as usize)
-                .collect()
+            (ids.into_iter().take(window as usize).collect(), Vec::new())
         }
     };
+    // Celebrities' posts are not pushed onto feeds: merge their recent lists in, newest first.
+    if !followed.is_empty() {
+        let lists = cache.recent_of(&followed, window).await?;
+        for (&author, list) in followed.iter().zip(lists) {
+            let list = match list {
+                Some(list) => list,
+                None => {
+                    let db = state.db.get().await?;
+                    let list = sql::recent_post_ids(&db, UserId(author), FEED_WINDOW).await?;
+                    cache.store_recent(author, &list).await?;
+                    list.into_iter().take(window as usize).collect()
+                }
+            };
+            ids.extend(list.into_iter().filter(|&id| id > 0));
+        }
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+    }
+    let ids: Vec<i64> = ids
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
     let cached = cache.posts(&ids).await?;
     let missing: Vec<i64> = ids
         .iter()
@@ -105,6 +131,25 @@ async fn from_cache(
         .collect())
 }
 
+/// Which celebrities a reader follows, computed once per version of the celebrity set.
+async fn followed_celebrities(
+    state: &AppState,
+    cache: &FeedCache,
+    reader: UserId,
+) -> Result<Vec<i64>, Failure> {
+    let (celebrities, version) = cache.celebrities().await?;
+    let followed = if celebrities.is_empty() {
+        Vec::new()
+    } else {
+        let db = state.db.get().await?;
+        crate::friends::sql::followed_among(&db, reader, &celebrities).await?
+    };
+    cache
+        .store_followed_celebs(reader, version, &followed)
+        .await?;
+    Ok(followed)
+}
+
 /// Rebuilds a reader's cached feed from PostgreSQL; returns its ids.
 async fn rebuild(state: &AppState, cache: &FeedCache, reader: UserId) -> Result<Vec<i64>, Failure> {
     let ids = {
@@ -112,26 +157,35 @@ async fn rebuild(state: &AppState, cache: &FeedCache, reader: UserId) -> Result<
         sql::feed_ids(&db, reader, FEED_WINDOW).await?
     };
     cache.store_feed(reader, &ids).await?;
+    followed_celebrities(state, cache, reader).await?;
     Ok(ids)
 }
 
-/// After a post is created: its body into the cache, its id onto its followers' built feeds.
+/// After a post is created: its body into the cache, and its id onto its followers' built feeds,
+/// unless the author has more followers than `FEED_CELEBRITY_FOLLOWERS`: then it goes onto the
+/// author's own recent list, merged into followers' feeds when they read.
 /// Runs in the background; a failure leaves feeds to be rebuilt, never loses the post.
 pub fn after_create(state: &AppState, post: Post, author: UserId) {
     let Some(cache) = state.feed_cache.clone() else {
         return;
     };
     let db = state.db.clone();
+    let threshold = state.config.cache.feed_celebrity_followers;
     tokio::spawn(async move {
         let work = async {
             cache.store_posts(std::slice::from_ref(&post)).await?;
-            let followers = {
-                let client = db.get().await.map_err(ApiError::from)?;
-                sql::followers(&client, author).await?
-            };
             let id: i64 = post.id.parse().unwrap_or_default();
+            let client = db.get().await.map_err(ApiError::from)?;
+            if sql::followers_exceed(&client, author, threshold).await? {
+                drop(client);
+                cache.mark_celebrity(author).await?;
+                cache.push_recent(author, id).await?;
+                return Ok::<_, Failure>(1);
+            }
+            let followers = sql::followers(&client, author).await?;
+            drop(client);
             cache.push_post(id, &followers).await?;
-            Ok::<_, Failure>(followers.len())
+            Ok(followers.len())
         };
         match work.await {
             Ok(n) => metrics::counter!("feed_fanout_writes").increment(n as u64),
@@ -152,10 +206,15 @@ pub async fn after_update(state: &AppState, post: Post) {
     }
 }
 
-/// After a delete: the body leaves the cache; feeds drop the id when they next meet it.
-pub async fn after_delete(state: &AppState, id: i64) {
+/// After a delete: the body leaves the cache, and the author's recent list; feeds drop the id
+/// when they next meet it.
+pub async fn after_delete(state: &AppState, author: UserId, id: i64) {
     if let Some(cache) = &state.feed_cache {
-        if let Err(e) = cache.drop_post(id).await {
+        let result = async {
+            cache.drop_post(id).await?;
+            cache.forget_recent(author, id).await
+        };
+        if let Err(e) = result.await {
             tracing::warn!(error = %e, "dropping a cached post failed");
         }
     }

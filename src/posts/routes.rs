@@ -140,7 +140,7 @@ pub async fn delete_post(
         let db = state.db.get().await?;
         written(sql::delete_post(&db, me, id).await?)?;
     }
-    super::feed::after_delete(&state, id.0).await;
+    super::feed::after_delete(&state, me, id.0).await;
     Ok(())
 }
 

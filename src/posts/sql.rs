@@ -182,3 +182,40 @@ pub async fn followers(db: &impl GenericClient, author: UserId) -> Result<Vec<i6
         .map(|row| row.get(0))
         .collect())
 }
+
+/// Whether `author` has more than `threshold` followers (counts at most threshold + 1 rows).
+#[tracing::instrument(name = "sql.followers_exceed", skip(db))]
+pub async fn followers_exceed(
+    db: &impl GenericClient,
+    author: UserId,
+    threshold: i64,
+) -> Result<bool, ApiError> {
+    let statement = db
+        .prepare_cached(
+            "select count(*) > $2::bigint
+             from (select 1 from friends where friend_id = $1 limit $2::bigint + 1) f",
+        )
+        .await?;
+    Ok(db
+        .query_one(&statement, &[&author.0, &threshold])
+        .await?
+        .get(0))
+}
+
+/// An author's newest post ids.
+#[tracing::instrument(name = "sql.recent_post_ids", skip(db))]
+pub async fn recent_post_ids(
+    db: &impl GenericClient,
+    author: UserId,
+    window: i64,
+) -> Result<Vec<i64>, ApiError> {
+    let statement = db
+        .prepare_cached("select id from posts where author_id = $1 order by id desc limit $2")
+        .await?;
+    Ok(db
+        .query(&statement, &[&author.0, &window])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}

@@ -174,3 +174,77 @@ async fn an_unreachable_redis_at_start_up_leaves_the_service_on_postgres() {
     app.post(&anna, "a1").await;
     assert_eq!(app.feed_texts(&reader, "").await, ["a1"]);
 }
+
+#[tokio::test]
+async fn celebrities_are_merged_at_read_time_not_fanned_out() {
+    let url = redis_url();
+    let app = spawn_app_with({
+        let url = url.clone();
+        move |c| {
+            c.cache.redis_url = Some(url);
+            c.cache.redis_key_prefix = c.db.database_url.rsplit('/').next().unwrap().to_owned();
+            // More than one follower makes a celebrity.
+            c.cache.feed_celebrity_followers = 1;
+        }
+    })
+    .await;
+    let prefix = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let reader = app.user("Читатель", "Лентов").await;
+    let other = app.user("Другой", "Читатель").await;
+    let star = app.user("Звезда", "Эстрады").await;
+    let plain = app.user("Обычный", "Автор").await;
+    app.follow(&reader, &star).await;
+    app.follow(&other, &star).await;
+    app.follow(&reader, &plain).await;
+    // The reader's feed is built (empty) before the star becomes a celebrity.
+    feed_becomes(&app, &reader, "", &[]).await;
+
+    let c1 = app.post(&star, "c1").await;
+    app.post(&plain, "n1").await;
+    let c2 = app.post(&star, "c2").await;
+    feed_becomes(&app, &reader, "", &["c2", "n1", "c1"]).await;
+    feed_becomes(&app, &reader, "offset=1&limit=1", &["n1"]).await;
+
+    // The star's posts sit on the star's own list, not on the reader's feed.
+    let mut redis = redis::Client::open(url.clone())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let feed: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}:feed:{}", reader.id))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!feed.contains(&c1) && !feed.contains(&c2), "{feed:?}");
+    let recent: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}:recent:{}", star.id))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(recent, [c2.clone(), c1.clone()]);
+
+    // Deletes and unfollows reach merged posts too.
+    app.put_as(&star, &format!("/post/delete/{c2}"), None).await;
+    feed_becomes(&app, &reader, "", &["n1", "c1"]).await;
+    app.put_as(&reader, &format!("/friend/delete/{}", star.id), None)
+        .await;
+    feed_becomes(&app, &reader, "", &["n1"]).await;
+    app.follow(&reader, &star).await;
+    feed_becomes(&app, &reader, "", &["n1", "c1"]).await;
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}

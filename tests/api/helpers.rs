@@ -43,6 +43,7 @@ pub fn test_config(database_url: &str) -> Config {
             redis_url: None,
             redis_key_prefix: "socialnet".into(),
             redis_timeout_ms: 250,
+            feed_celebrity_followers: 10_000,
         },
         log_format: LogFormat::Text,
     }
@@ -69,6 +70,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    // TEST_LOG=1 shows the server's logs (RUST_LOG filters them).
+    if std::env::var_os("TEST_LOG").is_some() {
+        socialnet::telemetry::init(LogFormat::Text);
+    }
     let database_url = fresh_database_url();
     let mut config = test_config(&database_url);
     customise(&mut config);
