@@ -52,6 +52,7 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
     let args = BenchRunArgs {
         url: app.address.clone(),
         scenarios: Scenario::ALL.to_vec(),
+        // ws-fanout: 1 and 3 followers on websockets.
         connections: vec![1, 3],
         warmup_secs: 0.1,
         duration_secs: 0.4,

@@ -38,7 +38,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Tally {
             // 1 µs to 60 s at 3 significant digits.
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),

@@ -2,6 +2,7 @@
 //! connection counts, and writes JSON, a Markdown table and SVG plots; `compare` sets two runs
 //! side by side with their ratios.
 
+mod fanout;
 mod load;
 pub mod plot;
 pub mod report;
@@ -124,6 +125,14 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
     };
     load::probe(&plan).await?;
     for &scenario in &args.scenarios {
+        if scenario == Scenario::WsFanout {
+            let steps = fanout_steps(args, &plan, &client).await?;
+            result.scenarios.push(ScenarioResult {
+                scenario: scenario.name().to_owned(),
+                steps,
+            });
+            continue;
+        }
         let mut workload = scenario::Workload::load(scenario, &client).await?;
         workload.tokens =
             tokens_for(workload.token_users(), &plan, args.token_secret.as_deref()).await?;
@@ -167,6 +176,46 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
     ));
     result.write(&dir)?;
     Ok((result, dir))
+}
+
+/// `ws-fanout`: per step, `connections` followers on websockets and their author posting.
+async fn fanout_steps(
+    args: &BenchRunArgs,
+    plan: &StepPlan,
+    client: &tokio_postgres::Client,
+) -> anyhow::Result<Vec<StepResult>> {
+    let most = args.connections.iter().copied().max().unwrap_or(1);
+    let (author, followers) = fanout::prepare(client, most).await?;
+    let mut users = vec![author];
+    users.extend(&followers);
+    let tokens = tokens_for(&users, plan, args.token_secret.as_deref()).await?;
+    let mut steps = Vec::new();
+    for &connections in &args.connections {
+        let mut plan = plan.clone();
+        plan.connections = connections;
+        let own_before = cpu_seconds(None);
+        let server_before = args.server_pid.and_then(|pid| cpu_seconds(Some(pid)));
+        let (tally, measured) = fanout::run_step(&plan, &tokens[0], &tokens[1..]).await?;
+        let own = cpu_seconds(None).zip(own_before).map(|(a, b)| a - b);
+        let server = args
+            .server_pid
+            .and_then(|pid| cpu_seconds(Some(pid)))
+            .zip(server_before)
+            .map(|(a, b)| a - b);
+        let step = StepResult::from_tally(
+            connections,
+            &tally,
+            measured.as_secs_f64(),
+            own.unwrap_or(0.0),
+            server,
+        );
+        eprintln!(
+            "ws-fanout followers={connections}: {} deliveries, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, missing {}",
+            step.requests - step.failed, step.latency_ms.p50, step.latency_ms.p99, step.latency_ms.max, step.failed
+        );
+        steps.push(step);
+    }
+    Ok(steps)
 }
 
 /// Tokens for the users a scenario acts as, obtained before any measurement.

@@ -19,16 +19,19 @@ pub enum Scenario {
     Register,
     Feed,
     PostCreate,
+    /// Followers on websockets, their author posting; delivery latency from the create response.
+    WsFanout,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::UserGet,
         Scenario::UserSearch,
         Scenario::Login,
         Scenario::Register,
         Scenario::Feed,
         Scenario::PostCreate,
+        Scenario::WsFanout,
     ];
 
     /// Whether requests carry a token (obtained before the measured window).
@@ -44,6 +47,7 @@ impl Scenario {
             Scenario::Register => "register",
             Scenario::Feed => "feed",
             Scenario::PostCreate => "post-create",
+            Scenario::WsFanout => "ws-fanout",
         }
     }
 }
@@ -99,7 +103,8 @@ impl Workload {
             search_queries: Vec::new(),
             tokens: Vec::new(),
         };
-        if scenario == Scenario::Register {
+        // Register needs no data; ws-fanout prepares its own (see fanout.rs).
+        if matches!(scenario, Scenario::Register | Scenario::WsFanout) {
             return Ok(workload);
         }
         let row = db
@@ -183,6 +188,13 @@ impl Workload {
             Scenario::UserSearch => PlannedRequest {
                 post: false,
                 path: self.search_queries[rng.gen_range(0..self.search_queries.len())].clone(),
+                body: None,
+                token: None,
+            },
+            // Driven by fanout.rs, never through this request loop.
+            Scenario::WsFanout => PlannedRequest {
+                post: false,
+                path: "/health".to_owned(),
                 body: None,
                 token: None,
             },
