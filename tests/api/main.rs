@@ -1,5 +1,6 @@
 //! One integration-test binary: every test spawns the real server on its own fresh database.
 
+mod balancer;
 mod bench;
 mod commands;
 mod fake;
