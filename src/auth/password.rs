@@ -110,12 +110,15 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = tokio::time::timeout(self.queue_timeout, self.slots.acquire())
+        // The permit travels with the job: a request that gives up (timeout, client gone) still
+        // holds its slot until its hash is done, so abandoned work cannot pile up.
+        let permit = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| ApiError::Unavailable("password hashing is saturated".into()))?
             .map_err(|_| ApiError::Unavailable("password hashing is shut down".into()))?;
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
+            let _permit = permit;
             let _ = reply.send(work(memory));
         });
         self.jobs

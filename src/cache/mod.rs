@@ -18,6 +18,9 @@ use crate::users::UserId;
 
 /// Marks a built feed, so that an empty feed is not rebuilt on every read.
 const END: &str = "end";
+/// Feeds and post bodies expire a day after they were (re)built, which bounds how long an entry
+/// left stale by a race between a rebuild and a concurrent write can live.
+const ENTRY_TTL_SECS: u64 = 24 * 3600;
 
 /// The head of a built feed.
 pub struct FeedHead {
@@ -182,7 +185,9 @@ impl FeedCache {
         let mut redis = self.redis.clone();
         self.bounded(
             redis::pipe()
-                .lpush(&key, post_id)
+                // Only onto a list that exists: a missing (evicted) list is reloaded whole from
+                // PostgreSQL on the next read, rather than restarted with just this post.
+                .lpush_exists(&key, post_id)
                 .ignore()
                 .ltrim(&key, 0, (FEED_WINDOW - 1) as isize)
                 .ignore()
@@ -244,6 +249,7 @@ impl FeedCache {
             pipe.rpush(&key, ids);
         }
         pipe.rpush(&key, END).ignore();
+        pipe.expire(&key, ENTRY_TTL_SECS as i64).ignore();
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
     }
@@ -289,8 +295,12 @@ impl FeedCache {
         let mut pipe = redis::pipe();
         for post in posts {
             let id: i64 = post.id.parse().unwrap_or_default();
-            pipe.set(self.post_key(id), serde_json::to_string(post)?)
-                .ignore();
+            pipe.set_ex(
+                self.post_key(id),
+                serde_json::to_string(post)?,
+                ENTRY_TTL_SECS,
+            )
+            .ignore();
         }
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await

@@ -95,7 +95,6 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        use tokio_postgres::error::SqlState;
         let io_failure = std::error::Error::source(&e)
             .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
         match e.code() {
@@ -105,12 +104,14 @@ impl From<tokio_postgres::Error> for ApiError {
             }
             // No SQLSTATE otherwise: a client-side error (a parameter that does not serialise…).
             None => ApiError::Internal(anyhow::Error::new(e).context("database client")),
+            // Retryable conditions: connection trouble (08), insufficient resources (53),
+            // operator intervention and statement timeouts (57), a replica that became read-only
+            // (25006), serialization failures and deadlocks (40001, 40P01).
             Some(code)
-                if *code == SqlState::QUERY_CANCELED
-                    || *code == SqlState::ADMIN_SHUTDOWN
-                    || *code == SqlState::CRASH_SHUTDOWN
-                    || *code == SqlState::CANNOT_CONNECT_NOW
-                    || *code == SqlState::TOO_MANY_CONNECTIONS =>
+                if ["08", "53", "57"]
+                    .iter()
+                    .any(|class| code.code().starts_with(class))
+                    || ["25006", "40001", "40P01"].contains(&code.code()) =>
             {
                 ApiError::Unavailable(format!("database unavailable: {}", code.code()))
             }

@@ -91,6 +91,16 @@ fn token_from_query(query: &str) -> TokenQuery {
     .unwrap_or(TokenQuery { token: None })
 }
 
+/// Longest a frame may take to leave; a peer that stops reading is closed, not waited for.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// One task owns the socket: it forwards queued frames, answers the peer, pings, and ends when
 /// either side goes away or the hub drops a client too slow to keep up.
 async fn serve_socket(mut socket: WebSocket, mut subscription: Subscription) {
@@ -101,12 +111,12 @@ async fn serve_socket(mut socket: WebSocket, mut subscription: Subscription) {
         tokio::select! {
             frame = subscription.frames.recv() => match frame {
                 Some(text) => {
-                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                    if !send_within(&mut socket, Message::Text(text.as_ref().into())).await {
                         break;
                     }
                 }
                 None => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    send_within(&mut socket, Message::Close(None)).await;
                     break;
                 }
             },
@@ -116,7 +126,7 @@ async fn serve_socket(mut socket: WebSocket, mut subscription: Subscription) {
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
-                if awaiting_pong || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if awaiting_pong || !send_within(&mut socket, Message::Ping(Vec::new().into())).await {
                     break;
                 }
                 awaiting_pong = true;

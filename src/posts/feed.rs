@@ -78,7 +78,7 @@ async fn from_cache(
             (ids.into_iter().take(window as usize).collect(), Vec::new())
         }
     };
-    // Celebrities' posts are not pushed onto feeds: merge their recent lists in, newest first.
+    // Celebrities' posts are not pushed onto feeds: merge their recent lists in.
     if !followed.is_empty() {
         let lists = cache.recent_of(&followed, window).await?;
         for (&author, list) in followed.iter().zip(lists) {
@@ -93,9 +93,11 @@ async fn from_cache(
             };
             ids.extend(list.into_iter().filter(|&id| id > 0));
         }
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.dedup();
     }
+    // Newest first. Fan-outs of two posts run concurrently and may land on a list in either
+    // order; the head is read whole (`offset + limit` ids), so sorting it makes pages exact.
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
     let ids: Vec<i64> = ids
         .into_iter()
         .skip(offset as usize)

@@ -24,10 +24,14 @@ pub async fn insert_post(
     let statement = db
         .prepare_cached("insert into posts (author_id, text) values ($1, $2) returning id")
         .await?;
-    let row = db
-        .query_one(&statement, &[&author.0, &text.as_str()])
-        .await?;
-    Ok(PostId(row.get(0)))
+    match db.query_one(&statement, &[&author.0, &text.as_str()]).await {
+        Ok(row) => Ok(PostId(row.get(0))),
+        // A valid token of a user who no longer exists (say, the database was reset).
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => Err(
+            ApiError::Unauthorized("the token's user does not exist".into()),
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[tracing::instrument(name = "sql.find_post", skip(db))]

@@ -194,7 +194,7 @@ pub async fn search(
             "limit must be between 1 and {SEARCH_MAX_LIMIT}"
         )));
     }
-    if offset < 0 || offset + limit > SEARCH_MAX_DEPTH {
+    if offset < 0 || offset > SEARCH_MAX_DEPTH - limit {
         return Err(ApiError::bad_request(format!(
             "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"
         )));

@@ -113,7 +113,9 @@ impl NamePrefix {
 /// A free-text field with only an upper bound (biography, city); absent means empty.
 pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<String, ApiError> {
     let value = raw.unwrap_or("").trim();
-    check_text(field, value, 0, max)?;
+    // Line breaks and tabs are fine in free text; other control characters are not.
+    let without_breaks: String = value.replace(['\n', '\r', '\t'], " ");
+    check_text(field, &without_breaks, 0, max)?;
     Ok(value.to_owned())
 }
 

@@ -137,8 +137,28 @@ backend socialnet
     assert_eq!(response.status(), 101);
     drop(socket);
 
-    // One instance stops: every request still succeeds.
+    // One instance stops. Requests racing its shutdown may fail until the health check marks it
+    // down (200 ms here); from then on every request succeeds, on the other instance.
     stops.remove(0).send(()).unwrap();
+    let mut marked_down = false;
+    for _ in 0..100 {
+        let response = client
+            .get(format!("{base}/post/feed"))
+            .bearer_auth(&token)
+            .send()
+            .await;
+        if let Ok(response) = response {
+            if response.status() == StatusCode::OK && response.headers()["x-served-by"] == "b" {
+                marked_down = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        marked_down,
+        "HAProxy never routed around the stopped instance"
+    );
     for _ in 0..20 {
         let response = client
             .get(format!("{base}/post/feed"))

@@ -150,3 +150,20 @@ async fn writing_posts_needs_a_valid_token() {
     assert_error(response, StatusCode::UNAUTHORIZED).await;
     assert_error(app.get("/post/feed").await, StatusCode::UNAUTHORIZED).await;
 }
+
+#[tokio::test]
+async fn a_valid_token_of_a_user_who_no_longer_exists_is_a_401() {
+    let app = spawn_app().await;
+    let token = socialnet::auth::TokenKeys::new(b"test-secret", std::time::Duration::from_secs(60))
+        .issue(socialnet::users::UserId(999_999))
+        .unwrap();
+    let response = app
+        .client
+        .post(app.url("/post/create"))
+        .bearer_auth(token)
+        .json(&json!({"text": "ghost"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::UNAUTHORIZED).await;
+}

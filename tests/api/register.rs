@@ -162,3 +162,28 @@ fn without(key: &str) -> Value {
     body.as_object_mut().unwrap().remove(key);
     body
 }
+
+#[tokio::test]
+async fn a_biography_may_span_lines_but_names_may_not() {
+    let app = spawn_app().await;
+    let mut body = registration("Анна", "Иванова");
+    body["biography"] = json!("строка 1\nстрока 2\tи табуляция");
+    let response = app.register(&body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = response.json::<Value>().await.unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user: Value = app
+        .get(&format!("/user/get/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["biography"], "строка 1\nстрока 2\tи табуляция");
+
+    let response = app
+        .register(&registration("Анна\nИванова", "Петрова"))
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST).await;
+}

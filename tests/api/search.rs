@@ -106,6 +106,7 @@ async fn missing_or_invalid_parameters_are_a_400() {
         "first_name=an&last_name=iv&limit=ten",
         "first_name=an&last_name=iv&offset=-1",
         "first_name=an&last_name=iv&offset=9999&limit=100",
+        "first_name=an&last_name=iv&offset=9223372036854775807",
     ] {
         let response = app.get(&format!("/user/search?{query}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
