@@ -25,6 +25,7 @@ impl Application {
         let pool = db::build_pool(&config.db)?;
         db::migrate(&pool).await?;
         let feed_cache = config.cache.connect().await;
+        let fanout_slots = (config.db.pool_size() / 2).max(1);
         let state = AppState {
             db: pool,
             tokens: token_keys(&config.auth),
@@ -32,6 +33,7 @@ impl Application {
             config: Arc::new(config),
             live: Default::default(),
             feed_cache,
+            fanout_slots: Arc::new(tokio::sync::Semaphore::new(fanout_slots)),
         };
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)

@@ -18,8 +18,10 @@ use crate::users::UserId;
 
 /// Marks a built feed, so that an empty feed is not rebuilt on every read.
 const END: &str = "end";
-/// Feeds and post bodies expire a day after they were (re)built, which bounds how long an entry
-/// left stale by a race between a rebuild and a concurrent write can live.
+/// Feeds, recent lists and post bodies expire a day after they were (re)built, which bounds how
+/// long an entry left stale by a race between a rebuild and a concurrent write can live, and
+/// makes them the only evictable keys under `volatile-lru`: the celebrity set and its version
+/// have no expiry and are never evicted.
 const ENTRY_TTL_SECS: u64 = 24 * 3600;
 
 /// The head of a built feed.
@@ -112,6 +114,7 @@ impl FeedCache {
         let (exists, items, followed, version): (bool, Vec<String>, Option<String>, Option<u64>) =
             self.bounded(
                 redis::pipe()
+                    .atomic()
                     .exists(&key)
                     .lrange(&key, 0, (count - 1) as isize)
                     .get(self.followed_celebs_key(reader.0))
@@ -160,23 +163,27 @@ impl FeedCache {
         let ids: Vec<String> = celebs.iter().map(i64::to_string).collect();
         let mut redis = self.redis.clone();
         let key = self.followed_celebs_key(reader.0);
-        self.bounded(redis.set::<_, _, ()>(key, format!("{version}:{}", ids.join(","))))
+        let value = format!("{version}:{}", ids.join(","));
+        self.bounded(redis.set_ex::<_, _, ()>(key, value, ENTRY_TTL_SECS))
             .await
     }
 
     /// Adds an author to the celebrity set; a newcomer bumps the set's version, which makes every
     /// reader's stored list of followed celebrities stale (recomputed on their next read).
     pub async fn mark_celebrity(&self, author: UserId) -> CacheResult<()> {
+        // One script, so the set and its version never disagree.
+        let script = redis::Script::new(
+            "if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then redis.call('incr', KEYS[2]) end",
+        );
         let mut redis = self.redis.clone();
-        let added: i64 = self
-            .bounded(redis.sadd(self.celebs_key(), author.0))
-            .await?;
-        if added > 0 {
-            let mut redis = self.redis.clone();
-            self.bounded(redis.incr::<_, _, ()>(self.celebs_version_key(), 1))
-                .await?;
-        }
-        Ok(())
+        self.bounded(
+            script
+                .key(self.celebs_key())
+                .key(self.celebs_version_key())
+                .arg(author.0)
+                .invoke_async::<()>(&mut redis),
+        )
+        .await
     }
 
     /// A celebrity's new post, on their own list of recent posts instead of on every follower's feed.
@@ -229,6 +236,7 @@ impl FeedCache {
             // An author with no posts: an empty list cannot exist, so keep a harmless 0.
             pipe.rpush(&key, 0).ignore();
         }
+        pipe.expire(&key, ENTRY_TTL_SECS as i64).ignore();
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
     }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub live: crate::live::LiveHub,
     /// The Redis feed cache, when `REDIS_URL` is set.
     pub feed_cache: Option<crate::cache::FeedCache>,
+    /// Background fan-outs running at once (half the pool).
+    pub fanout_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole application: every domain's routes plus docs, operations and the middleware stack.
@@ -171,6 +173,7 @@ mod tests {
             config: Arc::new(config),
             live: Default::default(),
             feed_cache: None,
+            fanout_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

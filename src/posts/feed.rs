@@ -173,7 +173,13 @@ pub fn after_create(state: &AppState, post: Post, author: UserId) {
     };
     let db = state.db.clone();
     let threshold = state.config.cache.feed_celebrity_followers;
+    let slots = state.fanout_slots.clone();
     tokio::spawn(async move {
+        // At most half the pool does fan-out at once, so a burst of posts cannot take every
+        // database connection from requests; the rest wait here, in memory, briefly.
+        let Ok(_slot) = slots.acquire_owned().await else {
+            return;
+        };
         let work = async {
             cache.store_posts(std::slice::from_ref(&post)).await?;
             let id: i64 = post.id.parse().unwrap_or_default();
