@@ -140,15 +140,9 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
         let mut steps = Vec::new();
         for &connections in &args.connections {
             plan.connections = connections;
-            let own_before = cpu_seconds(None);
-            let server_before = args.server_pid.and_then(|pid| cpu_seconds(Some(pid)));
+            let clock = CpuClock::start(args.server_pid);
             let (tally, measured) = load::run_step(&plan, workload.clone()).await;
-            let own = cpu_seconds(None).zip(own_before).map(|(a, b)| a - b);
-            let server = args
-                .server_pid
-                .and_then(|pid| cpu_seconds(Some(pid)))
-                .zip(server_before)
-                .map(|(a, b)| a - b);
+            let (own, server) = clock.read();
             // CPU is read over warm-up and measurement alike; scale it to the measured share.
             let share = measured.as_secs_f64() / (measured + plan.warmup).as_secs_f64();
             let step = StepResult::from_tally(
@@ -193,15 +187,9 @@ async fn fanout_steps(
     for &connections in &args.connections {
         let mut plan = plan.clone();
         plan.connections = connections;
-        let own_before = cpu_seconds(None);
-        let server_before = args.server_pid.and_then(|pid| cpu_seconds(Some(pid)));
+        let clock = CpuClock::start(args.server_pid);
         let (tally, measured) = fanout::run_step(&plan, &tokens[0], &tokens[1..]).await?;
-        let own = cpu_seconds(None).zip(own_before).map(|(a, b)| a - b);
-        let server = args
-            .server_pid
-            .and_then(|pid| cpu_seconds(Some(pid)))
-            .zip(server_before)
-            .map(|(a, b)| a - b);
+        let (own, server) = clock.read();
         let step = StepResult::from_tally(
             connections,
             &tally,
@@ -284,6 +272,36 @@ async fn loopback_target(url: &str) -> anyhow::Result<(SocketAddr, String)> {
         "refusing to load {address}: socialnet bench only sends traffic to loopback addresses"
     );
     Ok((address, authority.to_owned()))
+}
+
+/// CPU spent by this process and, when its pid is known, the server's, since `start`.
+struct CpuClock {
+    server_pid: Option<u32>,
+    own: Option<f64>,
+    server: Option<f64>,
+}
+
+impl CpuClock {
+    fn start(server_pid: Option<u32>) -> Self {
+        CpuClock {
+            server_pid,
+            own: cpu_seconds(None),
+            server: server_pid.and_then(|pid| cpu_seconds(Some(pid))),
+        }
+    }
+
+    /// Seconds of CPU since `start`: (this process, the server).
+    fn read(&self) -> (Option<f64>, Option<f64>) {
+        let own = cpu_seconds(None)
+            .zip(self.own)
+            .map(|(now, then)| now - then);
+        let server = self
+            .server_pid
+            .and_then(|pid| cpu_seconds(Some(pid)))
+            .zip(self.server)
+            .map(|(now, then)| now - then);
+        (own, server)
+    }
 }
 
 /// User plus system CPU seconds of a process (`None`: this one), from `/proc`.
