@@ -26,6 +26,13 @@ impl Application {
         db::migrate(&pool).await?;
         let feed_cache = config.cache.connect().await;
         let fanout_slots = (config.db.pool_size() / 2).max(1);
+        let reads = match config.db.pipelined_reads() {
+            0 => None,
+            n => Some(Arc::new(db::reads::PipelinedReads::new(
+                db::connection_config(&config.db)?,
+                n,
+            ))),
+        };
         let state = AppState {
             db: pool,
             tokens: token_keys(&config.auth),
@@ -34,6 +41,7 @@ impl Application {
             live: Default::default(),
             feed_cache,
             fanout_slots: Arc::new(tokio::sync::Semaphore::new(fanout_slots)),
+            reads,
         };
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)

@@ -64,6 +64,12 @@ pub struct DbConfig {
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub db_statement_timeout_ms: u64,
 
+    /// Shared connections on which single-statement reads (profile, search, post, SQL feed) are
+    /// pipelined; 0 sends them through the pool like everything else. Defaults to the number
+    /// of CPUs.
+    #[arg(long, env = "DB_PIPELINED_READS")]
+    pub db_pipelined_reads: Option<usize>,
+
     /// How long start-up keeps retrying while the database is not reachable yet (e.g. a container
     /// that is still starting); 0 fails at once.
     #[arg(long, env = "DB_STARTUP_WAIT_SECS", default_value_t = 30)]
@@ -147,6 +153,10 @@ pub struct AuthConfig {
 }
 
 impl DbConfig {
+    pub fn pipelined_reads(&self) -> usize {
+        self.db_pipelined_reads.unwrap_or_else(available_cpus)
+    }
+
     pub fn startup_wait(&self) -> Duration {
         Duration::from_secs(self.db_startup_wait_secs)
     }

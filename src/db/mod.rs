@@ -1,6 +1,7 @@
 //! PostgreSQL: the connection pool, database creation and embedded migrations.
 
 mod migrations;
+pub mod reads;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,18 +19,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds the bounded pool of the primary. Connections are opened lazily.
 pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
-    let mut pg = tokio_postgres::Config::from_str(&config.database_url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(CONNECT_TIMEOUT);
-    }
-    pg.options(format!(
-        "-c statement_timeout={}",
-        config.db_statement_timeout_ms
-    ));
-    if pg.get_application_name().is_none() {
-        pg.application_name("socialnet");
-    }
+    let pg = connection_config(config)?;
     let manager = Manager::from_config(
         pg,
         NoTls,
@@ -66,6 +56,23 @@ pub async fn wait_and_ensure_database(database_url: &str, wait: Duration) -> any
             Err(e) => return Err(e),
         }
     }
+}
+
+/// How every connection of the service is opened: connect timeout, statement timeout, name.
+pub fn connection_config(config: &DbConfig) -> anyhow::Result<tokio_postgres::Config> {
+    let mut pg = tokio_postgres::Config::from_str(&config.database_url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    pg.options(format!(
+        "-c statement_timeout={}",
+        config.db_statement_timeout_ms
+    ));
+    if pg.get_application_name().is_none() {
+        pg.application_name("socialnet");
+    }
+    Ok(pg)
 }
 
 /// Creates the database named in `database_url` if it does not exist yet, by connecting to the

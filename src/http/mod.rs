@@ -37,6 +37,15 @@ pub struct AppState {
     pub feed_cache: Option<crate::cache::FeedCache>,
     /// Background fan-outs running at once (half the pool).
     pub fanout_slots: Arc<tokio::sync::Semaphore>,
+    /// Pipelined single-statement reads, unless `DB_PIPELINED_READS=0`.
+    pub reads: Option<Arc<crate::db::reads::PipelinedReads>>,
+}
+
+impl AppState {
+    /// A connection for a single-statement read.
+    pub async fn read_conn(&self) -> Result<crate::db::reads::ReadConn, ApiError> {
+        crate::db::reads::ReadConn::get(&self.db, self.reads.as_deref()).await
+    }
 }
 
 /// The whole application: every domain's routes plus docs, operations and the middleware stack.
@@ -145,6 +154,7 @@ mod tests {
                 db_pool_size: Some(1),
                 db_pool_timeout_ms: 100,
                 db_statement_timeout_ms: 100,
+                db_pipelined_reads: None,
                 db_startup_wait_secs: 0,
             },
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -174,6 +184,7 @@ mod tests {
             live: Default::default(),
             feed_cache: None,
             fanout_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            reads: None,
         }
     }
 

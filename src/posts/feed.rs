@@ -27,7 +27,7 @@ pub async fn read(
             }
         }
     }
-    let db = state.db.get().await?;
+    let db = state.read_conn().await?;
     sql::feed(&db, reader, limit, offset).await
 }
 

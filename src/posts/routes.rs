@@ -169,7 +169,7 @@ pub async fn get_post(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Post>, ApiError> {
     let id: PostId = id.parse()?;
-    let db = state.db.get().await?;
+    let db = state.read_conn().await?;
     sql::find_post(&db, id)
         .await?
         .map(axum::Json)

@@ -4,6 +4,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::types::{Post, PostId, PostText};
+use crate::db::reads::ReadConn;
 use crate::http::error::ApiError;
 use crate::users::UserId;
 
@@ -35,12 +36,12 @@ pub async fn insert_post(
 }
 
 #[tracing::instrument(name = "sql.find_post", skip(db))]
-pub async fn find_post(db: &impl GenericClient, id: PostId) -> Result<Option<Post>, ApiError> {
-    let statement = db
-        .prepare_cached("select id, text, author_id from posts where id = $1")
-        .await?;
+pub async fn find_post(db: &ReadConn, id: PostId) -> Result<Option<Post>, ApiError> {
     Ok(db
-        .query_opt(&statement, &[&id.0])
+        .query_opt(
+            "select id, text, author_id from posts where id = $1",
+            &[&id.0],
+        )
         .await?
         .as_ref()
         .map(post_from_row))
@@ -107,13 +108,13 @@ pub async fn delete_post(
 /// the authors' whole history.
 #[tracing::instrument(name = "sql.feed", skip(db))]
 pub async fn feed(
-    db: &impl GenericClient,
+    db: &ReadConn,
     reader: UserId,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Post>, ApiError> {
-    let statement = db
-        .prepare_cached(
+    let rows = db
+        .query(
             "select p.id, p.text, p.author_id
              from friends f
              cross join lateral (
@@ -125,10 +126,8 @@ pub async fn feed(
              where f.user_id = $1
              order by p.id desc
              limit $2 offset $3",
+            &[&reader.0, &limit, &offset, &(offset + limit)],
         )
-        .await?;
-    let rows = db
-        .query(&statement, &[&reader.0, &limit, &offset, &(offset + limit)])
         .await?;
     Ok(rows.iter().map(post_from_row).collect())
 }

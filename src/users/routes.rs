@@ -144,7 +144,7 @@ pub async fn get_user(
     Path(id): Path<String>,
 ) -> Result<axum::Json<User>, ApiError> {
     let id: UserId = id.parse()?;
-    let db = state.db.get().await?;
+    let db = state.read_conn().await?;
     sql::find_user(&db, id)
         .await?
         .map(axum::Json)
@@ -199,7 +199,7 @@ pub async fn search(
             "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"
         )));
     }
-    let db = state.db.get().await?;
+    let db = state.read_conn().await?;
     let users = sql::search_users(&db, &first, &second, limit, offset).await?;
     Ok(axum::Json(users))
 }

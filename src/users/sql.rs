@@ -4,6 +4,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::types::{NamePrefix, NewUser, User, UserId};
+use crate::db::reads::ReadConn;
 use crate::http::error::ApiError;
 
 const USER_COLUMNS: &str = "id, first_name, second_name, birthdate, biography, city";
@@ -51,12 +52,12 @@ pub async fn insert_user(
 }
 
 #[tracing::instrument(name = "sql.find_user", skip(db))]
-pub async fn find_user(db: &impl GenericClient, id: UserId) -> Result<Option<User>, ApiError> {
-    let statement = db
-        .prepare_cached(&format!("select {USER_COLUMNS} from users where id = $1"))
-        .await?;
+pub async fn find_user(db: &ReadConn, id: UserId) -> Result<Option<User>, ApiError> {
     Ok(db
-        .query_opt(&statement, &[&id.0])
+        .query_opt(
+            &format!("select {USER_COLUMNS} from users where id = $1"),
+            &[&id.0],
+        )
         .await?
         .as_ref()
         .map(user_from_row))
@@ -87,18 +88,15 @@ pub async fn password_hash(
 /// Prefixes are parameters, never patterns: `%` and `_` are plain characters here.
 #[tracing::instrument(name = "sql.search_users", skip(db))]
 pub async fn search_users(
-    db: &impl GenericClient,
+    db: &ReadConn,
     first_name: &NamePrefix,
     second_name: &NamePrefix,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<User>, ApiError> {
-    let statement = db
-        .prepare_cached(&search_sql(first_name, second_name))
-        .await?;
     let rows = db
         .query(
-            &statement,
+            &search_sql(first_name, second_name),
             &[&first_name.as_str(), &second_name.as_str(), &limit, &offset],
         )
         .await?;

@@ -21,6 +21,7 @@ async fn migrating_twice_is_harmless() {
         db_pool_size: Some(1),
         db_pool_timeout_ms: 1_000,
         db_statement_timeout_ms: 1_000,
+        db_pipelined_reads: None,
         db_startup_wait_secs: 0,
     })
     .unwrap();

@@ -12,6 +12,7 @@ fn args(database_url: &str, count: u64, seed: u64) -> FakeUsersArgs {
             db_pool_size: Some(2),
             db_pool_timeout_ms: 5_000,
             db_statement_timeout_ms: 0,
+            db_pipelined_reads: None,
             db_startup_wait_secs: 0,
         },
         count,

@@ -25,6 +25,7 @@ pub fn test_config(database_url: &str) -> Config {
             db_pool_size: Some(4),
             db_pool_timeout_ms: 1_000,
             db_statement_timeout_ms: 5_000,
+            db_pipelined_reads: None,
             db_startup_wait_secs: 0,
         },
         bind: "127.0.0.1:0".parse().unwrap(),

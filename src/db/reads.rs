@@ -1,0 +1,132 @@
+//! Reads that are one statement each can share a few connections: tokio-postgres pipelines the
+//! queries that concurrent requests send on one connection, so a burst of them costs a handful of
+//! socket writes and reads on both sides instead of one round trip per pooled connection each.
+//! Measured on user-get: 1.3–1.5× the throughput of one pooled connection per request
+//! (docs/benchmarks/users.md). Writes and transactions keep using the pool.
+//!
+//! The price is head-of-line blocking: a slow statement delays the ones queued behind it on the
+//! same connection (bounded by `statement_timeout`), so only short, indexed reads go here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement};
+
+use crate::http::error::ApiError;
+
+/// A few shared connections for pipelined single-statement reads.
+pub struct PipelinedReads {
+    slots: Vec<tokio::sync::Mutex<Option<Arc<SharedClient>>>>,
+    next: AtomicUsize,
+    config: tokio_postgres::Config,
+}
+
+/// One shared connection and the statements prepared on it.
+pub struct SharedClient {
+    client: tokio_postgres::Client,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl PipelinedReads {
+    pub fn new(config: tokio_postgres::Config, connections: usize) -> Self {
+        PipelinedReads {
+            slots: (0..connections.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+            config,
+        }
+    }
+
+    /// The next connection in turn, (re)opened if it is not open.
+    async fn client(&self) -> Result<Arc<SharedClient>, ApiError> {
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let mut open = slot.lock().await;
+        if let Some(client) = open.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(client.clone());
+        }
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "shared read connection closed");
+            }
+        });
+        let client = Arc::new(SharedClient {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        });
+        *open = Some(client.clone());
+        Ok(client)
+    }
+}
+
+impl SharedClient {
+    async fn statement(&self, sql: &str) -> Result<Statement, ApiError> {
+        let cached = self
+            .statements
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Where a read runs: on a pooled connection, or pipelined on a shared one.
+// Lives on the stack for the length of one request; boxing the pooled variant would only add an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum ReadConn {
+    Pooled(deadpool_postgres::Object),
+    Shared(Arc<SharedClient>),
+}
+
+impl ReadConn {
+    /// A shared connection when pipelined reads are on, a pooled one otherwise.
+    pub async fn get(pool: &Pool, reads: Option<&PipelinedReads>) -> Result<Self, ApiError> {
+        Ok(match reads {
+            Some(reads) => ReadConn::Shared(reads.client().await?),
+            None => ReadConn::Pooled(pool.get().await?),
+        })
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ApiError> {
+        Ok(match self {
+            ReadConn::Pooled(client) => {
+                let statement = client.prepare_cached(sql).await?;
+                client.query(&statement, params).await?
+            }
+            ReadConn::Shared(shared) => {
+                let statement = shared.statement(sql).await?;
+                shared.client.query(&statement, params).await?
+            }
+        })
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, ApiError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+}
