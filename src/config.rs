@@ -65,8 +65,9 @@ pub struct DbConfig {
     pub db_statement_timeout_ms: u64,
 
     /// Shared connections on which single-statement reads (profile, search, post, SQL feed) are
-    /// pipelined; 0 sends them through the pool like everything else. Defaults to the number
-    /// of CPUs.
+    /// pipelined; 0 (the default) sends them through the pool like everything else. Measured:
+    /// ~1.8× user-get throughput at 100 connections, nothing at 10, and a worse search p99
+    /// (head-of-line blocking); see docs/benchmarks/users.md.
     #[arg(long, env = "DB_PIPELINED_READS")]
     pub db_pipelined_reads: Option<usize>,
 
@@ -154,7 +155,7 @@ pub struct AuthConfig {
 
 impl DbConfig {
     pub fn pipelined_reads(&self) -> usize {
-        self.db_pipelined_reads.unwrap_or_else(available_cpus)
+        self.db_pipelined_reads.unwrap_or(0)
     }
 
     pub fn startup_wait(&self) -> Duration {

@@ -38,3 +38,64 @@ async fn the_profile_never_contains_the_password_hash() {
     assert!(!body.contains("argon2"), "{body}");
     assert!(!body.contains("password"), "{body}");
 }
+
+#[tokio::test]
+async fn pipelined_reads_answer_like_pooled_ones_and_fail_over_to_503() {
+    use crate::helpers::{registration, spawn_app_with};
+    use serde_json::Value;
+
+    let app = spawn_app_with(|c| c.db.db_pipelined_reads = Some(2)).await;
+    let response = app.register(&registration("Анна", "Иванова")).await;
+    let id = response.json::<Value>().await.unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Many concurrent reads share two connections.
+    let path = format!("/user/get/{id}");
+    let reads = (0..50).map(|_| app.get(&path));
+    for response in futures_util::future::join_all(reads).await {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let found: Vec<Value> = app
+        .get("/user/search?first_name=ан&last_name=ив")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_error(app.get("/user/get/424242").await, StatusCode::NOT_FOUND).await;
+
+    // Cut the database off: shared connections die, reconnects are refused, reads get 503.
+    let admin = socialnet::db::connect(&crate::helpers::server_url().parse().unwrap())
+        .await
+        .unwrap();
+    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+    admin
+        .batch_execute(&format!(
+            "alter database \"{name}\" allow_connections false"
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_error(
+            app.get(&format!("/user/get/{id}")).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .await;
+    }
+    admin
+        .batch_execute(&format!("alter database \"{name}\" allow_connections true"))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get(&format!("/user/get/{id}")).await.status(),
+        StatusCode::OK
+    );
+}
