@@ -249,3 +249,58 @@ impl TestApp {
             .collect()
     }
 }
+
+impl TestApp {
+    /// This app's database name.
+    pub fn database_name(&self) -> String {
+        self.database_url.rsplit('/').next().unwrap().to_owned()
+    }
+
+    /// Cuts the server off from its database: new connections refused, open ones killed.
+    /// Returns the admin connection that `restore_database` needs.
+    pub async fn cut_off_database(&self) -> tokio_postgres::Client {
+        let admin = socialnet::db::connect(&server_url().parse().unwrap())
+            .await
+            .unwrap();
+        let name = self.database_name();
+        admin
+            .batch_execute(&format!(
+                "alter database \"{name}\" allow_connections false"
+            ))
+            .await
+            .unwrap();
+        admin
+            .execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        admin
+    }
+
+    pub async fn restore_database(&self, admin: &tokio_postgres::Client) {
+        admin
+            .batch_execute(&format!(
+                "alter database \"{}\" allow_connections true",
+                self.database_name()
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// The profile of a user, registered with `body`, as the API returns it.
+    pub async fn register_and_read(&self, body: &Value) -> Value {
+        let response = self.register(body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let id = response.json::<Value>().await.unwrap()["user_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.get(&format!("/user/get/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+}

@@ -111,24 +111,7 @@ async fn a_lost_database_gives_503_with_retry_after_not_a_hang() {
         StatusCode::OK
     );
 
-    // Cut the server off: refuse new connections and kill the open ones.
-    let admin = socialnet::db::connect(&crate::helpers::server_url().parse().unwrap())
-        .await
-        .unwrap();
-    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
-    admin
-        .batch_execute(&format!(
-            "alter database \"{name}\" allow_connections false"
-        ))
-        .await
-        .unwrap();
-    admin
-        .execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
-            &[&name],
-        )
-        .await
-        .unwrap();
+    let admin = app.cut_off_database().await;
 
     for path in [
         format!("/user/get/{id}"),
@@ -140,10 +123,7 @@ async fn a_lost_database_gives_503_with_retry_after_not_a_hang() {
         assert_error(response, StatusCode::SERVICE_UNAVAILABLE).await;
     }
 
-    admin
-        .batch_execute(&format!("alter database \"{name}\" allow_connections true"))
-        .await
-        .unwrap();
+    app.restore_database(&admin).await;
     assert_eq!(
         app.get(&format!("/user/get/{id}")).await.status(),
         StatusCode::OK

@@ -31,18 +31,7 @@ async fn biography_and_city_may_be_left_out() {
     let mut body = registration("John", "Smith");
     body.as_object_mut().unwrap().remove("biography");
     body.as_object_mut().unwrap().remove("city");
-    let response = app.register(&body).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let id = response.json::<Value>().await.unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let user: Value = app
-        .get(&format!("/user/get/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user = app.register_and_read(&body).await;
     assert_eq!(user["biography"], "");
     assert_eq!(user["city"], "");
 }
@@ -168,18 +157,7 @@ async fn a_biography_may_span_lines_but_names_may_not() {
     let app = spawn_app().await;
     let mut body = registration("Анна", "Иванова");
     body["biography"] = json!("строка 1\nстрока 2\tи табуляция");
-    let response = app.register(&body).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let id = response.json::<Value>().await.unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let user: Value = app
-        .get(&format!("/user/get/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user = app.register_and_read(&body).await;
     assert_eq!(user["biography"], "строка 1\nстрока 2\tи табуляция");
 
     let response = app

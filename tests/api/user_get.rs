@@ -66,23 +66,7 @@ async fn pipelined_reads_answer_like_pooled_ones_and_fail_over_to_503() {
     assert_error(app.get("/user/get/424242").await, StatusCode::NOT_FOUND).await;
 
     // Cut the database off: shared connections die, reconnects are refused, reads get 503.
-    let admin = socialnet::db::connect(&crate::helpers::server_url().parse().unwrap())
-        .await
-        .unwrap();
-    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
-    admin
-        .batch_execute(&format!(
-            "alter database \"{name}\" allow_connections false"
-        ))
-        .await
-        .unwrap();
-    admin
-        .execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
-            &[&name],
-        )
-        .await
-        .unwrap();
+    let admin = app.cut_off_database().await;
     for _ in 0..3 {
         assert_error(
             app.get(&format!("/user/get/{id}")).await,
@@ -90,10 +74,7 @@ async fn pipelined_reads_answer_like_pooled_ones_and_fail_over_to_503() {
         )
         .await;
     }
-    admin
-        .batch_execute(&format!("alter database \"{name}\" allow_connections true"))
-        .await
-        .unwrap();
+    app.restore_database(&admin).await;
     assert_eq!(
         app.get(&format!("/user/get/{id}")).await.status(),
         StatusCode::OK
