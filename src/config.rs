@@ -64,10 +64,10 @@ pub struct DbConfig {
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub db_statement_timeout_ms: u64,
 
-    /// Shared connections on which single-statement reads (profile, search, post, SQL feed) are
-    /// pipelined; 0 (the default) sends them through the pool like everything else. Measured:
-    /// ~1.8× user-get throughput at 100 connections, nothing at 10, and a worse search p99
-    /// (head-of-line blocking); see docs/benchmarks/users.md.
+    /// Shared connections on which primary-key reads (`/user/get`, `/post/get`) are pipelined;
+    /// 0 sends them through the pool like everything else. Defaults to the number of CPUs.
+    /// Searches and SQL feeds always use the pool: pipelined, they held each other up.
+    /// See docs/benchmarks/users.md.
     #[arg(long, env = "DB_PIPELINED_READS")]
     pub db_pipelined_reads: Option<usize>,
 
@@ -155,7 +155,7 @@ pub struct AuthConfig {
 
 impl DbConfig {
     pub fn pipelined_reads(&self) -> usize {
-        self.db_pipelined_reads.unwrap_or(0)
+        self.db_pipelined_reads.unwrap_or_else(available_cpus)
     }
 
     pub fn startup_wait(&self) -> Duration {

@@ -42,7 +42,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A connection for a single-statement read.
+    /// A connection for a primary-key lookup: pipelined on a shared connection when
+    /// `DB_PIPELINED_READS` is on, pooled otherwise.
     pub async fn read_conn(&self) -> Result<crate::db::reads::ReadConn, ApiError> {
         crate::db::reads::ReadConn::get(&self.db, self.reads.as_deref()).await
     }

@@ -27,7 +27,8 @@ pub async fn read(
             }
         }
     }
-    let db = state.read_conn().await?;
+    // A join over every followed author: too slow to share a pipelined connection.
+    let db = crate::db::reads::ReadConn::Pooled(state.db.get().await?);
     sql::feed(&db, reader, limit, offset).await
 }
 

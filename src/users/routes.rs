@@ -12,6 +12,7 @@ use super::types::{
     BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
 };
 use crate::auth::PasswordVerdict;
+use crate::db::reads::ReadConn;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::AppState;
@@ -199,7 +200,8 @@ pub async fn search(
             "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"
         )));
     }
-    let db = state.read_conn().await?;
+    // Searches vary in cost: pipelined, a slow one would hold up the ones behind it.
+    let db = ReadConn::Pooled(state.db.get().await?);
     let users = sql::search_users(&db, &first, &second, limit, offset).await?;
     Ok(axum::Json(users))
 }
