@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::{PasswordHasher, TokenKeys};
+use crate::broker::Broker;
 use crate::config::{AuthConfig, Config};
 use crate::db;
 use crate::http::{self, AppState};
@@ -16,6 +17,8 @@ use crate::http::{self, AppState};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The broker supervisor, stopped when the server stops.
+    broker_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -33,7 +36,7 @@ impl Application {
                 n,
             ))),
         };
-        let state = AppState {
+        let mut state = AppState {
             db: pool,
             tokens: token_keys(&config.auth),
             hasher: password_hasher(&config.auth)?,
@@ -42,12 +45,24 @@ impl Application {
             feed_cache,
             fanout_slots: Arc::new(tokio::sync::Semaphore::new(fanout_slots)),
             reads,
+            broker: None,
+        };
+        let broker_task = if state.config.broker.urls().is_empty() {
+            None
+        } else {
+            let (broker, task) = Broker::start(&state.config.broker, state.clone());
+            state.broker = Some(broker);
+            Some(task)
         };
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("binding {}", state.config.bind))?;
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            broker_task,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -66,9 +81,12 @@ impl Application {
         let address = self.listener.local_addr()?;
         tracing::info!(%address, "listening");
         let pool = self.state.db.clone();
-        axum::serve(self.listener, http::router(self.state))
+        axum::serve(self.listener, http::router(self.state.clone()))
             .with_graceful_shutdown(shutdown)
             .await?;
+        if let Some(task) = self.broker_task {
+            task.abort();
+        }
         pool.close();
         tracing::info!("stopped");
         Ok(())

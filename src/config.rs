@@ -29,6 +29,9 @@ pub struct Config {
     #[command(flatten)]
     pub cache: CacheConfig,
 
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -120,6 +123,40 @@ impl CacheConfig {
                 None
             }
         }
+    }
+}
+
+/// The RabbitMQ event bus.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerConfig {
+    /// AMQP URL of RabbitMQ (e.g. amqp://guest:guest@127.0.0.1:5672/%2f); several, comma-separated,
+    /// for the nodes of a cluster, tried in turn. Set: post events go through an outbox and the
+    /// broker, feeds are kept by its consumers and live posts reach followers on every instance.
+    /// Unset: events are applied in process and live posts reach this instance's sockets only.
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: Option<String>,
+
+    /// Prefix of every exchange and queue name, so several deployments can share one broker.
+    #[arg(long, env = "AMQP_PREFIX", default_value = "socialnet")]
+    pub amqp_prefix: String,
+
+    /// For tests and experiments: the broker deletes this deployment's shared queues after they
+    /// have gone unused this long (and then its exchanges). 0 keeps them, as production should.
+    #[arg(long, env = "AMQP_QUEUE_EXPIRES_MS", default_value_t = 0)]
+    pub amqp_queue_expires_ms: u64,
+}
+
+impl BrokerConfig {
+    /// The configured URLs, none when unset or empty.
+    pub fn urls(&self) -> Vec<String> {
+        self.amqp_url
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 

@@ -8,6 +8,7 @@
 //! `{prefix}:fceleb:{user}` which of them a reader follows; reads merge the two. Every call has a timeout and every caller
 //! falls back to PostgreSQL on an error, so Redis going away slows feeds down but breaks nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -38,7 +39,19 @@ pub struct FeedCache {
     redis: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    push_once_script: Arc<redis::Script>,
 }
+
+/// KEYS: lists; ARGV[1]: a post id, ARGV[2]: the last index kept. LPOS (Redis 6.0.6+) finds an id
+/// already pushed by an earlier delivery of the same event.
+const PUSH_ONCE: &str = r"
+for _, key in ipairs(KEYS) do
+  if redis.call('exists', key) == 1 and not redis.call('lpos', key, ARGV[1]) then
+    redis.call('lpush', key, ARGV[1])
+    redis.call('ltrim', key, 0, ARGV[2])
+  end
+end
+";
 
 pub type CacheResult<T> = Result<T, CacheError>;
 
@@ -69,6 +82,7 @@ impl FeedCache {
             redis,
             prefix: prefix.to_owned(),
             timeout,
+            push_once_script: Arc::new(redis::Script::new(PUSH_ONCE)),
         })
     }
 
@@ -187,20 +201,10 @@ impl FeedCache {
     }
 
     /// A celebrity's new post, on their own list of recent posts instead of on every follower's feed.
+    /// Only onto a list that exists: a missing (evicted) list is reloaded whole from PostgreSQL on
+    /// the next read, rather than restarted with just this post. Idempotent.
     pub async fn push_recent(&self, author: UserId, post_id: i64) -> CacheResult<()> {
-        let key = self.recent_key(author.0);
-        let mut redis = self.redis.clone();
-        self.bounded(
-            redis::pipe()
-                // Only onto a list that exists: a missing (evicted) list is reloaded whole from
-                // PostgreSQL on the next read, rather than restarted with just this post.
-                .lpush_exists(&key, post_id)
-                .ignore()
-                .ltrim(&key, 0, (FEED_WINDOW - 1) as isize)
-                .ignore()
-                .query_async::<()>(&mut redis),
-        )
-        .await
+        self.push_once(&[self.recent_key(author.0)], post_id).await
     }
 
     /// The newest `count` post ids of each author; `None` where the list is not built.
@@ -271,18 +275,27 @@ impl FeedCache {
 
     /// Puts a new post at the head of every *built* feed of these readers, trimmed to the window.
     /// Feeds that are not built are left alone: they are rebuilt from PostgreSQL, post included.
+    /// Idempotent: a feed that already holds the id is left as it is, so an event delivered
+    /// twice does not show a post twice or push an older one out.
     pub async fn push_post(&self, post_id: i64, readers: &[i64]) -> CacheResult<()> {
         for chunk in readers.chunks(1_000) {
-            let mut pipe = redis::pipe();
-            for &reader in chunk {
-                let key = self.feed_key(reader);
-                pipe.lpush_exists(&key, post_id).ignore();
-                pipe.ltrim(&key, 0, (FEED_WINDOW - 1) as isize).ignore();
-            }
-            let mut redis = self.redis.clone();
-            self.bounded(pipe.query_async::<()>(&mut redis)).await?;
+            let keys: Vec<String> = chunk.iter().map(|&reader| self.feed_key(reader)).collect();
+            self.push_once(&keys, post_id).await?;
         }
         Ok(())
+    }
+
+    /// One script call for many lists: on each list that exists and lacks the id, push it to
+    /// the head and trim to the window.
+    async fn push_once(&self, keys: &[String], post_id: i64) -> CacheResult<()> {
+        let mut invocation = self.push_once_script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        invocation.arg(post_id).arg(FEED_WINDOW - 1);
+        let mut redis = self.redis.clone();
+        self.bounded(invocation.invoke_async::<()>(&mut redis))
+            .await
     }
 
     /// Removes ids of deleted posts from one reader's feed.

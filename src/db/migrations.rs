@@ -24,6 +24,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_users"),
     migration!(2, "0002_friends_posts"),
+    migration!(3, "0003_outbox"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

@@ -39,6 +39,8 @@ pub struct AppState {
     pub fanout_slots: Arc<tokio::sync::Semaphore>,
     /// Pipelined single-statement reads, unless `DB_PIPELINED_READS=0`.
     pub reads: Option<Arc<crate::db::reads::PipelinedReads>>,
+    /// The RabbitMQ session, when `AMQP_URL` is set.
+    pub broker: Option<crate::broker::Broker>,
 }
 
 impl AppState {
@@ -175,6 +177,11 @@ mod tests {
                 redis_timeout_ms: 250,
                 feed_celebrity_followers: 10_000,
             },
+            broker: crate::config::BrokerConfig {
+                amqp_url: None,
+                amqp_prefix: "socialnet".into(),
+                amqp_queue_expires_ms: 0,
+            },
             log_format: crate::config::LogFormat::Text,
         };
         AppState {
@@ -186,6 +193,7 @@ mod tests {
             feed_cache: None,
             fanout_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             reads: None,
+            broker: None,
         }
     }
 

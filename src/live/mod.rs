@@ -1,8 +1,9 @@
 //! The live feed: websocket connections per user on this instance, and the fan-out of new posts
 //! to the connected followers of their author.
 //!
-//! This instance only: a post reaches the sockets held by the instance that served the create
-//! call. Delivery across instances (RabbitMQ, a queue per instance) is a later step.
+//! Without a broker a post reaches the sockets held by the instance that served the create call
+//! ([`LiveHub::publish_post`]); with one, posts are routed through RabbitMQ to every instance
+//! holding a follower's socket (see `crate::broker`), and the hub only hands them out here.
 
 pub mod routes;
 
@@ -12,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::Pool;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::users::UserId;
 
@@ -34,6 +35,8 @@ pub struct LivePost {
 pub struct LiveHub {
     sockets: Arc<RwLock<HashMap<i64, Vec<Socket>>>>,
     next_id: Arc<AtomicU64>,
+    /// Signalled when a user gets their first socket here or loses their last.
+    membership: Arc<Notify>,
 }
 
 struct Socket {
@@ -59,10 +62,15 @@ impl LiveHub {
     pub fn subscribe(&self, user: UserId) -> Subscription {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.write()
-            .entry(user.0)
-            .or_default()
-            .push(Socket { id, frames: tx });
+        let first = {
+            let mut sockets = self.write();
+            let list = sockets.entry(user.0).or_default();
+            list.push(Socket { id, frames: tx });
+            list.len() == 1
+        };
+        if first {
+            self.membership.notify_one();
+        }
         metrics::gauge!("live_sockets").increment(1.0);
         Subscription {
             frames: rx,
@@ -82,8 +90,15 @@ impl LiveHub {
             }
             if list.is_empty() {
                 sockets.remove(&user);
+                self.membership.notify_one();
             }
         }
+    }
+
+    /// Resolves after the set of connected users has changed (at once if it changed since the
+    /// last wait): the broker session then binds and unbinds their routing keys.
+    pub async fn membership_changed(&self) {
+        self.membership.notified().await;
     }
 
     /// Users with at least one open socket here.

@@ -17,6 +17,8 @@ use crate::users::UserId;
 
 /// How often the server pings; a peer that has not answered by the next ping is closed.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Longest the handshake waits for the broker to route the user's posts to this instance.
+const ROUTING_WAIT: Duration = Duration::from_secs(2);
 /// Frames from clients carry nothing the server needs; anything larger is refused.
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
@@ -54,6 +56,11 @@ pub async fn feed_posted(
         .await
         .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let subscription = state.live.subscribe(user);
+    if let Some(broker) = &state.broker {
+        // Routed here before the handshake completes: a post made right after it reaches this
+        // socket. Bounded: with the broker away the socket opens anyway and is routed on reconnect.
+        broker.routed(user, ROUTING_WAIT).await;
+    }
     Ok(upgrade
         // Small buffers: thousands of idle sockets must stay cheap.
         .read_buffer_size(4 * 1024)

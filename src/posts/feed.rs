@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::events::PostEvent;
 use super::sql;
 use super::types::{Post, FEED_WINDOW};
 use crate::cache::{CacheError, FeedCache};
@@ -20,8 +21,8 @@ pub async fn read(
     if let Some(cache) = &state.feed_cache {
         match from_cache(state, cache, reader, limit, offset).await {
             Ok(posts) => return Ok(posts),
-            Err(Failure::Api(e)) => return Err(e),
-            Err(Failure::Cache(e)) => {
+            Err(FeedFailure::Api(e)) => return Err(e),
+            Err(FeedFailure::Cache(e)) => {
                 metrics::counter!("feed_cache_fallbacks").increment(1);
                 tracing::warn!(error = %e, "feed cache failed; answering from PostgreSQL");
             }
@@ -32,26 +33,30 @@ pub async fn read(
     sql::feed(&db, reader, limit, offset).await
 }
 
-enum Failure {
+/// Why the cache could not serve or apply something: the database, or the cache itself.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedFailure {
+    #[error(transparent)]
     Api(ApiError),
+    #[error(transparent)]
     Cache(CacheError),
 }
 
-impl From<ApiError> for Failure {
+impl From<ApiError> for FeedFailure {
     fn from(e: ApiError) -> Self {
-        Failure::Api(e)
+        FeedFailure::Api(e)
     }
 }
 
-impl From<deadpool_postgres::PoolError> for Failure {
+impl From<deadpool_postgres::PoolError> for FeedFailure {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        Failure::Api(e.into())
+        FeedFailure::Api(e.into())
     }
 }
 
-impl From<CacheError> for Failure {
+impl From<CacheError> for FeedFailure {
     fn from(e: CacheError) -> Self {
-        Failure::Cache(e)
+        FeedFailure::Cache(e)
     }
 }
 
@@ -61,7 +66,7 @@ async fn from_cache(
     reader: UserId,
     limit: i64,
     offset: i64,
-) -> Result<Vec<Post>, Failure> {
+) -> Result<Vec<Post>, FeedFailure> {
     let window = offset + limit;
     let (mut ids, followed) = match cache.feed_head(reader, window).await? {
         Some(head) => {
@@ -139,7 +144,7 @@ async fn followed_celebrities(
     state: &AppState,
     cache: &FeedCache,
     reader: UserId,
-) -> Result<Vec<i64>, Failure> {
+) -> Result<Vec<i64>, FeedFailure> {
     let (celebrities, version) = cache.celebrities().await?;
     let followed = if celebrities.is_empty() {
         Vec::new()
@@ -154,7 +159,11 @@ async fn followed_celebrities(
 }
 
 /// Rebuilds a reader's cached feed from PostgreSQL; returns its ids.
-async fn rebuild(state: &AppState, cache: &FeedCache, reader: UserId) -> Result<Vec<i64>, Failure> {
+async fn rebuild(
+    state: &AppState,
+    cache: &FeedCache,
+    reader: UserId,
+) -> Result<Vec<i64>, FeedFailure> {
     let ids = {
         let db = state.db.get().await?;
         sql::feed_ids(&db, reader, FEED_WINDOW).await?
@@ -164,69 +173,76 @@ async fn rebuild(state: &AppState, cache: &FeedCache, reader: UserId) -> Result<
     Ok(ids)
 }
 
-/// After a post is created: its body into the cache, and its id onto its followers' built feeds,
-/// unless the author has more followers than `FEED_CELEBRITY_FOLLOWERS`: then it goes onto the
-/// author's own recent list, merged into followers' feeds when they read.
-/// Runs in the background; a failure leaves feeds to be rebuilt, never loses the post.
-pub fn after_create(state: &AppState, post: Post, author: UserId) {
+/// Brings the feed cache in line with a post event. Idempotent, so a redelivered event is harmless:
+/// - created: the id goes onto the built feed of every follower that does not hold it yet, or,
+///   for an author with more than `FEED_CELEBRITY_FOLLOWERS` followers, onto the author's own
+///   recent list, merged into followers' feeds when they read. The body is not written here: the
+///   first read loads it, so a late `created` can never bring back the body of a deleted post.
+/// - updated: the cached body is dropped; the next read loads the new text.
+/// - deleted: the body leaves the cache and the author's recent list; feeds drop the id when
+///   they next meet it.
+///
+/// Returns how many feed entries were written.
+pub async fn apply_event(
+    state: &AppState,
+    cache: &FeedCache,
+    event: &PostEvent,
+) -> Result<usize, FeedFailure> {
+    match *event {
+        PostEvent::Created {
+            post_id, author_id, ..
+        } => {
+            let author = UserId(author_id);
+            let threshold = state.config.cache.feed_celebrity_followers;
+            let followers = {
+                // At most half the pool does fan-out at once, so a burst of posts cannot take
+                // every database connection from requests.
+                let _slot = state.fanout_slots.acquire().await;
+                let client = state.db.get().await?;
+                if sql::followers_exceed(&client, author, threshold).await? {
+                    None
+                } else {
+                    Some(sql::followers(&client, author).await?)
+                }
+            };
+            match followers {
+                None => {
+                    cache.mark_celebrity(author).await?;
+                    cache.push_recent(author, post_id).await?;
+                    Ok(1)
+                }
+                Some(followers) => {
+                    cache.push_post(post_id, &followers).await?;
+                    Ok(followers.len())
+                }
+            }
+        }
+        PostEvent::Updated { post_id, .. } => {
+            cache.drop_post(post_id).await?;
+            Ok(0)
+        }
+        PostEvent::Deleted { post_id, author_id } => {
+            cache.drop_post(post_id).await?;
+            cache.forget_recent(UserId(author_id), post_id).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Without a broker: applies the event to the cache in the background, right after the write.
+/// A failure leaves feeds to be rebuilt (on expiry or by `socialnet feed rebuild`), never loses
+/// the post, which is in PostgreSQL.
+pub fn apply_in_background(state: &AppState, event: PostEvent) {
     let Some(cache) = state.feed_cache.clone() else {
         return;
     };
-    let db = state.db.clone();
-    let threshold = state.config.cache.feed_celebrity_followers;
-    let slots = state.fanout_slots.clone();
+    let state = state.clone();
     tokio::spawn(async move {
-        // At most half the pool does fan-out at once, so a burst of posts cannot take every
-        // database connection from requests; the rest wait here, in memory, briefly.
-        let Ok(_slot) = slots.acquire_owned().await else {
-            return;
-        };
-        let work = async {
-            cache.store_posts(std::slice::from_ref(&post)).await?;
-            let id: i64 = post.id.parse().unwrap_or_default();
-            let client = db.get().await.map_err(ApiError::from)?;
-            if sql::followers_exceed(&client, author, threshold).await? {
-                drop(client);
-                cache.mark_celebrity(author).await?;
-                cache.push_recent(author, id).await?;
-                return Ok::<_, Failure>(1);
-            }
-            let followers = sql::followers(&client, author).await?;
-            drop(client);
-            cache.push_post(id, &followers).await?;
-            Ok(followers.len())
-        };
-        match work.await {
+        match apply_event(&state, &cache, &event).await {
             Ok(n) => metrics::counter!("feed_fanout_writes").increment(n as u64),
-            Err(Failure::Cache(e)) => {
-                tracing::warn!(error = %e, "feed fan-out to the cache failed")
-            }
-            Err(Failure::Api(e)) => tracing::warn!(error = %e, "feed fan-out failed"),
+            Err(e) => tracing::warn!(error = %e, kind = event.kind(), "feed cache update failed"),
         }
     });
-}
-
-/// After an edit: the cached body is replaced.
-pub async fn after_update(state: &AppState, post: Post) {
-    if let Some(cache) = &state.feed_cache {
-        if let Err(e) = cache.store_posts(&[post]).await {
-            tracing::warn!(error = %e, "updating a cached post failed");
-        }
-    }
-}
-
-/// After a delete: the body leaves the cache, and the author's recent list; feeds drop the id
-/// when they next meet it.
-pub async fn after_delete(state: &AppState, author: UserId, id: i64) {
-    if let Some(cache) = &state.feed_cache {
-        let result = async {
-            cache.drop_post(id).await?;
-            cache.forget_recent(author, id).await
-        };
-        if let Err(e) = result.await {
-            tracing::warn!(error = %e, "dropping a cached post failed");
-        }
-    }
 }
 
 /// After a follow or unfollow: the reader's cached feed is rebuilt on its next read.
@@ -258,8 +274,8 @@ pub async fn rebuild_feeds(state: &AppState, only: Option<UserId>) -> anyhow::Re
     for reader in readers {
         match rebuild(state, cache, UserId(reader)).await {
             Ok(_) => built += 1,
-            Err(Failure::Api(e)) => anyhow::bail!("rebuilding the feed of {reader}: {e}"),
-            Err(Failure::Cache(e)) => anyhow::bail!("rebuilding the feed of {reader}: {e}"),
+            Err(FeedFailure::Api(e)) => anyhow::bail!("rebuilding the feed of {reader}: {e}"),
+            Err(FeedFailure::Cache(e)) => anyhow::bail!("rebuilding the feed of {reader}: {e}"),
         }
         if built.is_multiple_of(10_000) {
             eprintln!("feed rebuild: {built} feeds");

@@ -1,8 +1,10 @@
 //! Posts and the news feed.
 
+pub mod events;
 pub mod feed;
 pub mod routes;
 pub mod sql;
 mod types;
 
+pub use events::PostEvent;
 pub use types::{Post, PostId, PostText, FEED_WINDOW, POST_MAX_CHARS};

@@ -6,6 +6,7 @@ use axum::Router;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::events::PostEvent;
 use super::sql::{self, Ownership};
 use super::types::{Post, PostId, PostText, FEED_WINDOW};
 use crate::auth::AuthUser;
@@ -50,27 +51,35 @@ pub async fn create_post(
     let text = PostText::parse(&request.text)?;
     let id = {
         let db = state.db.get().await?;
-        sql::insert_post(&db, me, &text).await?
+        sql::insert_post(&db, me, &text, state.broker.is_some()).await?
     };
-    super::feed::after_create(
-        &state,
-        Post {
-            id: id.to_string(),
-            text: text.as_str().to_owned(),
-            author_user_id: me.to_string(),
-        },
-        me,
-    );
-    state.live.publish_post(
-        state.db.clone(),
-        LivePost {
-            post_id: id.to_string(),
-            post_text: text.as_str().to_owned(),
-            author_user_id: me.to_string(),
-        },
-        me,
-    );
+    let event = PostEvent::Created {
+        post_id: id.0,
+        author_id: me.0,
+        text: text.as_str().to_owned(),
+    };
+    if state.broker.is_none() {
+        state.live.publish_post(
+            state.db.clone(),
+            LivePost {
+                post_id: id.to_string(),
+                post_text: text.as_str().to_owned(),
+                author_user_id: me.to_string(),
+            },
+            me,
+        );
+    }
+    written_event(&state, event);
     Ok(axum::Json(id.to_string()))
+}
+
+/// After a write with an event: with a broker, the event is in the outbox and the relay is
+/// woken; without one, the feed cache applies it here, in the background.
+fn written_event(state: &AppState, event: PostEvent) {
+    match &state.broker {
+        Some(broker) => broker.outbox_written(),
+        None => super::feed::apply_in_background(state, event),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -103,17 +112,15 @@ pub async fn update_post(
     let text = PostText::parse(&request.text)?;
     {
         let db = state.db.get().await?;
-        written(sql::update_post(&db, me, id, &text).await?)?;
+        written(sql::update_post(&db, me, id, &text, state.broker.is_some()).await?)?;
     }
-    super::feed::after_update(
+    written_event(
         &state,
-        Post {
-            id: id.to_string(),
-            text: text.as_str().to_owned(),
-            author_user_id: me.to_string(),
+        PostEvent::Updated {
+            post_id: id.0,
+            author_id: me.0,
         },
-    )
-    .await;
+    );
     Ok(())
 }
 
@@ -138,9 +145,15 @@ pub async fn delete_post(
     let id: PostId = id.parse()?;
     {
         let db = state.db.get().await?;
-        written(sql::delete_post(&db, me, id).await?)?;
+        written(sql::delete_post(&db, me, id, state.broker.is_some()).await?)?;
     }
-    super::feed::after_delete(&state, me, id.0).await;
+    written_event(
+        &state,
+        PostEvent::Deleted {
+            post_id: id.0,
+            author_id: me.0,
+        },
+    );
     Ok(())
 }
 

@@ -16,15 +16,29 @@ fn post_from_row(row: &Row) -> Post {
     }
 }
 
+/// Inserts a post. With `outbox`, its `post.created` event is written by the same statement, so
+/// the post and its event commit together or not at all.
 #[tracing::instrument(name = "sql.insert_post", skip(db, text))]
 pub async fn insert_post(
     db: &impl GenericClient,
     author: UserId,
     text: &PostText,
+    outbox: bool,
 ) -> Result<PostId, ApiError> {
-    let statement = db
-        .prepare_cached("insert into posts (author_id, text) values ($1, $2) returning id")
-        .await?;
+    let sql = if outbox {
+        "with p as (
+             insert into posts (author_id, text) values ($1, $2) returning id, author_id, text
+         ), e as (
+             insert into outbox (kind, payload)
+             select 'post.created', jsonb_build_object(
+                 'kind', 'post.created', 'post_id', id, 'author_id', author_id, 'text', text)
+             from p
+         )
+         select id from p"
+    } else {
+        "insert into posts (author_id, text) values ($1, $2) returning id"
+    };
+    let statement = db.prepare_cached(sql).await?;
     match db.query_one(&statement, &[&author.0, &text.as_str()]).await {
         Ok(row) => Ok(PostId(row.get(0))),
         // A valid token of a user who no longer exists (say, the database was reset).
@@ -71,35 +85,66 @@ async fn ownership(
     })
 }
 
+/// Replaces the text of the author's post; with `outbox`, records `post.updated` in the same statement.
 #[tracing::instrument(name = "sql.update_post", skip(db, text))]
 pub async fn update_post(
     db: &impl GenericClient,
     author: UserId,
     id: PostId,
     text: &PostText,
+    outbox: bool,
 ) -> Result<Ownership, ApiError> {
-    let statement = db
-        .prepare_cached(
-            "update posts set text = $3, updated_at = now() where id = $1 and author_id = $2",
-        )
-        .await?;
-    let changed = db
-        .execute(&statement, &[&id.0, &author.0, &text.as_str()])
-        .await?;
-    ownership(db, id, changed).await
+    let sql = if outbox {
+        "with u as (
+             update posts set text = $3, updated_at = now() where id = $1 and author_id = $2
+             returning id, author_id
+         ), e as (
+             insert into outbox (kind, payload)
+             select 'post.updated', jsonb_build_object(
+                 'kind', 'post.updated', 'post_id', id, 'author_id', author_id)
+             from u
+         )
+         select count(*) from u"
+    } else {
+        "with u as (
+             update posts set text = $3, updated_at = now() where id = $1 and author_id = $2
+             returning id
+         )
+         select count(*) from u"
+    };
+    let statement = db.prepare_cached(sql).await?;
+    let changed: i64 = db
+        .query_one(&statement, &[&id.0, &author.0, &text.as_str()])
+        .await?
+        .get(0);
+    ownership(db, id, changed as u64).await
 }
 
+/// Deletes the author's post; with `outbox`, records `post.deleted` in the same statement.
 #[tracing::instrument(name = "sql.delete_post", skip(db))]
 pub async fn delete_post(
     db: &impl GenericClient,
     author: UserId,
     id: PostId,
+    outbox: bool,
 ) -> Result<Ownership, ApiError> {
-    let statement = db
-        .prepare_cached("delete from posts where id = $1 and author_id = $2")
-        .await?;
-    let changed = db.execute(&statement, &[&id.0, &author.0]).await?;
-    ownership(db, id, changed).await
+    let sql = if outbox {
+        "with d as (
+             delete from posts where id = $1 and author_id = $2 returning id, author_id
+         ), e as (
+             insert into outbox (kind, payload)
+             select 'post.deleted', jsonb_build_object(
+                 'kind', 'post.deleted', 'post_id', id, 'author_id', author_id)
+             from d
+         )
+         select count(*) from d"
+    } else {
+        "with d as (delete from posts where id = $1 and author_id = $2 returning id)
+         select count(*) from d"
+    };
+    let statement = db.prepare_cached(sql).await?;
+    let changed: i64 = db.query_one(&statement, &[&id.0, &author.0]).await?.get(0);
+    ownership(db, id, changed as u64).await
 }
 
 /// The caller's feed computed by SQL: the newest posts of the users they follow, `limit` of them
@@ -221,4 +266,45 @@ pub async fn recent_post_ids(
         .iter()
         .map(|row| row.get(0))
         .collect())
+}
+
+/// An event waiting in the outbox.
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+}
+
+/// Locks up to `limit` of the oldest unpublished events for this transaction; rows another relay
+/// holds are skipped, so several instances relay side by side without publishing a row twice
+/// at once.
+#[tracing::instrument(name = "sql.lock_outbox", skip(db))]
+pub async fn lock_outbox(db: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, ApiError> {
+    let statement = db
+        .prepare_cached(
+            "select id, kind, payload::text from outbox
+             order by id
+             limit $1
+             for update skip locked",
+        )
+        .await?;
+    Ok(db
+        .query(&statement, &[&limit])
+        .await?
+        .iter()
+        .map(|row| OutboxRow {
+            id: row.get(0),
+            kind: row.get(1),
+            payload: row.get(2),
+        })
+        .collect())
+}
+
+/// Forgets events the broker has confirmed.
+#[tracing::instrument(name = "sql.delete_outbox", skip(db, ids))]
+pub async fn delete_outbox(db: &impl GenericClient, ids: &[i64]) -> Result<u64, ApiError> {
+    let statement = db
+        .prepare_cached("delete from outbox where id = any($1)")
+        .await?;
+    Ok(db.execute(&statement, &[&ids]).await?)
 }

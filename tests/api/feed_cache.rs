@@ -4,26 +4,28 @@ use clap::Parser;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, TestApp, TestUser};
+use socialnet::config::Config;
 
-fn redis_url() -> String {
+use crate::helpers::{database_name, spawn_app_with, TestApp, TestUser};
+
+pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// An app whose feeds come from Redis, under keys of its own.
-async fn cached_app(url: String) -> TestApp {
-    spawn_app_with(move |c| {
-        c.cache.redis_url = Some(url);
-        let db = c.db.database_url.rsplit('/').next().unwrap().to_owned();
-        c.cache.redis_key_prefix = db;
-    })
-    .await
+/// Serves the app's feeds from Redis at `url`, under keys of its own.
+pub fn use_redis(config: &mut Config, url: &str) {
+    config.cache.redis_url = Some(url.to_owned());
+    config.cache.redis_key_prefix = database_name(config);
 }
 
-/// Reads the feed until it equals `expected` (fan-out is asynchronous), for at most two seconds.
-async fn feed_becomes(app: &TestApp, reader: &TestUser, query: &str, expected: &[&str]) {
+async fn cached_app(url: String) -> TestApp {
+    spawn_app_with(move |c| use_redis(c, &url)).await
+}
+
+/// Reads the feed until it equals `expected` (fan-out is asynchronous), for at most five seconds.
+pub async fn feed_becomes(app: &TestApp, reader: &TestUser, query: &str, expected: &[&str]) {
     let mut last = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..250 {
         last = app.feed_texts(reader, query).await;
         if last == expected {
             return;
@@ -36,26 +38,20 @@ async fn feed_becomes(app: &TestApp, reader: &TestUser, query: &str, expected: &
 #[tokio::test]
 async fn the_cached_feed_follows_posts_edits_deletes_and_follows() {
     let app = cached_app(redis_url()).await;
+    cached_feed_scenario(&app).await;
+}
+
+/// Posts, edits, deletes, unfollows and follows reach a cached feed; a rebuild gives the same.
+pub async fn cached_feed_scenario(app: &TestApp) {
     let reader = app.user("Читатель", "Лентов").await;
     let anna = app.user("Анна", "Иванова").await;
     let boris = app.user("Борис", "Петров").await;
     app.follow(&reader, &anna).await;
     app.post(&anna, "a1").await;
     // First read builds the feed from PostgreSQL, into Redis.
-    feed_becomes(&app, &reader, "", &["a1"]).await;
-    let prefix = app.database_url.rsplit('/').next().unwrap().to_owned();
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let cached: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{prefix}:feed:{}", reader.id))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    feed_becomes(app, &reader, "", &["a1"]).await;
+    let prefix = app.config.cache.redis_key_prefix.clone();
+    let cached = cached_list(app, &format!("feed:{}", reader.id)).await;
     assert_eq!(
         cached.len(),
         2,
@@ -65,31 +61,31 @@ async fn the_cached_feed_follows_posts_edits_deletes_and_follows() {
     app.follow(&reader, &boris).await;
     app.post(&boris, "b1").await;
     app.post(&anna, "a2").await;
-    feed_becomes(&app, &reader, "", &["a2", "b1", "a1"]).await;
-    feed_becomes(&app, &reader, "offset=1&limit=1", &["b1"]).await;
+    feed_becomes(app, &reader, "", &["a2", "b1", "a1"]).await;
+    feed_becomes(app, &reader, "offset=1&limit=1", &["b1"]).await;
 
     let b1 = app.feed_texts(&reader, "").await;
     assert_eq!(b1.len(), 3);
     let id = app.post(&boris, "b2").await;
-    feed_becomes(&app, &reader, "limit=1", &["b2"]).await;
+    feed_becomes(app, &reader, "limit=1", &["b2"]).await;
     app.put_as(
         &boris,
         "/post/update",
         Some(&json!({"id": id, "text": "b2 edited"})),
     )
     .await;
-    feed_becomes(&app, &reader, "limit=1", &["b2 edited"]).await;
+    feed_becomes(app, &reader, "limit=1", &["b2 edited"]).await;
     let response = app
         .put_as(&boris, &format!("/post/delete/{id}"), None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    feed_becomes(&app, &reader, "", &["a2", "b1", "a1"]).await;
+    feed_becomes(app, &reader, "", &["a2", "b1", "a1"]).await;
 
     app.put_as(&reader, &format!("/friend/delete/{}", anna.id), None)
         .await;
-    feed_becomes(&app, &reader, "", &["b1"]).await;
+    feed_becomes(app, &reader, "", &["b1"]).await;
     app.follow(&reader, &anna).await;
-    feed_becomes(&app, &reader, "", &["a2", "b1", "a1"]).await;
+    feed_becomes(app, &reader, "", &["a2", "b1", "a1"]).await;
 
     // A rebuild from PostgreSQL gives what the incremental updates gave.
     let incremental = app.feed_texts(&reader, "limit=100").await;
@@ -103,23 +99,15 @@ async fn the_cached_feed_follows_posts_edits_deletes_and_follows() {
         "--redis-url",
         &redis_url(),
         "--redis-key-prefix",
-        app.database_url.rsplit('/').next().unwrap(),
+        &prefix,
     ]))
     .await
     .unwrap();
     assert_eq!(app.feed_texts(&reader, "limit=100").await, incremental);
 
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let keys = cached_keys(app).await;
     assert!(keys.iter().any(|k| k.contains(":post:")), "{keys:?}");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    clear_redis(app).await;
 }
 
 #[tokio::test]
@@ -177,18 +165,17 @@ async fn an_unreachable_redis_at_start_up_leaves_the_service_on_postgres() {
 
 #[tokio::test]
 async fn celebrities_are_merged_at_read_time_not_fanned_out() {
-    let url = redis_url();
-    let app = spawn_app_with({
-        let url = url.clone();
-        move |c| {
-            c.cache.redis_url = Some(url);
-            c.cache.redis_key_prefix = c.db.database_url.rsplit('/').next().unwrap().to_owned();
-            // More than one follower makes a celebrity.
-            c.cache.feed_celebrity_followers = 1;
-        }
+    let app = spawn_app_with(|c| {
+        use_redis(c, &redis_url());
+        // More than one follower makes a celebrity.
+        c.cache.feed_celebrity_followers = 1;
     })
     .await;
-    let prefix = app.database_url.rsplit('/').next().unwrap().to_owned();
+    celebrity_scenario(&app).await;
+}
+
+/// With `FEED_CELEBRITY_FOLLOWERS` = 1: the star's posts stay on the star's list, merged at read.
+pub async fn celebrity_scenario(app: &TestApp) {
     let reader = app.user("Читатель", "Лентов").await;
     let other = app.user("Другой", "Читатель").await;
     let star = app.user("Звезда", "Эстрады").await;
@@ -197,35 +184,18 @@ async fn celebrities_are_merged_at_read_time_not_fanned_out() {
     app.follow(&other, &star).await;
     app.follow(&reader, &plain).await;
     // The reader's feed is built (empty) before the star becomes a celebrity.
-    feed_becomes(&app, &reader, "", &[]).await;
+    feed_becomes(app, &reader, "", &[]).await;
 
     let c1 = app.post(&star, "c1").await;
     app.post(&plain, "n1").await;
     let c2 = app.post(&star, "c2").await;
-    feed_becomes(&app, &reader, "", &["c2", "n1", "c1"]).await;
-    feed_becomes(&app, &reader, "offset=1&limit=1", &["n1"]).await;
+    feed_becomes(app, &reader, "", &["c2", "n1", "c1"]).await;
+    feed_becomes(app, &reader, "offset=1&limit=1", &["n1"]).await;
 
     // The star's posts sit on the star's own list, not on the reader's feed.
-    let mut redis = redis::Client::open(url.clone())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let feed: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{prefix}:feed:{}", reader.id))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let feed = cached_list(app, &format!("feed:{}", reader.id)).await;
     assert!(!feed.contains(&c1) && !feed.contains(&c2), "{feed:?}");
-    let mut recent: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{prefix}:recent:{}", star.id))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let mut recent = cached_list(app, &format!("recent:{}", star.id)).await;
     // Two fan-outs run concurrently: the list's order is not guaranteed, reads sort it.
     recent.sort();
     let mut expected = [c1.clone(), c2.clone()];
@@ -234,21 +204,75 @@ async fn celebrities_are_merged_at_read_time_not_fanned_out() {
 
     // Deletes and unfollows reach merged posts too.
     app.put_as(&star, &format!("/post/delete/{c2}"), None).await;
-    feed_becomes(&app, &reader, "", &["n1", "c1"]).await;
+    feed_becomes(app, &reader, "", &["n1", "c1"]).await;
     app.put_as(&reader, &format!("/friend/delete/{}", star.id), None)
         .await;
-    feed_becomes(&app, &reader, "", &["n1"]).await;
+    feed_becomes(app, &reader, "", &["n1"]).await;
     app.follow(&reader, &star).await;
-    feed_becomes(&app, &reader, "", &["n1", "c1"]).await;
+    feed_becomes(app, &reader, "", &["n1", "c1"]).await;
+    clear_redis(app).await;
+}
 
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut redis)
+async fn redis_connection(app: &TestApp) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(app.config.cache.redis_url.clone().unwrap())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A whole cached list (`feed:<reader>`, `recent:<author>`) of the app's prefix, as stored.
+pub async fn cached_list(app: &TestApp, key: &str) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(format!("{}:{key}", app.config.cache.redis_key_prefix))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis_connection(app).await)
+        .await
+        .unwrap()
+}
+
+/// Every Redis key of the app's prefix.
+async fn cached_keys(app: &TestApp) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{}:*", app.config.cache.redis_key_prefix))
+        .query_async(&mut redis_connection(app).await)
+        .await
+        .unwrap()
+}
+
+/// Deletes every Redis key of the app's prefix.
+pub async fn clear_redis(app: &TestApp) {
+    let mut redis = redis_connection(app).await;
+    let keys = cached_keys(app).await;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn pushing_a_post_twice_leaves_it_once_and_skips_unbuilt_feeds() {
+    let prefix = format!("idem_{}", uuid::Uuid::new_v4().simple());
+    let cache = socialnet::cache::FeedCache::connect(&redis_url(), &prefix, Duration::from_secs(1))
         .await
         .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
+    let reader = socialnet::users::UserId(1);
+    cache.store_feed(reader, &[5, 3]).await.unwrap();
+    cache.push_post(7, &[1, 2]).await.unwrap();
+    cache.push_post(7, &[1, 2]).await.unwrap();
+    cache.push_post(6, &[1]).await.unwrap();
+    assert_eq!(
+        cache.feed_head(reader, 10).await.unwrap().unwrap().ids,
+        [6, 7, 5, 3]
+    );
+    assert!(cache
+        .feed_head(socialnet::users::UserId(2), 10)
         .await
-        .unwrap();
+        .unwrap()
+        .is_none());
+    cache.drop_feed(reader).await.unwrap();
 }

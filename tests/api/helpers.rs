@@ -3,7 +3,7 @@
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use socialnet::config::{AuthConfig, CacheConfig, Config, DbConfig, LogFormat};
+use socialnet::config::{AuthConfig, BrokerConfig, CacheConfig, Config, DbConfig, LogFormat};
 use socialnet::Application;
 
 /// The server every test database lives on; its `postgres` database must be reachable.
@@ -16,6 +16,9 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub database_url: String,
+    pub config: Config,
+    /// The first instance drops the database at the end; peers on the same database do not.
+    owns_database: bool,
 }
 
 pub fn test_config(database_url: &str) -> Config {
@@ -45,6 +48,11 @@ pub fn test_config(database_url: &str) -> Config {
             redis_key_prefix: "socialnet".into(),
             redis_timeout_ms: 250,
             feed_celebrity_followers: 10_000,
+        },
+        broker: BrokerConfig {
+            amqp_url: None,
+            amqp_prefix: "socialnet".into(),
+            amqp_queue_expires_ms: 0,
         },
         log_format: LogFormat::Text,
     }
@@ -78,7 +86,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let database_url = fresh_database_url();
     let mut config = test_config(&database_url);
     customise(&mut config);
-    let app = Application::build(config).await.expect("app builds");
+    start(config, true).await
+}
+
+async fn start(config: Config, owns_database: bool) -> TestApp {
+    let app = Application::build(config.clone())
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
@@ -87,12 +101,49 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .unwrap(),
-        database_url,
+        database_url: config.db.database_url.clone(),
+        config,
+        owns_database,
     }
+}
+
+impl TestApp {
+    /// A second instance with the same configuration, on the same database.
+    pub async fn spawn_peer(&self) -> TestApp {
+        start(self.config.clone(), false).await
+    }
+}
+
+/// The broker the tests use (`TEST_AMQP_URL`).
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// Sends the app's events through RabbitMQ at `url`, under names of its own that the broker
+/// removes once the test has left them unused for a minute.
+pub fn use_broker(config: &mut Config, url: &str) {
+    config.broker.amqp_url = Some(url.to_owned());
+    config.broker.amqp_prefix = database_name(config);
+    config.broker.amqp_queue_expires_ms = 60_000;
+}
+
+/// The test's database name: unique, so also a prefix for its keys and queue names.
+pub fn database_name(config: &Config) -> String {
+    config
+        .db
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !self.owns_database {
+            return;
+        }
         let url = self.database_url.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on; use a thread of its own.
         let _ = std::thread::spawn(move || {

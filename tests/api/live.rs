@@ -7,10 +7,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{spawn_app, TestApp, TestUser};
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp, user: &TestUser) -> Socket {
+pub async fn connect(app: &TestApp, user: &TestUser) -> Socket {
     let url = format!(
         "{}/post/feed/posted",
         app.address.replace("http://", "ws://")
@@ -34,7 +34,7 @@ async fn connect_with_query_token(app: &TestApp, user: &TestUser) -> Socket {
 }
 
 /// The next text frame, or None if nothing arrives within `wait`.
-async fn next_post(socket: &mut Socket, wait: Duration) -> Option<Value> {
+pub async fn next_post(socket: &mut Socket, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, socket.next()).await {

@@ -2,6 +2,7 @@
 
 mod balancer;
 mod bench;
+mod broker;
 mod commands;
 mod fake;
 mod feed;
@@ -13,6 +14,7 @@ mod live;
 mod login;
 mod openapi;
 mod posts;
+mod rabbit;
 mod register;
 mod search;
 mod user_get;

@@ -1,0 +1,347 @@
+//! What each instance consumes: post events for the feed cache (`P.feed`) and for live routing
+//! (`P.live`), and the live posts routed to its own sockets. Also the task that keeps this
+//! instance's queue bound to the users connected here.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldArray, FieldTable};
+use lapin::{BasicProperties, Channel};
+use serde::{Deserialize, Serialize};
+
+use super::{user_key, Names, Shared};
+use crate::cache::FeedCache;
+use crate::http::AppState;
+use crate::live::{LiveHub, LivePost};
+use crate::posts::{feed, PostEvent};
+use crate::users::UserId;
+
+/// Unacknowledged deliveries per consumer, and how many are worked on at once.
+const PREFETCH: u16 = 32;
+const CONCURRENCY: usize = 4;
+/// A feed event that keeps failing (Redis or PostgreSQL away) is retried in place this long,
+/// then handed back to the queue.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+/// Followers per routed message: one message names this many routing keys (`BCC`).
+const ROUTE_CHUNK: usize = 1_000;
+/// Longest one pass of (un)binding users may take.
+const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the broker to confirm routed live posts.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Live posts on their way to the sockets of `to` (those connected to the receiving instance).
+#[derive(Debug, Serialize, Deserialize)]
+struct SocketBatch {
+    to: Vec<i64>,
+    /// The websocket frame, already encoded.
+    frame: String,
+}
+
+async fn consume(channel: &Channel, queue: &str, no_ack: bool) -> lapin::Result<lapin::Consumer> {
+    if !no_ack {
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await?;
+    }
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Returns a delivery to its queue for another attempt, here or on another instance.
+async fn hand_back(delivery: &Delivery) -> anyhow::Result<()> {
+    delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
+fn parse(delivery: &Delivery) -> Option<PostEvent> {
+    match serde_json::from_slice(&delivery.data) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            // Retrying cannot fix it: acknowledge it and say so once.
+            tracing::error!(error = %e, routing_key = %delivery.routing_key, "dropping an unreadable event");
+            metrics::counter!("broker_events_unreadable").increment(1);
+            None
+        }
+    }
+}
+
+/// Applies post events to the feed cache (see [`feed::apply_event`]); acknowledges each once
+/// Redis has it.
+pub(super) async fn apply_to_feeds(
+    channel: Channel,
+    state: AppState,
+    cache: FeedCache,
+    names: Names,
+) -> anyhow::Result<()> {
+    let deliveries = consume(&channel, &names.feed, false).await?;
+    deliveries
+        .map_err(anyhow::Error::from)
+        .try_for_each_concurrent(CONCURRENCY, |delivery| {
+            let state = state.clone();
+            let cache = cache.clone();
+            async move {
+                let Some(event) = parse(&delivery) else {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    return Ok(());
+                };
+                let started = Instant::now();
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    match feed::apply_event(&state, &cache, &event).await {
+                        Ok(written) => {
+                            metrics::counter!("feed_fanout_writes").increment(written as u64);
+                            delivery.ack(BasicAckOptions::default()).await?;
+                            return Ok(());
+                        }
+                        Err(e) if started.elapsed() < RETRY_FOR => {
+                            tracing::warn!(error = %e, kind = event.kind(), retry_in_ms = delay.as_millis() as u64, "feed event not applied yet");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, kind = event.kind(), "feed event handed back to the queue");
+                            return hand_back(&delivery).await;
+                        }
+                    }
+                }
+            }
+        })
+        .await?;
+    Err(anyhow::anyhow!("the feed consumer was cancelled"))
+}
+
+/// Routes each new post to the followers of its author: one message per chunk of followers on
+/// `P.sockets`, whose `BCC` header lists their routing keys, so the broker hands one copy to
+/// each instance queue bound to any of them and none to the others.
+pub(super) async fn route_live(
+    consumer_channel: Channel,
+    publisher: Channel,
+    state: AppState,
+    names: Names,
+) -> anyhow::Result<()> {
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let deliveries = consume(&consumer_channel, &names.live, false).await?;
+    let publisher = Arc::new(publisher);
+    deliveries
+        .map_err(anyhow::Error::from)
+        .try_for_each_concurrent(CONCURRENCY, |delivery| {
+            let state = state.clone();
+            let publisher = publisher.clone();
+            let sockets = names.sockets.clone();
+            async move {
+                let Some(PostEvent::Created {
+                    post_id,
+                    author_id,
+                    text,
+                }) = parse(&delivery)
+                else {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    return Ok(());
+                };
+                let followers = async {
+                    let _slot = state.fanout_slots.acquire().await;
+                    let client = state.db.get().await?;
+                    crate::posts::sql::followers(&client, UserId(author_id)).await
+                };
+                let followers = match followers.await {
+                    Ok(followers) => followers,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live routing: followers unavailable; handing the post back");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        return hand_back(&delivery).await;
+                    }
+                };
+                let frame = serde_json::to_string(&LivePost {
+                    post_id: post_id.to_string(),
+                    post_text: text,
+                    author_user_id: author_id.to_string(),
+                })?;
+                let mut confirms = Vec::new();
+                for chunk in followers.chunks(ROUTE_CHUNK) {
+                    let body = serde_json::to_vec(&SocketBatch {
+                        to: chunk.to_vec(),
+                        frame: frame.clone(),
+                    })?;
+                    let mut headers = FieldTable::default();
+                    if chunk.len() > 1 {
+                        let keys: Vec<AMQPValue> = chunk[1..]
+                            .iter()
+                            .map(|&user| AMQPValue::LongString(user_key(user).into()))
+                            .collect();
+                        headers.insert("BCC".into(), AMQPValue::FieldArray(FieldArray::from(keys)));
+                    }
+                    confirms.push(
+                        publisher
+                            .basic_publish(
+                                sockets.as_str().into(),
+                                user_key(chunk[0]).into(),
+                                BasicPublishOptions::default(),
+                                &body,
+                                BasicProperties::default().with_headers(headers),
+                            )
+                            .await?,
+                    );
+                }
+                for confirm in confirms {
+                    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no confirm for a routed live post"))??;
+                    anyhow::ensure!(!confirmation.is_nack(), "the broker refused a live post");
+                }
+                metrics::counter!("live_posts_routed").increment(1);
+                tracing::debug!(post_id, followers = followers.len(), "live post routed");
+                delivery.ack(BasicAckOptions::default()).await?;
+                Ok(())
+            }
+        })
+        .await?;
+    Err(anyhow::anyhow!("the live router was cancelled"))
+}
+
+/// Hands live posts routed to this instance to the sockets of their addressees here.
+/// Acknowledged on receipt: a live post is worth nothing later, and a socket that was missed
+/// still finds the post in its feed.
+pub(super) async fn deliver_live(
+    channel: Channel,
+    queue: String,
+    hub: LiveHub,
+) -> anyhow::Result<()> {
+    let mut deliveries = consume(&channel, &queue, true).await?;
+    while let Some(delivery) = deliveries.next().await {
+        let delivery = delivery?;
+        match serde_json::from_slice::<SocketBatch>(&delivery.data) {
+            Ok(batch) => {
+                let sockets = hub.deliver(&batch.to, batch.frame.into());
+                tracing::debug!(sockets, "live post delivered");
+            }
+            Err(e) => tracing::error!(error = %e, "dropping an unreadable live post"),
+        }
+    }
+    Err(anyhow::anyhow!("the live queue consumer was cancelled"))
+}
+
+/// Binds the routing keys of `added` users to this instance's queue, unbinds those of `removed`.
+async fn rebind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    added: &[i64],
+    removed: &[i64],
+) -> lapin::Result<()> {
+    for &user in added {
+        // No reply per binding: thousands of sockets arriving bind in one round trip…
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                user_key(user).into(),
+                QueueBindOptions { nowait: true },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    if !added.is_empty() {
+        // …closed by one synchronous call: the broker answers it after every binding before.
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    for &user in removed {
+        channel
+            .queue_unbind(
+                queue.into(),
+                exchange.into(),
+                user_key(user).into(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Binds the routing keys of every user connected now; returns them. A session does this before
+/// anything is published on it, so no post can be routed past a socket that is already open.
+pub(super) async fn bind_connected_now(
+    channel: &Channel,
+    queue: &str,
+    hub: &LiveHub,
+    shared: &Shared,
+) -> anyhow::Result<HashSet<i64>> {
+    let users: HashSet<i64> = hub.connected_users().into_iter().collect();
+    let added: Vec<i64> = users.iter().copied().collect();
+    tokio::time::timeout(
+        BIND_TIMEOUT,
+        rebind(channel, queue, &shared.names.sockets, &added, &[]),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("binding users took over {} s", BIND_TIMEOUT.as_secs()))??;
+    shared.set_routed(|routed| routed.extend(&added));
+    Ok(users)
+}
+
+/// Keeps this instance's queue bound to exactly the users with a socket here, from `bound`.
+pub(super) async fn bind_connected_users(
+    channel: Channel,
+    queue: String,
+    hub: LiveHub,
+    shared: Arc<Shared>,
+    mut bound: HashSet<i64>,
+) -> anyhow::Result<()> {
+    loop {
+        // A change made during the last pass left a permit: this returns at once, another runs.
+        hub.membership_changed().await;
+        let wanted: HashSet<i64> = hub.connected_users().into_iter().collect();
+        let added: Vec<i64> = wanted.difference(&bound).copied().collect();
+        let removed: Vec<i64> = bound.difference(&wanted).copied().collect();
+        let pass = rebind(&channel, &queue, &shared.names.sockets, &added, &removed);
+        tokio::time::timeout(BIND_TIMEOUT, pass)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("binding users took over {} s", BIND_TIMEOUT.as_secs())
+            })??;
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::debug!(
+                added = added.len(),
+                removed = removed.len(),
+                "live routing keys rebound"
+            );
+            shared.set_routed(|routed| {
+                routed.extend(&added);
+                for user in &removed {
+                    routed.remove(user);
+                }
+            });
+        }
+        bound = wanted;
+    }
+}

@@ -1,0 +1,412 @@
+//! RabbitMQ, the event bus: the outbox relay, the consumers that keep feeds and route live posts,
+//! and this instance's own queue of live posts for the sockets it holds.
+//!
+//! Names live under `AMQP_PREFIX` (`P` below):
+//! - `P.events`, a topic exchange: post events from the outbox, routing key = event kind.
+//! - `P.feed`, a quorum queue bound to `post.*`: instances with a feed cache consume it side by
+//!   side and apply each event to Redis.
+//! - `P.live`, a quorum queue bound to `post.created`: consumers look up the author's followers
+//!   and route the post to them through `P.sockets`.
+//! - `P.sockets`, a direct exchange keyed `user.<id>`: each instance has an exclusive queue bound
+//!   to the keys of the users connected to it, so a post reaches only the instances that hold one
+//!   of its followers' sockets.
+//!
+//! The client library is not left to reconnect: one supervisor task per instance owns the
+//! connection and every part that uses it, and on any failure tears all of them down and starts
+//! again, trying the next URL of a cluster in turn. While the broker is away nothing is lost:
+//! posts are still written with their outbox rows, which the relay publishes once it is back.
+
+mod consumers;
+mod relay;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::BrokerConfig;
+use crate::http::AppState;
+use crate::users::UserId;
+
+/// How long opening a connection and declaring everything on it may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing handshake may take on a connection that is being given up.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reconnection delays grow from the first to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+/// A session that lasted this long was healthy: the next failure retries quickly again.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
+/// Exchange and queue names of one deployment.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub events: String,
+    pub feed: String,
+    pub live: String,
+    pub sockets: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Names {
+            events: format!("{prefix}.events"),
+            feed: format!("{prefix}.feed"),
+            live: format!("{prefix}.live"),
+            sockets: format!("{prefix}.sockets"),
+        }
+    }
+}
+
+/// The routing key of the live posts for one user.
+pub fn user_key(user: i64) -> String {
+    format!("user.{user}")
+}
+
+/// A handle on this instance's broker session: cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    names: Names,
+    /// Signalled after a write that added outbox rows: the relay wakes at once instead of at
+    /// its next poll.
+    outbox: Notify,
+    connected: AtomicBool,
+    /// Users whose routing key is bound to this instance's queue now.
+    routed: Mutex<HashSet<i64>>,
+    /// Bumped whenever `routed` or `connected` changes.
+    routed_version: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn set_routed(&self, update: impl FnOnce(&mut HashSet<i64>)) {
+        update(&mut self.routed.lock().unwrap_or_else(|p| p.into_inner()));
+        self.routed_version.send_modify(|v| *v += 1);
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::SeqCst);
+        metrics::gauge!("broker_connected").set(if connected { 1.0 } else { 0.0 });
+        if !connected {
+            self.set_routed(HashSet::clear);
+        } else {
+            self.routed_version.send_modify(|v| *v += 1);
+        }
+    }
+}
+
+impl Broker {
+    /// Starts the supervisor that keeps this instance connected. Returns at once: a broker that is
+    /// down at start-up is retried in the background while the service runs.
+    pub fn start(config: &BrokerConfig, state: AppState) -> (Broker, JoinHandle<()>) {
+        let broker = Broker {
+            shared: Arc::new(Shared {
+                names: Names::new(&config.amqp_prefix),
+                outbox: Notify::new(),
+                connected: AtomicBool::new(false),
+                routed: Mutex::new(HashSet::new()),
+                routed_version: watch::channel(0).0,
+            }),
+        };
+        let urls = config.urls();
+        let settings = Settings {
+            queue_expires_ms: config.amqp_queue_expires_ms,
+        };
+        let task = tokio::spawn(supervise(urls, settings, state, broker.shared.clone()));
+        (broker, task)
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.shared.names
+    }
+
+    /// Wakes the relay: a write just added outbox rows.
+    pub fn outbox_written(&self) {
+        self.shared.outbox.notify_one();
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// Waits, at most `wait`, until live posts for `user` are routed to this instance. Returns
+    /// whether they are; at once (false) while the broker is away, since waiting would only delay
+    /// the socket: the binding is made when the session comes back.
+    pub async fn routed(&self, user: UserId, wait: Duration) -> bool {
+        let mut changes = self.shared.routed_version.subscribe();
+        let check = async {
+            loop {
+                if !self.is_connected() {
+                    return false;
+                }
+                if self
+                    .shared
+                    .routed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&user.0)
+                {
+                    return true;
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(wait, check).await.unwrap_or(false)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    queue_expires_ms: u64,
+}
+
+/// Connects, runs a session until it fails, and starts again; forever (until aborted).
+async fn supervise(urls: Vec<String>, settings: Settings, state: AppState, shared: Arc<Shared>) {
+    let mut delay = FIRST_RETRY;
+    let mut attempt = 0usize;
+    loop {
+        let url = &urls[attempt % urls.len()];
+        let started = Instant::now();
+        let outcome = session(url, settings, &state, &shared).await;
+        shared.set_connected(false);
+        if let Err(e) = outcome {
+            tracing::warn!(
+                error = %format!("{e:#}"),
+                broker = %redact(url),
+                retry_in_ms = delay.as_millis() as u64,
+                "broker session ended; reconnecting"
+            );
+        }
+        metrics::counter!("broker_session_failures").increment(1);
+        if started.elapsed() > HEALTHY_SESSION {
+            delay = FIRST_RETRY;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(LAST_RETRY);
+        attempt += 1;
+    }
+}
+
+/// One connection's life: topology, then every part that uses the broker, until one of them fails.
+async fn session(
+    url: &str,
+    settings: Settings,
+    state: &AppState,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<()> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("socialnet {}", std::process::id()).into());
+    let setup = async {
+        let connection = Connection::connect(url, properties).await?;
+        let channel = connection.create_channel().await?;
+        declare(
+            &channel,
+            &shared.names,
+            settings,
+            state.feed_cache.is_some(),
+        )
+        .await?;
+        let own = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?
+            .name()
+            .to_string();
+        // A binding of the instance's own keeps `P.sockets` alive when it is auto-deleted (tests).
+        channel
+            .queue_bind(
+                own.as_str().into(),
+                shared.names.sockets.as_str().into(),
+                format!("instance.{own}").into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((connection, channel, own))
+    };
+    let (connection, setup, own) = tokio::time::timeout(SETUP_TIMEOUT, setup)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer in {} s", SETUP_TIMEOUT.as_secs()))??;
+    let mut events = connection.events_listener();
+    // Sockets already open here are routed before anything is published on this session.
+    shared.set_connected(true);
+    let bound = consumers::bind_connected_now(&setup, &own, &state.live, shared).await?;
+
+    let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    parts.spawn(relay::run(
+        connection.create_channel().await?,
+        state.clone(),
+        shared.clone(),
+    ));
+    parts.spawn(consumers::route_live(
+        connection.create_channel().await?,
+        connection.create_channel().await?,
+        state.clone(),
+        shared.names.clone(),
+    ));
+    if let Some(cache) = state.feed_cache.clone() {
+        parts.spawn(consumers::apply_to_feeds(
+            connection.create_channel().await?,
+            state.clone(),
+            cache,
+            shared.names.clone(),
+        ));
+    }
+    parts.spawn(consumers::deliver_live(
+        connection.create_channel().await?,
+        own.clone(),
+        state.live.clone(),
+    ));
+    parts.spawn(consumers::bind_connected_users(
+        setup,
+        own,
+        state.live.clone(),
+        shared.clone(),
+        bound,
+    ));
+    parts.spawn(async move {
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(e) = event {
+                return Err(anyhow::Error::new(e).context("connection"));
+            }
+        }
+        Err(anyhow::anyhow!("connection closed"))
+    });
+    tracing::info!(broker = %redact(url), "broker connected");
+
+    let ended = parts.join_next().await;
+    shared.set_connected(false);
+    parts.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "reconnecting".into())).await;
+    match ended {
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(join)) => Err(anyhow::Error::new(join).context("a broker task stopped")),
+        Some(Ok(Ok(()))) | None => Err(anyhow::anyhow!("a broker task ended")),
+    }
+}
+
+/// Declares the shared exchanges and queues (idempotent: every instance does it on connecting).
+/// `P.feed` only by instances with a feed cache: a deployment without one must not collect
+/// events that nobody will consume.
+async fn declare(
+    channel: &lapin::Channel,
+    names: &Names,
+    settings: Settings,
+    with_feed: bool,
+) -> lapin::Result<()> {
+    // With an expiry (tests, experiments), the broker removes what this deployment leaves behind:
+    // queues unused for that long, then the exchanges once nothing is bound to them.
+    let transient = settings.queue_expires_ms > 0;
+    let exchange = ExchangeDeclareOptions {
+        durable: true,
+        auto_delete: transient,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            names.events.as_str().into(),
+            ExchangeKind::Topic,
+            exchange,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            names.sockets.as_str().into(),
+            ExchangeKind::Direct,
+            exchange,
+            FieldTable::default(),
+        )
+        .await?;
+    let mut arguments = FieldTable::default();
+    // Quorum queues: replicated across a cluster's nodes (Raft), durable, and they never drop a
+    // confirmed message while a majority of the nodes is up.
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    if transient {
+        arguments.insert(
+            "x-expires".into(),
+            AMQPValue::LongLongInt(settings.queue_expires_ms.min(i64::MAX as u64) as i64),
+        );
+    }
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut queues = vec![(&names.live, "post.created")];
+    if with_feed {
+        queues.push((&names.feed, "post.*"));
+    }
+    for (queue, key) in queues {
+        channel
+            .queue_declare(queue.as_str().into(), durable, arguments.clone())
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                names.events.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// A broker URL fit for a log line: the password hidden.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+    }
+
+    #[test]
+    fn names_sit_under_the_prefix() {
+        let names = Names::new("lab");
+        assert_eq!(names.events, "lab.events");
+        assert_eq!(names.feed, "lab.feed");
+        assert_eq!(names.live, "lab.live");
+        assert_eq!(names.sockets, "lab.sockets");
+        assert_eq!(user_key(42), "user.42");
+    }
+}

@@ -1,0 +1,106 @@
+//! RabbitMQ nodes of a test's own (through `scripts/rabbitmq-cluster.sh`), so that the test can
+//! stop and start them without touching the broker other tests use. Stopped and deleted on drop.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+/// Nodes of a test's own; cheap to clone, stopped when the last clone is dropped.
+#[derive(Clone)]
+pub struct RabbitNodes(Arc<Nodes>);
+
+struct Nodes {
+    dir: PathBuf,
+    name: String,
+    port: u16,
+    dist_port: u16,
+    nodes: usize,
+}
+
+/// A first port such that `count` ports from it, and `count` from it + 10000, are free.
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + rand_u16() % 9_000;
+        let all_free = (0..count).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 10_000 + i)).is_ok()
+        });
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free ports for RabbitMQ nodes");
+}
+
+fn rand_u16() -> u16 {
+    (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
+}
+
+impl RabbitNodes {
+    /// Starts `nodes` clustered nodes and waits until all of them are up.
+    pub async fn start(nodes: usize) -> RabbitNodes {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let port = free_ports(nodes as u16);
+        let cluster = RabbitNodes(Arc::new(Nodes {
+            dir: std::env::temp_dir().join(format!("socialnet-rabbit-{id}")),
+            name: format!("sn{}", &id[..8]),
+            port,
+            dist_port: port + 10_000,
+            nodes,
+        }));
+        cluster.run(vec!["start".into(), nodes.to_string()]).await;
+        cluster
+    }
+
+    /// Every node's URL, comma-separated: node 1 first.
+    pub fn urls(&self) -> String {
+        (1..=self.0.nodes)
+            .map(|i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn url(&self, node: usize) -> String {
+        format!(
+            "amqp://guest:guest@127.0.0.1:{}/%2f",
+            self.0.port + node as u16 - 1
+        )
+    }
+
+    pub async fn stop_node(&self, node: usize) {
+        self.run(vec!["stop-node".into(), node.to_string()]).await;
+    }
+
+    pub async fn start_node(&self, node: usize) {
+        self.run(vec!["start-node".into(), node.to_string()]).await;
+    }
+
+    /// Runs the script off the async threads.
+    async fn run(&self, args: Vec<String>) {
+        let nodes = self.0.clone();
+        tokio::task::spawn_blocking(move || nodes.run(&args))
+            .await
+            .unwrap();
+    }
+}
+
+impl Nodes {
+    fn run(&self, args: &[String]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
+        let status = Command::new(script)
+            .args(args)
+            .env("RABBIT_DIR", &self.dir)
+            .env("RABBIT_NAME", &self.name)
+            .env("RABBIT_PORT", self.port.to_string())
+            .env("RABBIT_DIST_PORT", self.dist_port.to_string())
+            .status()
+            .expect("scripts/rabbitmq-cluster.sh runs");
+        assert!(status.success(), "rabbitmq-cluster.sh {args:?} failed");
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        self.run(&["stop".to_owned()]);
+    }
+}
