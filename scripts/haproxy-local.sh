@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The scaled-out stack on this machine, the native twin of docker-compose.scale.yml:
 # N socialnet instances on 127.0.0.1:8101.. behind HAProxy on 127.0.0.1:$PORT (default 8100),
-# sharing DATABASE_URL, REDIS_URL and TOKEN_SECRET.
+# sharing DATABASE_URL, TOKEN_SECRET and, when set, REDIS_URL and AMQP_URL (cross-instance live feed).
 #   scripts/haproxy-local.sh start [N]    # default 2
 #   scripts/haproxy-local.sh reload       # new HAProxy workers; established connections finish
 #   scripts/haproxy-local.sh stop

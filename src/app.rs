@@ -26,7 +26,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         db::wait_and_ensure_database(&config.db.database_url, config.db.startup_wait()).await?;
         let pool = db::build_pool(&config.db)?;
-        db::migrate(&pool).await?;
+        db::migrate_and_shard(&pool, &config.db).await?;
         let feed_cache = config.cache.connect().await;
         let fanout_slots = (config.db.pool_size() / 2).max(1);
         let reads = match config.db.pipelined_reads() {

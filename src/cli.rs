@@ -7,8 +7,10 @@ use crate::app::{self, Application};
 use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
 use crate::db;
 use crate::lab::bench::{self, BenchCompareArgs, BenchRunArgs};
+use crate::lab::dialogs::{dialog_shards, fake_dialogs, DialogShardsArgs, FakeDialogsArgs};
 use crate::lab::fake::{fake_users, FakeUsersArgs};
 use crate::lab::social::{fake_social, FakeSocialArgs};
+use crate::shards::ops::{self as shards, Node as ShardNode};
 use crate::users::{self, Birthdate, NewUser, Password, PersonName};
 
 #[derive(Debug, Parser)]
@@ -44,6 +46,37 @@ pub enum Command {
     Feed(FeedCommand),
     /// Drop, create or inspect the user search index (to measure search with and without it).
     SearchIndex(SearchIndexArgs),
+    /// Operate the Citus cluster that shards the dialogs (DATABASE_URL: the coordinator).
+    Shards(ShardsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShardsArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(subcommand)]
+    pub action: ShardsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardsAction {
+    /// Nodes, shards, rows and bytes per node, and the skew of rows across nodes.
+    Status,
+    /// Register a worker (PostgreSQL with Citus and this database); distributes the dialog tables
+    /// if they waited for a first worker. Then `rebalance` moves shards onto it.
+    AddWorker {
+        /// The worker, as the coordinator reaches it.
+        node: ShardNode,
+    },
+    /// Move shards until every worker holds its share; online (logical replication, needs
+    /// wal_level = logical on every node), with progress until done.
+    Rebalance,
+    /// Move every shard off a worker (it takes no new ones), with progress until done.
+    Drain { node: ShardNode },
+    /// Take a drained worker out of the cluster.
+    Remove { node: ShardNode },
+    /// Change the number of shards of the dialog tables (rows are copied; writes wait meanwhile).
+    SetCount { count: u32 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +87,12 @@ pub enum FakeCommand {
     /// Add a follow graph (a few celebrities followed by most, most followed by few) and posts
     /// of realistic lengths spread over time, among the existing users.
     Social(FakeSocialArgs),
+    /// Add private messages among the existing users, a few "hot" users writing a large share of
+    /// them to many people.
+    Dialogs(FakeDialogsArgs),
+    /// Show how the stored messages would spread over shards keyed by dialog, by sender or by
+    /// message (Citus' hash, computed on plain PostgreSQL).
+    DialogShards(DialogShardsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +116,7 @@ pub struct FeedRebuildArgs {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Sweep connection counts for each scenario; write result.json, report.md and SVG plots.
-    Run(BenchRunArgs),
+    Run(Box<BenchRunArgs>),
     /// Draw two runs on the same axes with the ratio per step (B / A).
     Compare(BenchCompareArgs),
     /// Write a run's report.md and plots again from its result.json.
@@ -142,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(db_config) => {
             db::wait_and_ensure_database(&db_config.database_url, db_config.startup_wait()).await?;
             let pool = db::build_pool(&db_config)?;
-            let applied = db::migrate(&pool).await?;
+            let applied = db::migrate_and_shard(&pool, &db_config).await?;
             println!(
                 "migrations up to date ({} applied now, {} known)",
                 applied.len(),
@@ -173,6 +212,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.top_followers,
                 report.seed
             );
+            Ok(())
+        }
+        Command::Fake(FakeCommand::Dialogs(args)) => {
+            let report = fake_dialogs(&args).await?;
+            println!(
+                "{} messages in {} new dialogs in {:.1}s ({:.0} messages/s); hot users {:?} are in {} dialogs; seed {}",
+                report.messages,
+                report.dialogs,
+                report.elapsed.as_secs_f64(),
+                report.messages as f64 / report.elapsed.as_secs_f64().max(1e-9),
+                report.hot_users,
+                report.hot_dialogs,
+                report.seed
+            );
+            Ok(())
+        }
+        Command::Fake(FakeCommand::DialogShards(args)) => {
+            println!("{}", dialog_shards(&args).await?);
             Ok(())
         }
         Command::Feed(FeedCommand::Rebuild(args)) => {
@@ -228,6 +285,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Shards(args) => {
+            println!("{}", run_shards(args).await?);
+            Ok(())
+        }
         Command::CreateSuperuser(args) => {
             let id = create_superuser(args).await?;
             println!("{id}");
@@ -253,4 +314,25 @@ async fn create_superuser(args: SuperuserArgs) -> anyhow::Result<users::UserId> 
         .await?;
     let client = pool.get().await.context("connecting to the database")?;
     Ok(users::sql::insert_user(&client, &user, &hash, true).await?)
+}
+
+async fn run_shards(args: ShardsArgs) -> anyhow::Result<String> {
+    let mut config = db::connection_config(&args.db)?;
+    // Moves and re-sharding run as long as they need.
+    config.options("-c statement_timeout=0");
+    let client = db::connect(&config)
+        .await
+        .context("connecting to the coordinator")?;
+    let progress = |line: &str| eprintln!("{line}");
+    match args.action {
+        ShardsAction::Status => shards::status(&client).await,
+        ShardsAction::AddWorker { node } => {
+            let sharding = crate::shards::Sharding::from_config(&args.db)?;
+            shards::add_worker(&client, &node, &sharding).await
+        }
+        ShardsAction::Rebalance => shards::rebalance(&client, false, progress).await,
+        ShardsAction::Drain { node } => shards::drain(&client, &node, progress).await,
+        ShardsAction::Remove { node } => shards::remove(&client, &node).await,
+        ShardsAction::SetCount { count } => shards::set_shard_count(&client, count).await,
+    }
 }

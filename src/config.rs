@@ -74,6 +74,16 @@ pub struct DbConfig {
     #[arg(long, env = "DB_PIPELINED_READS")]
     pub db_pipelined_reads: Option<usize>,
 
+    /// Shards of each dialog table when they are first distributed over Citus workers (change it
+    /// later with `socialnet shards set-count`).
+    #[arg(long, env = "CITUS_SHARD_COUNT", default_value_t = 32)]
+    pub citus_shard_count: u32,
+
+    /// Host (and port) at which Citus workers reach the coordinator, as HOST or HOST:PORT;
+    /// default: the host and port of DATABASE_URL.
+    #[arg(long, env = "CITUS_COORDINATOR")]
+    pub citus_coordinator: Option<String>,
+
     /// How long start-up keeps retrying while the database is not reachable yet (e.g. a container
     /// that is still starting); 0 fails at once.
     #[arg(long, env = "DB_STARTUP_WAIT_SECS", default_value_t = 30)]
@@ -144,6 +154,24 @@ pub struct BrokerConfig {
     /// have gone unused this long (and then its exchanges). 0 keeps them, as production should.
     #[arg(long, env = "AMQP_QUEUE_EXPIRES_MS", default_value_t = 0)]
     pub amqp_queue_expires_ms: u64,
+
+    /// Followers named by one routed live post: its `BCC` header lists up to this many routing
+    /// keys. 1 sends a message per follower (RabbitMQ's per-message cost then dominates; see
+    /// docs/lab/live.md).
+    #[arg(long, env = "LIVE_ROUTE_BATCH", default_value_t = 1_000)]
+    pub live_route_batch: usize,
+
+    /// Kind of the exchange that routes live posts to instances. `topic` looks each key of a
+    /// message up in a trie; `direct` (for the lab) matches a message with several keys against
+    /// every binding of the exchange, which costs followers × connected users per post.
+    #[arg(long, env = "LIVE_ROUTE_EXCHANGE", value_enum, default_value_t = LiveRouteExchange::Topic)]
+    pub live_route_exchange: LiveRouteExchange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LiveRouteExchange {
+    Topic,
+    Direct,
 }
 
 impl BrokerConfig {

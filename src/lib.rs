@@ -7,11 +7,13 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dialogs;
 pub mod friends;
 pub mod http;
 pub mod lab;
 pub mod live;
 pub mod posts;
+pub mod shards;
 pub mod telemetry;
 pub mod users;
 

@@ -29,8 +29,6 @@ const CONCURRENCY: usize = 4;
 /// A feed event that keeps failing (Redis or PostgreSQL away) is retried in place this long,
 /// then handed back to the queue.
 const RETRY_FOR: Duration = Duration::from_secs(30);
-/// Followers per routed message: one message names this many routing keys (`BCC`).
-const ROUTE_CHUNK: usize = 1_000;
 /// Longest one pass of (un)binding users may take.
 const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the broker to confirm routed live posts.
@@ -151,6 +149,7 @@ pub(super) async fn route_live(
             let state = state.clone();
             let publisher = publisher.clone();
             let sockets = names.sockets.clone();
+            let batch = state.config.broker.live_route_batch.max(1);
             async move {
                 let Some(PostEvent::Created {
                     post_id,
@@ -180,7 +179,7 @@ pub(super) async fn route_live(
                     author_user_id: author_id.to_string(),
                 })?;
                 let mut confirms = Vec::new();
-                for chunk in followers.chunks(ROUTE_CHUNK) {
+                for chunk in followers.chunks(batch) {
                     let body = serde_json::to_vec(&SocketBatch {
                         to: chunk.to_vec(),
                         frame: frame.clone(),

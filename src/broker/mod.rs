@@ -7,7 +7,7 @@
 //!   side and apply each event to Redis.
 //! - `P.live`, a quorum queue bound to `post.created`: consumers look up the author's followers
 //!   and route the post to them through `P.sockets`.
-//! - `P.sockets`, a direct exchange keyed `user.<id>`: each instance has an exclusive queue bound
+//! - `P.sockets`, a topic exchange keyed `user.<id>`: each instance has an exclusive queue bound
 //!   to the keys of the users connected to it, so a post reaches only the instances that hold one
 //!   of its followers' sockets.
 //!
@@ -31,7 +31,7 @@ use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, LiveRouteExchange};
 use crate::http::AppState;
 use crate::users::UserId;
 
@@ -52,15 +52,21 @@ pub struct Names {
     pub feed: String,
     pub live: String,
     pub sockets: String,
+    pub sockets_kind: LiveRouteExchange,
 }
 
 impl Names {
-    pub fn new(prefix: &str) -> Self {
+    pub fn new(prefix: &str, sockets: LiveRouteExchange) -> Self {
         Names {
             events: format!("{prefix}.events"),
             feed: format!("{prefix}.feed"),
             live: format!("{prefix}.live"),
-            sockets: format!("{prefix}.sockets"),
+            // Named by kind: switching kinds must not meet the other kind's exchange.
+            sockets: match sockets {
+                LiveRouteExchange::Topic => format!("{prefix}.sockets"),
+                LiveRouteExchange::Direct => format!("{prefix}.sockets.direct"),
+            },
+            sockets_kind: sockets,
         }
     }
 }
@@ -111,7 +117,7 @@ impl Broker {
     pub fn start(config: &BrokerConfig, state: AppState) -> (Broker, JoinHandle<()>) {
         let broker = Broker {
             shared: Arc::new(Shared {
-                names: Names::new(&config.amqp_prefix),
+                names: Names::new(&config.amqp_prefix, config.live_route_exchange),
                 outbox: Notify::new(),
                 connected: AtomicBool::new(false),
                 routed: Mutex::new(HashSet::new()),
@@ -332,7 +338,10 @@ async fn declare(
     channel
         .exchange_declare(
             names.sockets.as_str().into(),
-            ExchangeKind::Direct,
+            match names.sockets_kind {
+                LiveRouteExchange::Topic => ExchangeKind::Topic,
+                LiveRouteExchange::Direct => ExchangeKind::Direct,
+            },
             exchange,
             FieldTable::default(),
         )
@@ -402,11 +411,13 @@ mod tests {
 
     #[test]
     fn names_sit_under_the_prefix() {
-        let names = Names::new("lab");
+        let names = Names::new("lab", LiveRouteExchange::Topic);
         assert_eq!(names.events, "lab.events");
         assert_eq!(names.feed, "lab.feed");
         assert_eq!(names.live, "lab.live");
         assert_eq!(names.sockets, "lab.sockets");
+        let direct = Names::new("lab", LiveRouteExchange::Direct);
+        assert_eq!(direct.sockets, "lab.sockets.direct");
         assert_eq!(user_key(42), "user.42");
     }
 }

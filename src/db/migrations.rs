@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_users"),
     migration!(2, "0002_friends_posts"),
     migration!(3, "0003_outbox"),
+    migration!(4, "0004_dialogs"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

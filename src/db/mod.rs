@@ -40,6 +40,18 @@ pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// Applies the migrations, then the Citus step when the database has Citus (see `crate::shards`).
+pub async fn migrate_and_shard(pool: &Pool, config: &DbConfig) -> anyhow::Result<Vec<i32>> {
+    let applied = migrate(pool).await?;
+    let client = pool.get().await.context("connecting for the citus step")?;
+    let layout =
+        crate::shards::prepare(&client, &crate::shards::Sharding::from_config(config)?).await?;
+    if layout != crate::shards::CitusLayout::Plain {
+        tracing::info!(?layout, "citus");
+    }
+    Ok(applied)
+}
+
 /// Waits until the server answers (for at most `wait`), then creates the application database if
 /// needed. Start-up calls this so that a server and its database can be started together.
 pub async fn wait_and_ensure_database(database_url: &str, wait: Duration) -> anyhow::Result<bool> {

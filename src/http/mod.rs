@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::friends::routes::router())
         .merge(crate::posts::routes::router())
         .merge(crate::live::routes::router())
+        .merge(crate::dialogs::routes::router())
         .merge(ops::router())
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)
@@ -158,6 +159,8 @@ mod tests {
                 db_pool_timeout_ms: 100,
                 db_statement_timeout_ms: 100,
                 db_pipelined_reads: None,
+                citus_shard_count: 32,
+                citus_coordinator: None,
                 db_startup_wait_secs: 0,
             },
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -181,6 +184,8 @@ mod tests {
                 amqp_url: None,
                 amqp_prefix: "socialnet".into(),
                 amqp_queue_expires_ms: 0,
+                live_route_batch: 1_000,
+                live_route_exchange: crate::config::LiveRouteExchange::Topic,
             },
             log_format: crate::config::LogFormat::Text,
         };

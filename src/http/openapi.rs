@@ -28,6 +28,8 @@ use crate::users::routes as users;
         crate::posts::routes::get_post,
         crate::posts::routes::feed,
         crate::live::routes::feed_posted,
+        crate::dialogs::routes::send,
+        crate::dialogs::routes::list,
         super::ops::health,
         super::ops::ready,
         super::ops::metrics,
@@ -37,6 +39,7 @@ use crate::users::routes as users;
         (name = "users", description = "Registration, login, profiles, search"),
         (name = "friends", description = "Following users"),
         (name = "posts", description = "Posts, the news feed and the live feed"),
+        (name = "dialogs", description = "Private messages between two users"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

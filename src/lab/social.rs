@@ -201,7 +201,7 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
 }
 
 /// A post of realistic length: mostly one short line, sometimes a paragraph, rarely a long text.
-fn post_text<R: Rng>(rng: &mut R, vocabulary: &[&str]) -> String {
+pub(crate) fn post_text<R: Rng>(rng: &mut R, vocabulary: &[&str]) -> String {
     let words = match rng.gen_range(0..100) {
         0..=59 => rng.gen_range(3..12),
         60..=89 => rng.gen_range(12..50),

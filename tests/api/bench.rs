@@ -13,6 +13,8 @@ fn db(url: &str) -> DbConfig {
         db_pool_timeout_ms: 5_000,
         db_statement_timeout_ms: 0,
         db_pipelined_reads: None,
+        citus_shard_count: 32,
+        citus_coordinator: None,
         db_startup_wait_secs: 0,
     }
 }

@@ -153,7 +153,10 @@ async fn an_event_delivered_twice_lands_in_a_feed_once() {
     channel.confirm_select(Default::default()).await.unwrap();
     let event = json!({"kind": "post.created", "post_id": first.parse::<i64>().unwrap(),
                        "author_id": anna.id.parse::<i64>().unwrap(), "text": "первый"});
-    let names = socialnet::broker::Names::new(&app.config.broker.amqp_prefix);
+    let names = socialnet::broker::Names::new(
+        &app.config.broker.amqp_prefix,
+        app.config.broker.live_route_exchange,
+    );
     let confirm = channel
         .basic_publish(
             names.events.as_str().into(),

@@ -22,6 +22,8 @@ async fn migrating_twice_is_harmless() {
         db_pool_timeout_ms: 1_000,
         db_statement_timeout_ms: 1_000,
         db_pipelined_reads: None,
+        citus_shard_count: 32,
+        citus_coordinator: None,
         db_startup_wait_secs: 0,
     })
     .unwrap();

@@ -29,6 +29,8 @@ pub fn test_config(database_url: &str) -> Config {
             db_pool_timeout_ms: 1_000,
             db_statement_timeout_ms: 5_000,
             db_pipelined_reads: None,
+            citus_shard_count: 32,
+            citus_coordinator: None,
             db_startup_wait_secs: 0,
         },
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -53,6 +55,8 @@ pub fn test_config(database_url: &str) -> Config {
             amqp_url: None,
             amqp_prefix: "socialnet".into(),
             amqp_queue_expires_ms: 0,
+            live_route_batch: 1_000,
+            live_route_exchange: socialnet::config::LiveRouteExchange::Topic,
         },
         log_format: LogFormat::Text,
     }
@@ -85,6 +89,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     }
     let database_url = fresh_database_url();
     let mut config = test_config(&database_url);
+    customise(&mut config);
+    start(config, true).await
+}
+
+/// An app on the database at `database_url` (created if needed, dropped at the end).
+pub async fn spawn_app_on(database_url: &str, customise: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(database_url);
     customise(&mut config);
     start(config, true).await
 }

@@ -3,7 +3,9 @@
 mod balancer;
 mod bench;
 mod broker;
+mod citus;
 mod commands;
+mod dialogs;
 mod fake;
 mod feed;
 mod feed_cache;

@@ -25,6 +25,8 @@ async fn the_openapi_document_lists_every_endpoint_built_so_far() {
         ("/post/get/{id}", "get"),
         ("/post/feed", "get"),
         ("/post/feed/posted", "get"),
+        ("/dialog/{user_id}/send", "post"),
+        ("/dialog/{user_id}/list", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

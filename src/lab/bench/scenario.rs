@@ -21,10 +21,14 @@ pub enum Scenario {
     PostCreate,
     /// Followers on websockets, their author posting; delivery latency from the create response.
     WsFanout,
+    /// A message from one of the token users to a random user.
+    DialogSend,
+    /// The latest 20 messages of an existing dialog of one of the token users.
+    DialogList,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::UserGet,
         Scenario::UserSearch,
         Scenario::Login,
@@ -32,11 +36,16 @@ impl Scenario {
         Scenario::Feed,
         Scenario::PostCreate,
         Scenario::WsFanout,
+        Scenario::DialogSend,
+        Scenario::DialogList,
     ];
 
     /// Whether requests carry a token (obtained before the measured window).
     pub fn needs_tokens(self) -> bool {
-        matches!(self, Scenario::Feed | Scenario::PostCreate)
+        matches!(
+            self,
+            Scenario::Feed | Scenario::PostCreate | Scenario::DialogSend | Scenario::DialogList
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -48,6 +57,8 @@ impl Scenario {
             Scenario::Feed => "feed",
             Scenario::PostCreate => "post-create",
             Scenario::WsFanout => "ws-fanout",
+            Scenario::DialogSend => "dialog-send",
+            Scenario::DialogList => "dialog-list",
         }
     }
 }
@@ -87,6 +98,9 @@ pub struct Workload {
     search_queries: Vec<String>,
     /// Tokens of `ids` (same order), for scenarios that need them.
     pub tokens: Vec<String>,
+    /// The other party of each dialog request: by index into `ids` for `dialog-list` (each
+    /// token user's existing dialog), any user for `dialog-send`.
+    partners: Vec<i64>,
 }
 
 /// How many distinct ids or prefix pairs are sampled from the database.
@@ -102,6 +116,7 @@ impl Workload {
             ids: Vec::new(),
             search_queries: Vec::new(),
             tokens: Vec::new(),
+            partners: Vec::new(),
         };
         // Register needs no data; ws-fanout prepares its own (see fanout.rs).
         if matches!(scenario, Scenario::Register | Scenario::WsFanout) {
@@ -143,7 +158,36 @@ impl Workload {
             workload.ids = readers;
             return Ok(workload);
         }
-        if scenario == Scenario::PostCreate {
+        if scenario == Scenario::DialogList {
+            // Existing dialogs, from a random point of the key space: (one party, the other).
+            let start: i64 = rng.gen();
+            let mut pairs = db
+                .query(
+                    "select user_low, user_high from dialogs where dialog_id >= $1 order by dialog_id limit $2",
+                    &[&start, &TOKEN_USERS],
+                )
+                .await?;
+            if (pairs.len() as i64) < TOKEN_USERS {
+                pairs.extend(
+                    db.query(
+                        "select user_low, user_high from dialogs order by dialog_id limit $1",
+                        &[&(TOKEN_USERS - pairs.len() as i64)],
+                    )
+                    .await?,
+                );
+            }
+            anyhow::ensure!(
+                !pairs.is_empty(),
+                "there are no dialogs: run `socialnet fake dialogs` first"
+            );
+            workload.ids = pairs.iter().map(|r| r.get(0)).collect();
+            workload.partners = pairs.iter().map(|r| r.get(1)).collect();
+            return Ok(workload);
+        }
+        if scenario == Scenario::DialogSend {
+            workload.partners = rows.iter().map(|r| r.get(0)).collect();
+        }
+        if matches!(scenario, Scenario::PostCreate | Scenario::DialogSend) {
             workload.ids = rows
                 .iter()
                 .take(TOKEN_USERS as usize)
@@ -213,6 +257,31 @@ impl Workload {
                     token: Some(self.tokens[rng.gen_range(0..self.tokens.len())].clone()),
                 }
             }
+            Scenario::DialogSend => {
+                let sender = rng.gen_range(0..self.ids.len());
+                let pick = rng.gen_range(0..self.partners.len());
+                let mut to = self.partners[pick];
+                if to == self.ids[sender] {
+                    // Not to oneself: the next sampled user instead.
+                    to = self.partners[(pick + 1) % self.partners.len()];
+                }
+                let text = format!("lab message {}", rng.gen::<u32>());
+                PlannedRequest {
+                    post: true,
+                    path: format!("/dialog/{to}/send"),
+                    body: Some(Bytes::from(serde_json::json!({ "text": text }).to_string())),
+                    token: Some(self.tokens[sender].clone()),
+                }
+            }
+            Scenario::DialogList => {
+                let i = rng.gen_range(0..self.ids.len());
+                PlannedRequest {
+                    post: false,
+                    path: format!("/dialog/{}/list?limit=20", self.partners[i]),
+                    body: None,
+                    token: Some(self.tokens[i].clone()),
+                }
+            }
             Scenario::Login => {
                 let id = self.ids[rng.gen_range(0..self.ids.len())];
                 let body = serde_json::json!({"id": id.to_string(), "password": LAB_PASSWORD});
@@ -267,7 +336,7 @@ mod tests {
         for scenario in Scenario::ALL {
             assert_eq!(scenario.name().parse::<Scenario>().unwrap(), scenario);
         }
-        assert!("dialog-send".parse::<Scenario>().is_err());
+        assert!("dialog-sent".parse::<Scenario>().is_err());
     }
 
     #[test]

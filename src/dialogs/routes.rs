@@ -1,0 +1,132 @@
+//! `POST /dialog/{user_id}/send` and `GET /dialog/{user_id}/list`.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::sql::{self, Page, Sent};
+use super::types::{DialogKey, Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
+use crate::auth::AuthUser;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::AppState;
+use crate::users::UserId;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dialog/{user_id}/send", post(send))
+        .route("/dialog/{user_id}/list", get(list))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SendRequest {
+    /// 1 to 4000 characters.
+    #[schema(example = "Привет! Как дела?")]
+    pub text: String,
+}
+
+/// The other party of a dialog: a valid id that is not the caller's own.
+fn other_party(me: UserId, raw: &str) -> Result<UserId, ApiError> {
+    let other: UserId = raw.parse()?;
+    if other == me {
+        return Err(ApiError::bad_request("a dialog needs two different users"));
+    }
+    Ok(other)
+}
+
+/// Sends a message to a user.
+#[utoipa::path(
+    post, path = "/dialog/{user_id}/send", tag = "dialogs",
+    params(("user_id" = String, Path, description = "The recipient")),
+    request_body = SendRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sent"),
+        (status = 400, description = "Invalid id or text, or the caller's own id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(user_id): Path<String>,
+    Json(request): Json<SendRequest>,
+) -> Result<(), ApiError> {
+    let to = other_party(me, &user_id)?;
+    let text = MessageText::parse(&request.text)?;
+    let db = state.db.get().await?;
+    match sql::send_message(&db, DialogKey::of(me, to), me, to, &text).await? {
+        Sent::Message(_) => Ok(()),
+        Sent::UnknownRecipient => Err(ApiError::not_found("user not found")),
+        Sent::UnknownSender => Err(ApiError::Unauthorized(
+            "the token's user does not exist".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<i64>,
+    /// The `id` of the last message of the previous page: this page starts below it.
+    pub cursor: Option<String>,
+    /// Messages to skip instead of a cursor (offset + limit ≤ 10000).
+    pub offset: Option<i64>,
+}
+
+/// The caller's dialog with a user, newest first. Page with `cursor` (the last `id` seen), or
+/// with `offset` for shallow pages.
+#[utoipa::path(
+    get, path = "/dialog/{user_id}/list", tag = "dialogs",
+    params(("user_id" = String, Path, description = "The other party"), ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Messages, newest first", body = Vec<Message>),
+        (status = 400, description = "Invalid id, limit, cursor or offset", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(user_id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Vec<Message>>, ApiError> {
+    let other = other_party(me, &user_id)?;
+    let limit = query.limit.unwrap_or(LIST_DEFAULT);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIST_MAX}"
+        )));
+    }
+    let page = match (query.cursor, query.offset) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give a cursor or an offset, not both",
+            ))
+        }
+        (Some(cursor), None) => match cursor.parse::<i64>() {
+            Ok(id) if id > 0 && cursor.bytes().all(|b| b.is_ascii_digit()) => Page::Before(id),
+            _ => return Err(ApiError::bad_request("invalid cursor")),
+        },
+        (None, Some(offset)) if offset < 0 || offset + limit > LIST_MAX_DEPTH => {
+            return Err(ApiError::bad_request(format!(
+                "offset must be at least 0 and offset + limit at most {LIST_MAX_DEPTH}; \
+                 page deeper with the cursor"
+            )))
+        }
+        (None, offset) => Page::Offset(offset.unwrap_or(0)),
+    };
+    let db = state.db.get().await?;
+    let messages = sql::list_messages(&db, DialogKey::of(me, other), limit, page).await?;
+    // An empty page is the one case where the other party may not exist at all.
+    if messages.is_empty() && !sql::user_exists(&db, other).await? {
+        return Err(ApiError::not_found("user not found"));
+    }
+    Ok(axum::Json(messages))
+}

@@ -1,0 +1,311 @@
+//! Dialogs on a real Citus cluster: the plain suite again, distribution checks, and an online
+//! rebalance under continuous sends. They run when `TEST_CITUS_URL` names the `postgres` database
+//! of a Citus coordinator whose metadata lists its workers (`scripts/citus-local.sh start 2` sets
+//! one up); otherwise each says it is skipped, and why.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use reqwest::StatusCode;
+
+use crate::dialogs::{concurrent_scenario, dialog_scenario, paging_scenario};
+use crate::helpers::{spawn_app_on, TestApp};
+
+/// The coordinator and the workers its `postgres` database knows.
+struct Cluster {
+    coordinator: String,
+    workers: Vec<String>,
+}
+
+async fn cluster(test: &str) -> Option<Cluster> {
+    let Ok(coordinator) = std::env::var("TEST_CITUS_URL") else {
+        eprintln!("{test}: skipped: TEST_CITUS_URL is not set (see the README: Citus)");
+        return None;
+    };
+    let admin = socialnet::db::connect(&coordinator.parse().unwrap())
+        .await
+        .expect("TEST_CITUS_URL is reachable");
+    let workers: Vec<String> = admin
+        .query(
+            "select nodename || ':' || nodeport from pg_dist_node
+             where groupid <> 0 and noderole = 'primary' order by nodeport",
+            &[],
+        )
+        .await
+        .expect("TEST_CITUS_URL has Citus")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if workers.len() < 2 {
+        eprintln!("{test}: skipped: the Citus coordinator lists fewer than two workers");
+        return None;
+    }
+    Some(Cluster {
+        coordinator,
+        workers,
+    })
+}
+
+/// A database of the test's own on every node, dropped at the end.
+struct NodeDatabases {
+    urls: Vec<String>,
+}
+
+impl Drop for NodeDatabases {
+    fn drop(&mut self) {
+        let urls = self.urls.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            for url in urls {
+                let _ = runtime.block_on(socialnet::db::drop_database(&url));
+            }
+        })
+        .join();
+    }
+}
+
+fn with_database(server: &str, name: &str) -> String {
+    let cut = server.rfind('/').unwrap();
+    format!("{}/{name}", &server[..cut])
+}
+
+/// An app on a fresh database of the cluster, with `workers` of its workers added through
+/// `socialnet shards add-worker` (which distributes the dialog tables in `shard_count` shards).
+async fn citus_app(
+    cluster: &Cluster,
+    workers: usize,
+    shard_count: u32,
+) -> (TestApp, NodeDatabases) {
+    let name = format!("socialnet_citus_{}", uuid::Uuid::new_v4().simple());
+    let mut urls = Vec::new();
+    for worker in &cluster.workers {
+        let url = format!("postgres://postgres@{worker}/{name}");
+        socialnet::db::ensure_database(&url).await.unwrap();
+        let client = socialnet::db::connect(&url.parse().unwrap()).await.unwrap();
+        client
+            .batch_execute("create extension if not exists citus")
+            .await
+            .unwrap();
+        urls.push(url);
+    }
+    let databases = NodeDatabases { urls };
+    let app = spawn_app_on(&with_database(&cluster.coordinator, &name), |c| {
+        c.db.citus_shard_count = shard_count;
+    })
+    .await;
+    for worker in cluster.workers.iter().take(workers) {
+        shards(&app, &["add-worker", worker]).await;
+    }
+    (app, databases)
+}
+
+async fn shards(app: &TestApp, args: &[&str]) {
+    let shard_count = app.config.db.citus_shard_count.to_string();
+    let mut argv = vec![
+        "socialnet",
+        "shards",
+        "--database-url",
+        &app.database_url,
+        "--citus-shard-count",
+        &shard_count,
+    ];
+    argv.extend_from_slice(args);
+    socialnet::cli::run(socialnet::cli::Cli::parse_from(argv))
+        .await
+        .unwrap_or_else(|e| panic!("shards {args:?}: {e:#}"));
+}
+
+async fn coordinator(app: &TestApp) -> tokio_postgres::Client {
+    socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_citus_both_parties_see_the_same_dialog() {
+    let Some(cluster) = cluster("on_citus_both_parties_see_the_same_dialog").await else {
+        return;
+    };
+    let (app, _nodes) = citus_app(&cluster, 2, 32).await;
+    dialog_scenario(&app).await;
+    paging_scenario(&app).await;
+    concurrent_scenario(&app).await;
+}
+
+#[tokio::test]
+async fn on_citus_a_dialog_lives_on_one_shard_and_its_list_is_routed_there() {
+    let Some(cluster) = cluster("on_citus_a_dialog_lives_on_one_shard").await else {
+        return;
+    };
+    let (app, _nodes) = citus_app(&cluster, 2, 32).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for i in 0..10 {
+        app.send_ok(&anna, &boris, &format!("m{i}")).await;
+    }
+    let db = coordinator(&app).await;
+    let kinds: Vec<(String, String)> = db
+        .query(
+            "select logicalrelid::text, partmethod::text from pg_dist_partition
+             where logicalrelid::text in ('users', 'dialogs', 'dialog_messages') order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("dialog_messages".into(), "h".into()),
+            ("dialogs".into(), "h".into()),
+            ("users".into(), "n".into())
+        ]
+    );
+    // Every message of the dialog sits in one shard of dialog_messages.
+    let key = socialnet::dialogs::DialogKey::of(
+        socialnet::users::UserId(anna.id.parse().unwrap()),
+        socialnet::users::UserId(boris.id.parse().unwrap()),
+    );
+    let per_shard: Vec<i64> = db
+        .query(
+            "select result::bigint from run_command_on_shards('dialog_messages',
+                 'select count(*) from %s') where result::bigint > 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(per_shard, [10]);
+    let expected_shard: i64 = db
+        .query_one(
+            "select get_shard_id_for_distribution_column('dialog_messages', $1::bigint)",
+            &[&key.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let holding: i64 = db
+        .query_one(
+            "select shardid from run_command_on_shards('dialog_messages', 'select count(*) from %s')
+             where result::bigint > 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(holding, expected_shard);
+    // The list query, as the service sends it, is planned for one shard.
+    let plan: Vec<String> = db
+        .query(
+            "explain select id, sender_id, recipient_id, text, created_at from dialog_messages
+             where dialog_id = $1
+               and (sender_id = $2 and recipient_id = $3 or sender_id = $3 and recipient_id = $2)
+               and id < $4 order by id desc limit 20",
+            &[&key.id, &key.low.0, &key.high.0, &i64::MAX],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Task Count: 1"), "{plan}");
+}
+
+#[tokio::test]
+async fn on_citus_an_online_rebalance_under_continuous_sends_loses_no_message() {
+    let Some(cluster) = cluster("on_citus_an_online_rebalance").await else {
+        return;
+    };
+    // Everything on the first worker, then a second one joins. Few shards: each move is a
+    // logical-replication round of its own, seconds each on this scale.
+    let (app, _nodes) = citus_app(&cluster, 1, 4).await;
+    let mut users = Vec::new();
+    for i in 0..8 {
+        users.push(app.user("Пишущий", &format!("Номер{i}")).await);
+    }
+    let app = Arc::new(app);
+    let users = Arc::new(users);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..4usize {
+        let (app, users, stop, sent, failed) = (
+            app.clone(),
+            users.clone(),
+            stop.clone(),
+            sent.clone(),
+            failed.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let from = &users[(w + i) % users.len()];
+                let to = &users[(w + 3 * i + 1) % users.len()];
+                if from.id != to.id {
+                    let response = app.send_message(from, &to.id, &format!("w{w} #{i}")).await;
+                    if response.status() == StatusCode::OK {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shards(&app, &["add-worker", &cluster.workers[1]]).await;
+    shards(&app, &["rebalance"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let db = coordinator(&app).await;
+    let on_nodes: Vec<(String, i64)> = db
+        .query(
+            "select nodename || ':' || nodeport, count(*) from citus_shards
+             where table_name = 'dialog_messages'::regclass group by 1 order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(on_nodes.len(), 2, "shards on both workers: {on_nodes:?}");
+    let stored: i64 = db
+        .query_one("select count(*) from dialog_messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "sends failed during the rebalance"
+    );
+    assert!(sent.load(Ordering::Relaxed) > 0);
+    assert_eq!(stored as u64, sent.load(Ordering::Relaxed));
+
+    // And back: drain the second worker, remove it; nothing is lost either.
+    shards(&app, &["drain", &cluster.workers[1]]).await;
+    shards(&app, &["remove", &cluster.workers[1]]).await;
+    let after: i64 = db
+        .query_one("select count(*) from dialog_messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, stored);
+}
