@@ -62,11 +62,12 @@ pub struct ShardsArgs {
 pub enum ShardsAction {
     /// Nodes, shards, rows and bytes per node, and the skew of rows across nodes.
     Status,
-    /// Register a worker (PostgreSQL with Citus and this database); distributes the dialog tables
-    /// if they waited for a first worker. Then `rebalance` moves shards onto it.
+    /// Register workers (PostgreSQL with Citus and this database); distributes the dialog tables
+    /// over them if they waited for workers. Then `rebalance` moves existing shards onto new ones.
     AddWorker {
-        /// The worker, as the coordinator reaches it.
-        node: ShardNode,
+        /// The workers, as the coordinator reaches them.
+        #[arg(required = true)]
+        nodes: Vec<ShardNode>,
     },
     /// Move shards until every worker holds its share; online (logical replication, needs
     /// wal_level = logical on every node), with progress until done.
@@ -326,11 +327,17 @@ async fn run_shards(args: ShardsArgs) -> anyhow::Result<String> {
     let progress = |line: &str| eprintln!("{line}");
     match args.action {
         ShardsAction::Status => shards::status(&client).await,
-        ShardsAction::AddWorker { node } => {
+        ShardsAction::AddWorker { nodes } => {
             let sharding = crate::shards::Sharding::from_config(&args.db)?;
-            shards::add_worker(&client, &node, &sharding).await
+            shards::add_workers(&client, &nodes, &sharding).await
         }
-        ShardsAction::Rebalance => shards::rebalance(&client, false, progress).await,
+        ShardsAction::Rebalance => {
+            // Workers that registered themselves (docker-compose-citus.yml) may not have seen
+            // the dialog tables distributed yet.
+            crate::shards::prepare(&client, &crate::shards::Sharding::from_config(&args.db)?)
+                .await?;
+            shards::rebalance(&client, false, progress).await
+        }
         ShardsAction::Drain { node } => shards::drain(&client, &node, progress).await,
         ShardsAction::Remove { node } => shards::remove(&client, &node).await,
         ShardsAction::SetCount { count } => shards::set_shard_count(&client, count).await,

@@ -200,22 +200,35 @@ pub fn skew(rows_per_node: &[i64]) -> Option<f64> {
     Some(*rows_per_node.iter().max()? as f64 / mean)
 }
 
-/// `shards add-worker`: registers the node, then distributes the dialog tables if that had
-/// waited for a first worker. New shards land on it only after `shards rebalance`.
-pub async fn add_worker(
+/// `shards add-worker`: registers the nodes, then distributes the dialog tables over all workers
+/// if they had waited for workers (so nodes added together share the shards from the start).
+/// Shards that exist already land on new nodes only with `shards rebalance`.
+pub async fn add_workers(
     db: &Client,
-    node: &Node,
+    nodes: &[Node],
     sharding: &super::Sharding,
 ) -> anyhow::Result<String> {
     require_citus(db).await?;
     super::ensure_coordinator_in_metadata(db, &sharding.coordinator).await?;
-    db.execute("select citus_add_node($1, $2)", &[&node.host, &node.port])
-        .await
-        .with_context(|| format!("adding {node}: is PostgreSQL with Citus listening there, and does it have this database with `create extension citus`?"))?;
+    for node in nodes {
+        db.execute("select citus_add_node($1, $2)", &[&node.host, &node.port])
+            .await
+            .with_context(|| format!("adding {node}: is PostgreSQL with Citus listening there, and does it have this database with `create extension citus`?"))?;
+    }
+    let already = table_kind(db, DISTRIBUTED[0]).await? == Some(TableKind::Distributed);
     super::distribute(db, sharding).await?;
-    Ok(format!(
-        "{node} is a worker. Move shards onto it with: socialnet shards rebalance"
-    ))
+    let names: Vec<String> = nodes.iter().map(Node::to_string).collect();
+    Ok(if already {
+        format!(
+            "{} joined. Move shards onto them with: socialnet shards rebalance",
+            names.join(", ")
+        )
+    } else {
+        format!(
+            "{} joined; the dialog tables are distributed over the workers",
+            names.join(", ")
+        )
+    })
 }
 
 /// The settings a rebalance needs on every node: online moves replicate shards with logical

@@ -98,9 +98,9 @@ async fn citus_app(
         c.db.citus_shard_count = shard_count;
     })
     .await;
-    for worker in cluster.workers.iter().take(workers) {
-        shards(&app, &["add-worker", worker]).await;
-    }
+    let mut add = vec!["add-worker"];
+    add.extend(cluster.workers.iter().take(workers).map(String::as_str));
+    shards(&app, &add).await;
     (app, databases)
 }
 
@@ -143,12 +143,22 @@ async fn on_citus_a_dialog_lives_on_one_shard_and_its_list_is_routed_there() {
         return;
     };
     let (app, _nodes) = citus_app(&cluster, 2, 32).await;
+    let db = coordinator(&app).await;
+    // Workers added together share the shards from the start.
+    let workers_with_shards: i64 = db
+        .query_one(
+            "select count(distinct nodeport) from citus_shards where table_name = 'dialog_messages'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(workers_with_shards, 2);
     let anna = app.user("Анна", "Иванова").await;
     let boris = app.user("Борис", "Петров").await;
     for i in 0..10 {
         app.send_ok(&anna, &boris, &format!("m{i}")).await;
     }
-    let db = coordinator(&app).await;
     let kinds: Vec<(String, String)> = db
         .query(
             "select logicalrelid::text, partmethod::text from pg_dist_partition

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The dialogs report (docs/lab/dialogs.md), measured with `socialnet bench` in one run:
+#   1. plain PostgreSQL (127.0.0.1:5440): 100,000 users, 1,000,000 messages, one hot user writing
+#      10 % of them: dialog-send and dialog-list over the connection sweep; the key-choice table
+#      (`fake dialog-shards`); then 9,000,000 more messages and dialog-list again.
+#   2. Citus (coordinator at $CITUS_PORT, default 5450, with two workers on the next ports, from
+#      `scripts/citus-local.sh start 2`): the same data and sweep.
+#   3. Rebalance: a Citus database on one worker; dialog-send runs while the second worker is
+#      added and the shards rebalanced; the time taken and the errors clients saw.
+# Loopback only. Needs the PostgreSQL server binaries and, for 2 and 3, a running local Citus
+# cluster (skipped with a message otherwise).
+#   scripts/lab-dialogs.sh    # CONNECTIONS=1,10,100,1000 DURATION=10 PG_PORT=5440 CITUS_PORT=5450
+set -euo pipefail
+cd "$(dirname "$0")/.."
+connections=${CONNECTIONS:-1,10,100,1000}
+duration=${DURATION:-10}
+citus_port=${CITUS_PORT:-5450}
+out=docs/lab/dialogs
+cargo build --release --quiet
+bin=target/release/socialnet
+export TOKEN_SECRET=lab RUST_LOG=warn
+mkdir -p $out
+
+server=
+stop() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; server=; }
+trap stop EXIT
+serve() { # database URL
+  env BIND=127.0.0.1:8097 DATABASE_URL="$1" $bin serve >/tmp/socialnet-lab-dialogs.log 2>&1 &
+  server=$!
+  for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8097/ready >/dev/null && return; sleep 0.2; done
+  echo "the server did not start" >&2
+  exit 1
+}
+bench() { # name, database URL, scenarios, [connections], [duration]
+  $bin bench run --url http://127.0.0.1:8097 --database-url "$2" --scenarios "$3" \
+    --connections "${4:-$connections}" --warmup-secs 2 --duration-secs "${5:-$duration}" \
+    --server-pid "$server" --out results/lab-dialogs --name "$1" | tail -n 1 | xargs dirname
+}
+keep() { # run folder, name
+  rm -rf "${out:?}/$2"
+  cp -r "$1" "$out/$2"
+}
+load() { # database URL, messages
+  local have
+  have=$(psql "$1" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
+  [ "$have" -ge 100000 ] || $bin fake users --database-url "$1" --count $((100000 - have)) --seed 42 >/dev/null
+  have=$(psql "$1" -X -Atq -c "select count(*) from dialog_messages" 2>/dev/null || echo 0)
+  [ "$have" -ge "$2" ] || $bin fake dialogs --database-url "$1" --messages $(($2 - have)) \
+    --hot-users 1 --hot-share 0.1 --seed 7
+}
+
+# 1. Plain PostgreSQL.
+plain=$(scripts/pg-instance.sh start "${PG_PORT:-5440}" | sed 's#/socialnet$#/lab_dialogs#')
+$bin migrate --database-url "$plain" >/dev/null
+load "$plain" 1000000
+$bin fake dialog-shards --database-url "$plain" --shards 32 >$out/key-choice.md
+serve "$plain"
+keep "$(bench plain-1m "$plain" dialog-send,dialog-list)" plain-1m
+stop
+load "$plain" 10000000
+serve "$plain"
+keep "$(bench plain-10m "$plain" dialog-list)" plain-10m
+stop
+$bin bench compare $out/plain-1m $out/plain-10m --out $out/compare-size
+
+# 2 and 3 need the local Citus cluster.
+if ! psql "postgres://postgres@127.0.0.1:$citus_port/postgres" -X -Atq -c "select count(*) from pg_dist_node" >/dev/null 2>&1; then
+  echo "no Citus coordinator on 127.0.0.1:$citus_port: skipping the Citus runs (scripts/citus-local.sh start 2)" >&2
+  exit 0
+fi
+workers=$(psql "postgres://postgres@127.0.0.1:$citus_port/postgres" -X -Atq -c \
+  "select nodename || ':' || nodeport from pg_dist_node where groupid <> 0 order by nodeport")
+fresh_citus() { # database name: created on every node, with the extension
+  for node in 127.0.0.1:$citus_port $workers; do
+    psql "postgres://postgres@$node/postgres" -X -q -c "drop database if exists $1 with (force)" 2>/dev/null || true
+    psql "postgres://postgres@$node/postgres" -X -q -c "create database $1" 2>/dev/null
+    psql "postgres://postgres@$node/$1" -X -q -c "create extension citus"
+  done
+  echo "postgres://postgres@127.0.0.1:$citus_port/$1"
+}
+
+citus=$(fresh_citus lab_dialogs)
+$bin migrate --database-url "$citus" >/dev/null 2>&1
+# shellcheck disable=SC2086 # one argument per worker
+$bin shards --database-url "$citus" add-worker $workers 2>/dev/null
+load "$citus" 1000000
+$bin shards --database-url "$citus" status >$out/citus-status.txt 2>/dev/null
+serve "$citus"
+keep "$(bench citus-1m "$citus" dialog-send,dialog-list)" citus-1m
+stop
+$bin bench compare $out/plain-1m $out/citus-1m --out $out/compare-citus
+
+# 3. Rebalance under writes: 32 shards on the first worker, then the second joins.
+rebalance=$(fresh_citus lab_rebalance)
+$bin migrate --database-url "$rebalance" >/dev/null 2>&1
+first=$(echo "$workers" | head -n 1)
+second=$(echo "$workers" | sed -n 2p)
+$bin shards --database-url "$rebalance" add-worker "$first" >/dev/null 2>&1
+load "$rebalance" 200000
+serve "$rebalance"
+bench rebalance "$rebalance" dialog-send 10 120 >/tmp/socialnet-lab-rebalance.dir &
+load_pid=$!
+sleep 15
+started=$(date +%s.%N)
+$bin shards --database-url "$rebalance" add-worker "$second" 2>/dev/null
+$bin shards --database-url "$rebalance" rebalance 2>&1 | tee $out/rebalance-progress.txt
+finished=$(date +%s.%N)
+wait $load_pid
+keep "$(cat /tmp/socialnet-lab-rebalance.dir)" rebalance
+stop
+$bin shards --database-url "$rebalance" status >$out/rebalance-status.txt 2>/dev/null
+awk "BEGIN { printf \"rebalance took %.1f s\\n\", $finished - $started }" | tee $out/rebalance-time.txt
