@@ -135,6 +135,39 @@ async fn on_citus_both_parties_see_the_same_dialog() {
     dialog_scenario(&app).await;
     paging_scenario(&app).await;
     concurrent_scenario(&app).await;
+    shards(&app, &["status"]).await;
+}
+
+#[tokio::test]
+async fn on_citus_the_shard_count_changes_with_one_command_and_keeps_every_message() {
+    let Some(cluster) = cluster("on_citus_the_shard_count_changes").await else {
+        return;
+    };
+    let (app, _nodes) = citus_app(&cluster, 2, 8).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for i in 0..5 {
+        app.send_ok(&anna, &boris, &format!("m{i}")).await;
+    }
+    shards(&app, &["set-count", "4"]).await;
+    let db = coordinator(&app).await;
+    let counts: Vec<i64> = db
+        .query(
+            "select count(*) from citus_shards where table_name::text in ('dialogs', 'dialog_messages')
+             group by table_name order by table_name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(counts, [4, 4]);
+    assert_eq!(app.dialog(&boris, &anna.id, "").await.len(), 5);
+    // Sends still go to the dialog's (new) shard, numbered on.
+    app.send_ok(&boris, &anna, "после").await;
+    let newest = &app.dialog(&anna, &boris.id, "limit=1").await[0];
+    assert_eq!(newest["id"], "6");
 }
 
 #[tokio::test]
