@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
 
 /// Everything `serve` needs. Every field has a flag and an environment variable; see `.env.example`.
@@ -158,8 +159,10 @@ pub struct BrokerConfig {
 
     /// Followers named by one routed live post: its `BCC` header lists up to this many routing
     /// keys. 1 sends a message per follower (RabbitMQ's per-message cost then dominates; see
-    /// docs/lab/live.md).
-    #[arg(long, env = "LIVE_ROUTE_BATCH", default_value_t = 1_000)]
+    /// docs/lab/live.md). At most 4000, so that the header stays well inside RabbitMQ's default
+    /// 128 KiB frame.
+    #[arg(long, env = "LIVE_ROUTE_BATCH", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u16).range(1..=4000).map(usize::from))]
     pub live_route_batch: usize,
 
     /// Kind of the exchange that routes live posts to instances. `topic` looks each key of a

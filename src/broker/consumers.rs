@@ -29,8 +29,10 @@ const CONCURRENCY: usize = 4;
 /// A feed event that keeps failing (Redis or PostgreSQL away) is retried in place this long,
 /// then handed back to the queue.
 const RETRY_FOR: Duration = Duration::from_secs(30);
-/// Longest one pass of (un)binding users may take.
+/// Longest one pass of (un)binding users may take, and how much one pass does.
 const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+const BINDS_PER_PASS: usize = 5_000;
+const UNBINDS_PER_PASS: usize = 200;
 /// Longest wait for the broker to confirm routed live posts.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -309,6 +311,9 @@ pub(super) async fn bind_connected_now(
 }
 
 /// Keeps this instance's queue bound to exactly the users with a socket here, from `bound`.
+/// Work is done in bounded passes (bindings cost one round trip per pass, unbindings one each),
+/// so that thousands of sockets closing at once are unbound over a few passes instead of one
+/// long one; a stale binding meanwhile only costs traffic, as the hub ignores absent users.
 pub(super) async fn bind_connected_users(
     channel: Channel,
     queue: String,
@@ -316,12 +321,23 @@ pub(super) async fn bind_connected_users(
     shared: Arc<Shared>,
     mut bound: HashSet<i64>,
 ) -> anyhow::Result<()> {
+    let mut behind = false;
     loop {
         // A change made during the last pass left a permit: this returns at once, another runs.
-        hub.membership_changed().await;
+        if !behind {
+            hub.membership_changed().await;
+        }
         let wanted: HashSet<i64> = hub.connected_users().into_iter().collect();
-        let added: Vec<i64> = wanted.difference(&bound).copied().collect();
-        let removed: Vec<i64> = bound.difference(&wanted).copied().collect();
+        let added: Vec<i64> = wanted
+            .difference(&bound)
+            .copied()
+            .take(BINDS_PER_PASS)
+            .collect();
+        let removed: Vec<i64> = bound
+            .difference(&wanted)
+            .copied()
+            .take(UNBINDS_PER_PASS)
+            .collect();
         let pass = rebind(&channel, &queue, &shared.names.sockets, &added, &removed);
         tokio::time::timeout(BIND_TIMEOUT, pass)
             .await
@@ -341,6 +357,10 @@ pub(super) async fn bind_connected_users(
                 }
             });
         }
-        bound = wanted;
+        bound.extend(&added);
+        for user in &removed {
+            bound.remove(user);
+        }
+        behind = bound != wanted;
     }
 }

@@ -1,12 +1,18 @@
-//! The feed cache in Redis: per reader, a list of the latest (up to 1000) post ids of the users
-//! they follow, newest first; per post, its body as JSON.
+//! The feed cache in Redis: per reader, the latest (up to 1000) post ids of the users they follow;
+//! per post, its body as JSON.
 //!
-//! Keys: `{prefix}:feed:{user}` (list; a built feed always exists, an empty one holds only the
-//! `end` marker) and `{prefix}:post:{id}` (string). Celebrities (authors with more followers than
-//! a threshold) are not pushed onto their followers' feeds: `{prefix}:celebs` (set, with a version
-//! counter) names them, `{prefix}:recent:{author}` holds each one's latest post ids, and
-//! `{prefix}:fceleb:{user}` which of them a reader follows; reads merge the two. Every call has a timeout and every caller
-//! falls back to PostgreSQL on an error, so Redis going away slows feeds down but breaks nothing.
+//! Keys: `{prefix}:feedset:{user}` (sorted set, each post id scored by itself, so ranges are in id
+//! order whatever order fan-outs arrive in and adding an id twice changes nothing; a built feed
+//! always exists, an empty one holds only the member `0`) and `{prefix}:post:{id}` (string).
+//! Celebrities (authors with more followers than a threshold) are not pushed onto their
+//! followers' feeds: `{prefix}:celebs` (set, with a version counter) names them,
+//! `{prefix}:recentset:{author}` holds each one's latest post ids (sorted set), and
+//! `{prefix}:fceleb:{user}` which of them a reader follows; reads merge the two.
+//! An edit or a delete leaves a short-lived fence: `{prefix}:post:{id}:stale` stops a read that
+//! loaded the old body from caching it afterwards, `{prefix}:post:{id}:deleted` stops a late or
+//! repeated creation event from pushing the id again.
+//! Every call has a timeout and every caller falls back to PostgreSQL on an error, so Redis going
+//! away slows feeds down but breaks nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +23,11 @@ use redis::AsyncCommands;
 use crate::posts::{Post, FEED_WINDOW};
 use crate::users::UserId;
 
-/// Marks a built feed, so that an empty feed is not rebuilt on every read.
-const END: &str = "end";
+/// Marks a built feed (and a celebrity's built list), so that an empty one is not rebuilt on every
+/// read. Post ids are positive: the marker sorts below all of them and is filtered out on reads.
+const END: i64 = 0;
+/// How long an edit's or a delete's fence lasts: longer than any read or event in flight.
+const FENCE_SECS: u64 = 60;
 /// Feeds, recent lists and post bodies expire a day after they were (re)built, which bounds how
 /// long an entry left stale by a race between a rebuild and a concurrent write can live, and
 /// makes them the only evictable keys under `volatile-lru`: the celebrity set and its version
@@ -39,16 +48,30 @@ pub struct FeedCache {
     redis: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    push_once_script: Arc<redis::Script>,
+    push_script: Arc<redis::Script>,
+    store_bodies_script: Arc<redis::Script>,
 }
 
-/// KEYS: lists; ARGV[1]: a post id, ARGV[2]: the last index kept. LPOS (Redis 6.0.6+) finds an id
-/// already pushed by an earlier delivery of the same event.
-const PUSH_ONCE: &str = r"
-for _, key in ipairs(KEYS) do
-  if redis.call('exists', key) == 1 and not redis.call('lpos', key, ARGV[1]) then
-    redis.call('lpush', key, ARGV[1])
-    redis.call('ltrim', key, 0, ARGV[2])
+/// KEYS[1]: the post's `deleted` fence; KEYS[2..]: sorted sets; ARGV[1]: the post id, ARGV[2]: how
+/// many ids a set keeps. Adds the id to every set that exists (a missing one is rebuilt whole on
+/// its next read), then drops the lowest ids beyond the window. Idempotent.
+const PUSH: &str = r"
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+for i = 2, #KEYS do
+  if redis.call('exists', KEYS[i]) == 1 then
+    redis.call('zadd', KEYS[i], ARGV[1], ARGV[1])
+    redis.call('zremrangebyrank', KEYS[i], 0, -(tonumber(ARGV[2]) + 1))
+  end
+end
+return 1
+";
+
+/// KEYS: pairs of (body key, its `stale` fence); ARGV[1]: seconds to keep, ARGV[2..]: bodies.
+/// Caches each body unless its post was edited or deleted a moment ago.
+const STORE_BODIES: &str = r"
+for i = 1, #KEYS, 2 do
+  if redis.call('exists', KEYS[i + 1]) == 0 then
+    redis.call('set', KEYS[i], ARGV[(i + 1) / 2 + 1], 'EX', ARGV[1])
   end
 end
 ";
@@ -82,12 +105,21 @@ impl FeedCache {
             redis,
             prefix: prefix.to_owned(),
             timeout,
-            push_once_script: Arc::new(redis::Script::new(PUSH_ONCE)),
+            push_script: Arc::new(redis::Script::new(PUSH)),
+            store_bodies_script: Arc::new(redis::Script::new(STORE_BODIES)),
         })
     }
 
     fn feed_key(&self, user: i64) -> String {
-        format!("{}:feed:{user}", self.prefix)
+        format!("{}:feedset:{user}", self.prefix)
+    }
+
+    fn stale_key(&self, id: i64) -> String {
+        format!("{}:post:{id}:stale", self.prefix)
+    }
+
+    fn deleted_key(&self, id: i64) -> String {
+        format!("{}:post:{id}:deleted", self.prefix)
     }
 
     fn post_key(&self, id: i64) -> String {
@@ -109,7 +141,7 @@ impl FeedCache {
     }
 
     fn recent_key(&self, author: i64) -> String {
-        format!("{}:recent:{author}", self.prefix)
+        format!("{}:recentset:{author}", self.prefix)
     }
 
     fn celebs_key(&self) -> String {
@@ -130,7 +162,7 @@ impl FeedCache {
                 redis::pipe()
                     .atomic()
                     .exists(&key)
-                    .lrange(&key, 0, (count - 1) as isize)
+                    .zrevrange(&key, 0, (count - 1) as isize)
                     .get(self.followed_celebs_key(reader.0))
                     .get(self.celebs_version_key())
                     .query_async(&mut redis),
@@ -147,7 +179,11 @@ impl FeedCache {
                 .then(|| ids.split(',').filter_map(|id| id.parse().ok()).collect())
         });
         Ok(Some(FeedHead {
-            ids: items.iter().filter_map(|s| s.parse().ok()).collect(),
+            ids: items
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .filter(|&id| id != END)
+                .collect(),
             followed_celebs,
             celebs_version: version,
         }))
@@ -200,11 +236,11 @@ impl FeedCache {
         .await
     }
 
-    /// A celebrity's new post, on their own list of recent posts instead of on every follower's feed.
-    /// Only onto a list that exists: a missing (evicted) list is reloaded whole from PostgreSQL on
-    /// the next read, rather than restarted with just this post. Idempotent.
+    /// A celebrity's new post, on their own set of recent posts instead of on every follower's
+    /// feed. Only onto a set that exists: a missing (evicted) one is reloaded whole from
+    /// PostgreSQL on the next read, rather than restarted with just this post. Idempotent.
     pub async fn push_recent(&self, author: UserId, post_id: i64) -> CacheResult<()> {
-        self.push_once(&[self.recent_key(author.0)], post_id).await
+        self.push(&[self.recent_key(author.0)], post_id).await
     }
 
     /// The newest `count` post ids of each author; `None` where the list is not built.
@@ -216,7 +252,7 @@ impl FeedCache {
         let mut pipe = redis::pipe();
         for &author in authors {
             let key = self.recent_key(author);
-            pipe.exists(&key).lrange(&key, 0, (count - 1) as isize);
+            pipe.exists(&key).zrevrange(&key, 0, (count - 1) as isize);
         }
         let mut redis = self.redis.clone();
         let raw: Vec<redis::Value> = self.bounded(pipe.query_async(&mut redis)).await?;
@@ -224,43 +260,31 @@ impl FeedCache {
         for pair in raw.chunks(2) {
             let exists: bool = redis::from_redis_value(&pair[0])?;
             let ids: Vec<i64> = redis::from_redis_value(&pair[1])?;
-            out.push(exists.then_some(ids));
+            out.push(exists.then(|| ids.into_iter().filter(|&id| id != END).collect()));
         }
         Ok(out)
     }
 
-    /// Replaces an author's list of recent posts (newest first).
+    /// Replaces an author's set of recent posts.
     pub async fn store_recent(&self, author: i64, ids: &[i64]) -> CacheResult<()> {
-        let key = self.recent_key(author);
-        let mut pipe = redis::pipe();
-        pipe.atomic().del(&key);
-        if !ids.is_empty() {
-            pipe.rpush(&key, ids).ignore();
-        } else {
-            // An author with no posts: an empty list cannot exist, so keep a harmless 0.
-            pipe.rpush(&key, 0).ignore();
-        }
-        pipe.expire(&key, ENTRY_TTL_SECS as i64).ignore();
-        let mut redis = self.redis.clone();
-        self.bounded(pipe.query_async::<()>(&mut redis)).await
+        self.replace_set(self.recent_key(author), ids).await
     }
 
-    /// Removes a deleted post from its author's recent list.
-    pub async fn forget_recent(&self, author: UserId, post_id: i64) -> CacheResult<()> {
-        let mut redis = self.redis.clone();
-        let key = self.recent_key(author.0);
-        self.bounded(redis.lrem::<_, _, ()>(key, 0, post_id)).await
-    }
-
-    /// Replaces a reader's feed with these ids (newest first, at most 1000).
+    /// Replaces a reader's feed with these ids (at most 1000).
     pub async fn store_feed(&self, reader: UserId, ids: &[i64]) -> CacheResult<()> {
-        let key = self.feed_key(reader.0);
+        self.replace_set(self.feed_key(reader.0), ids).await
+    }
+
+    /// A sorted set of exactly these ids and the marker, expiring in a day.
+    async fn replace_set(&self, key: String, ids: &[i64]) -> CacheResult<()> {
         let mut pipe = redis::pipe();
-        pipe.atomic().del(&key);
-        if !ids.is_empty() {
-            pipe.rpush(&key, ids);
-        }
-        pipe.rpush(&key, END).ignore();
+        pipe.atomic().del(&key).ignore();
+        let members: Vec<(i64, i64)> = ids
+            .iter()
+            .map(|&id| (id, id))
+            .chain(std::iter::once((END, END)))
+            .collect();
+        pipe.zadd_multiple(&key, &members).ignore();
         pipe.expire(&key, ENTRY_TTL_SECS as i64).ignore();
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
@@ -273,64 +297,94 @@ impl FeedCache {
         self.bounded(redis.del::<_, ()>(&keys)).await
     }
 
-    /// Puts a new post at the head of every *built* feed of these readers, trimmed to the window.
-    /// Feeds that are not built are left alone: they are rebuilt from PostgreSQL, post included.
-    /// Idempotent: a feed that already holds the id is left as it is, so an event delivered
-    /// twice does not show a post twice or push an older one out.
+    /// Adds a new post to every *built* feed of these readers, trimmed to the window. Feeds that
+    /// are not built are left alone: they are rebuilt from PostgreSQL, post included.
+    /// Idempotent: a feed that already holds the id is unchanged, so an event delivered twice
+    /// neither shows a post twice nor pushes an older one out; a post deleted a moment ago is not
+    /// added at all.
     pub async fn push_post(&self, post_id: i64, readers: &[i64]) -> CacheResult<()> {
         for chunk in readers.chunks(1_000) {
             let keys: Vec<String> = chunk.iter().map(|&reader| self.feed_key(reader)).collect();
-            self.push_once(&keys, post_id).await?;
+            self.push(&keys, post_id).await?;
         }
         Ok(())
     }
 
-    /// One script call for many lists: on each list that exists and lacks the id, push it to
-    /// the head and trim to the window.
-    async fn push_once(&self, keys: &[String], post_id: i64) -> CacheResult<()> {
-        let mut invocation = self.push_once_script.prepare_invoke();
-        for key in keys {
+    async fn push(&self, sets: &[String], post_id: i64) -> CacheResult<()> {
+        let mut invocation = self.push_script.prepare_invoke();
+        invocation.key(self.deleted_key(post_id));
+        for key in sets {
             invocation.key(key);
         }
-        invocation.arg(post_id).arg(FEED_WINDOW - 1);
+        invocation.arg(post_id).arg(FEED_WINDOW);
         let mut redis = self.redis.clone();
         self.bounded(invocation.invoke_async::<()>(&mut redis))
             .await
     }
 
-    /// Removes ids of deleted posts from one reader's feed.
-    pub async fn forget_in_feed(&self, reader: UserId, ids: &[i64]) -> CacheResult<()> {
-        let key = self.feed_key(reader.0);
+    /// Removes ids of posts that no longer exist from a reader's feed and from the recent sets of
+    /// the celebrities they follow (where a deleted post may linger when its deletion was applied
+    /// before its creation).
+    pub async fn forget_gone(
+        &self,
+        reader: UserId,
+        celebrities: &[i64],
+        ids: &[i64],
+    ) -> CacheResult<()> {
         let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.lrem(&key, 0, id).ignore();
+        pipe.zrem(self.feed_key(reader.0), ids).ignore();
+        for &author in celebrities {
+            pipe.zrem(self.recent_key(author), ids).ignore();
         }
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
     }
 
+    /// Caches bodies read from PostgreSQL, except those of posts edited or deleted in the last
+    /// minute (the read may have loaded them just before the change).
     pub async fn store_posts(&self, posts: &[Post]) -> CacheResult<()> {
         if posts.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut invocation = self.store_bodies_script.prepare_invoke();
+        invocation.arg(ENTRY_TTL_SECS);
         for post in posts {
             let id: i64 = post.id.parse().unwrap_or_default();
-            pipe.set_ex(
-                self.post_key(id),
-                serde_json::to_string(post)?,
-                ENTRY_TTL_SECS,
-            )
-            .ignore();
+            invocation
+                .key(self.post_key(id))
+                .key(self.stale_key(id))
+                .arg(serde_json::to_string(post)?);
         }
+        let mut redis = self.redis.clone();
+        self.bounded(invocation.invoke_async::<()>(&mut redis))
+            .await
+    }
+
+    /// After an edit: the body leaves the cache, and no read caches the old one for a minute.
+    pub async fn invalidate_post(&self, id: i64) -> CacheResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.del(self.post_key(id))
+            .ignore()
+            .set_ex(self.stale_key(id), 1, FENCE_SECS)
+            .ignore();
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
     }
 
-    pub async fn drop_post(&self, id: i64) -> CacheResult<()> {
+    /// After a delete: as after an edit, and the id leaves the author's recent set; for a minute
+    /// no event can add it to a feed again. Feeds drop it when they next meet it.
+    pub async fn delete_post(&self, author: UserId, id: i64) -> CacheResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.del(self.post_key(id))
+            .ignore()
+            .set_ex(self.stale_key(id), 1, FENCE_SECS)
+            .ignore()
+            .set_ex(self.deleted_key(id), 1, FENCE_SECS)
+            .ignore()
+            .zrem(self.recent_key(author.0), id)
+            .ignore();
         let mut redis = self.redis.clone();
-        let key = self.post_key(id);
-        self.bounded(redis.del::<_, ()>(key)).await
+        self.bounded(pipe.query_async::<()>(&mut redis)).await
     }
 
     /// Bodies of these posts, in order; `None` where the cache has none.

@@ -114,7 +114,8 @@ pub async fn list(
             Ok(id) if id > 0 && cursor.bytes().all(|b| b.is_ascii_digit()) => Page::Before(id),
             _ => return Err(ApiError::bad_request("invalid cursor")),
         },
-        (None, Some(offset)) if offset < 0 || offset + limit > LIST_MAX_DEPTH => {
+        // Written so that no offset, however large, can overflow.
+        (None, Some(offset)) if offset < 0 || offset > LIST_MAX_DEPTH - limit => {
             return Err(ApiError::bad_request(format!(
                 "offset must be at least 0 and offset + limit at most {LIST_MAX_DEPTH}; \
                  page deeper with the cursor"

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::Pool;
 use serde::Serialize;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::users::UserId;
 
@@ -136,8 +136,9 @@ impl LiveHub {
     }
 
     /// Sends a new post to the author's followers connected here, in the background: the create
-    /// call does not wait for the fan-out.
-    pub fn publish_post(&self, db: Pool, post: LivePost, author: UserId) {
+    /// call does not wait for the fan-out. The database lookup takes one of `slots` (the
+    /// fan-out's share of the pool), so a burst of posts cannot starve requests of connections.
+    pub fn publish_post(&self, db: Pool, slots: Arc<Semaphore>, post: LivePost, author: UserId) {
         let connected = self.connected_users();
         if connected.is_empty() {
             return;
@@ -145,6 +146,7 @@ impl LiveHub {
         let hub = self.clone();
         tokio::spawn(async move {
             let followers = async {
+                let _slot = slots.acquire().await;
                 let client = db.get().await?;
                 crate::friends::sql::followers_among(&client, author, &connected).await
             };

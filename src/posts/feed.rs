@@ -100,8 +100,8 @@ async fn from_cache(
             ids.extend(list.into_iter().filter(|&id| id > 0));
         }
     }
-    // Newest first. Fan-outs of two posts run concurrently and may land on a list in either
-    // order; the head is read whole (`offset + limit` ids), so sorting it makes pages exact.
+    // Newest first. Each set is ordered by id whatever order fan-outs arrived in, so its head is
+    // its newest `offset + limit` ids, and merging the heads and sorting makes pages exact.
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();
     let ids: Vec<i64> = ids
@@ -129,7 +129,7 @@ async fn from_cache(
             .copied()
             .collect();
         if !gone.is_empty() {
-            cache.forget_in_feed(reader, &gone).await?;
+            cache.forget_gone(reader, &followed, &gone).await?;
         }
     }
     Ok(ids
@@ -178,9 +178,10 @@ async fn rebuild(
 ///   for an author with more than `FEED_CELEBRITY_FOLLOWERS` followers, onto the author's own
 ///   recent list, merged into followers' feeds when they read. The body is not written here: the
 ///   first read loads it, so a late `created` can never bring back the body of a deleted post.
-/// - updated: the cached body is dropped; the next read loads the new text.
-/// - deleted: the body leaves the cache and the author's recent list; feeds drop the id when
-///   they next meet it.
+/// - updated: the cached body is dropped, and fenced off for a minute so that a read which loaded
+///   the old text cannot cache it back; the next read loads the new text.
+/// - deleted: the same, and the id leaves the author's recent set and may not be added to any
+///   feed for a minute (a creation event applied late); feeds drop it when they next meet it.
 ///
 /// Returns how many feed entries were written.
 pub async fn apply_event(
@@ -218,12 +219,11 @@ pub async fn apply_event(
             }
         }
         PostEvent::Updated { post_id, .. } => {
-            cache.drop_post(post_id).await?;
+            cache.invalidate_post(post_id).await?;
             Ok(0)
         }
         PostEvent::Deleted { post_id, author_id } => {
-            cache.drop_post(post_id).await?;
-            cache.forget_recent(UserId(author_id), post_id).await?;
+            cache.delete_post(UserId(author_id), post_id).await?;
             Ok(0)
         }
     }

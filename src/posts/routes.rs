@@ -61,6 +61,7 @@ pub async fn create_post(
     if state.broker.is_none() {
         state.live.publish_post(
             state.db.clone(),
+            state.fanout_slots.clone(),
             LivePost {
                 post_id: id.to_string(),
                 post_text: text.as_str().to_owned(),

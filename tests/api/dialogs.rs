@@ -244,6 +244,7 @@ async fn bad_lists_are_4xx() {
         "cursor=abc",
         "offset=-1",
         "offset=9999&limit=10",
+        "offset=9223372036854775807",
         "cursor=5&offset=0",
     ] {
         let response = app

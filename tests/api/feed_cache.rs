@@ -51,7 +51,7 @@ pub async fn cached_feed_scenario(app: &TestApp) {
     // First read builds the feed from PostgreSQL, into Redis.
     feed_becomes(app, &reader, "", &["a1"]).await;
     let prefix = app.config.cache.redis_key_prefix.clone();
-    let cached = cached_list(app, &format!("feed:{}", reader.id)).await;
+    let cached = cached_list(app, &format!("feedset:{}", reader.id)).await;
     assert_eq!(
         cached.len(),
         2,
@@ -193,14 +193,11 @@ pub async fn celebrity_scenario(app: &TestApp) {
     feed_becomes(app, &reader, "offset=1&limit=1", &["n1"]).await;
 
     // The star's posts sit on the star's own list, not on the reader's feed.
-    let feed = cached_list(app, &format!("feed:{}", reader.id)).await;
+    let feed = cached_list(app, &format!("feedset:{}", reader.id)).await;
     assert!(!feed.contains(&c1) && !feed.contains(&c2), "{feed:?}");
-    let mut recent = cached_list(app, &format!("recent:{}", star.id)).await;
-    // Two fan-outs run concurrently: the list's order is not guaranteed, reads sort it.
-    recent.sort();
-    let mut expected = [c1.clone(), c2.clone()];
-    expected.sort();
-    assert_eq!(recent, expected);
+    let recent = cached_list(app, &format!("recentset:{}", star.id)).await;
+    // Highest id first, then the marker of a built set.
+    assert_eq!(recent, [c2.clone(), c1.clone(), "0".to_owned()]);
 
     // Deletes and unfollows reach merged posts too.
     app.put_as(&star, &format!("/post/delete/{c2}"), None).await;
@@ -221,9 +218,10 @@ async fn redis_connection(app: &TestApp) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// A whole cached list (`feed:<reader>`, `recent:<author>`) of the app's prefix, as stored.
+/// A whole cached set (`feedset:<reader>`, `recentset:<author>`) of the app's prefix, as stored,
+/// highest id first.
 pub async fn cached_list(app: &TestApp, key: &str) -> Vec<String> {
-    redis::cmd("LRANGE")
+    redis::cmd("ZREVRANGE")
         .arg(format!("{}:{key}", app.config.cache.redis_key_prefix))
         .arg(0)
         .arg(-1)
@@ -255,24 +253,66 @@ pub async fn clear_redis(app: &TestApp) {
 }
 
 #[tokio::test]
-async fn pushing_a_post_twice_leaves_it_once_and_skips_unbuilt_feeds() {
+async fn feeds_stay_in_id_order_and_deleted_or_edited_posts_stay_out() {
     let prefix = format!("idem_{}", uuid::Uuid::new_v4().simple());
     let cache = socialnet::cache::FeedCache::connect(&redis_url(), &prefix, Duration::from_secs(1))
         .await
         .unwrap();
     let reader = socialnet::users::UserId(1);
     cache.store_feed(reader, &[5, 3]).await.unwrap();
+    // Twice (a redelivery), and out of order (7 fanned out before 6): id order all the same.
     cache.push_post(7, &[1, 2]).await.unwrap();
     cache.push_post(7, &[1, 2]).await.unwrap();
     cache.push_post(6, &[1]).await.unwrap();
     assert_eq!(
         cache.feed_head(reader, 10).await.unwrap().unwrap().ids,
-        [6, 7, 5, 3]
+        [7, 6, 5, 3]
     );
+    assert_eq!(
+        cache.feed_head(reader, 2).await.unwrap().unwrap().ids,
+        [7, 6]
+    );
+    // A feed that is not built is left alone.
     assert!(cache
         .feed_head(socialnet::users::UserId(2), 10)
         .await
         .unwrap()
         .is_none());
-    cache.drop_feed(reader).await.unwrap();
+    // A deleted post cannot come back through a late creation event…
+    let author = socialnet::users::UserId(9);
+    cache.delete_post(author, 8).await.unwrap();
+    cache.push_post(8, &[1]).await.unwrap();
+    assert_eq!(
+        cache.feed_head(reader, 10).await.unwrap().unwrap().ids,
+        [7, 6, 5, 3]
+    );
+    // …and a read that loaded a body before an edit does not cache the old text after it.
+    let post = |id: i64, text: &str| socialnet::posts::Post {
+        id: id.to_string(),
+        text: text.to_owned(),
+        author_user_id: "9".to_owned(),
+    };
+    cache.invalidate_post(6).await.unwrap();
+    cache
+        .store_posts(&[post(6, "old text"), post(5, "five")])
+        .await
+        .unwrap();
+    let cached = cache.posts(&[6, 5]).await.unwrap();
+    assert!(cached[0].is_none());
+    assert_eq!(cached[1].as_ref().unwrap().text, "five");
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 }
