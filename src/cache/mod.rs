@@ -1,12 +1,13 @@
 //! The feed cache in Redis: per reader, the latest (up to 1000) post ids of the users they follow;
 //! per post, its body as JSON.
 //!
-//! Keys: `{prefix}:feedset:{user}` (sorted set, each post id scored by itself, so ranges are in id
-//! order whatever order fan-outs arrive in and adding an id twice changes nothing; a built feed
-//! always exists, an empty one holds only the member `0`) and `{prefix}:post:{id}` (string).
+//! Keys: `{prefix}:feed:{user}` (list of post ids, highest first, kept in that order however
+//! fan-outs arrive; a built feed always exists and, until full, ends with the marker `end`) and
+//! `{prefix}:post:{id}` (string). Lists rather than sorted sets: a full feed is ~6 KB as a list,
+//! ~100 KB as a sorted set past Redis' default compact-encoding limit of 128 entries.
 //! Celebrities (authors with more followers than a threshold) are not pushed onto their
 //! followers' feeds: `{prefix}:celebs` (set, with a version counter) names them,
-//! `{prefix}:recentset:{author}` holds each one's latest post ids (sorted set), and
+//! `{prefix}:recent:{author}` holds each one's latest post ids (a list like a feed), and
 //! `{prefix}:fceleb:{user}` which of them a reader follows; reads merge the two.
 //! An edit or a delete leaves a short-lived fence: `{prefix}:post:{id}:stale` stops a read that
 //! loaded the old body from caching it afterwards, `{prefix}:post:{id}:deleted` stops a late or
@@ -23,9 +24,9 @@ use redis::AsyncCommands;
 use crate::posts::{Post, FEED_WINDOW};
 use crate::users::UserId;
 
-/// Marks a built feed (and a celebrity's built list), so that an empty one is not rebuilt on every
-/// read. Post ids are positive: the marker sorts below all of them and is filtered out on reads.
-const END: i64 = 0;
+/// Ends a built feed (and a celebrity's built list) that is not full, so that an empty one is
+/// not rebuilt on every read; it sorts below every id and is filtered out on reads.
+const END: &str = "end";
 /// How long an edit's or a delete's fence lasts: longer than any read or event in flight.
 const FENCE_SECS: u64 = 60;
 /// Feeds, recent lists and post bodies expire a day after they were (re)built, which bounds how
@@ -52,15 +53,40 @@ pub struct FeedCache {
     store_bodies_script: Arc<redis::Script>,
 }
 
-/// KEYS[1]: the post's `deleted` fence; KEYS[2..]: sorted sets; ARGV[1]: the post id, ARGV[2]: how
-/// many ids a set keeps. Adds the id to every set that exists (a missing one is rebuilt whole on
-/// its next read), then drops the lowest ids beyond the window. Idempotent.
+/// KEYS[1]: the post's `deleted` fence; KEYS[2..]: lists, highest id first; ARGV[1]: the post id,
+/// ARGV[2]: how many ids a list keeps. Puts the id in its place on every list that exists (a
+/// missing one is rebuilt whole on its next read): at the head when it is the newest, as nearly
+/// always; otherwise before the first smaller id, found by one scan. Idempotent: a list that
+/// holds the id is left as it is. Nothing happens for a post deleted a moment ago.
 const PUSH: &str = r"
 if redis.call('exists', KEYS[1]) == 1 then return 0 end
+local id = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
 for i = 2, #KEYS do
-  if redis.call('exists', KEYS[i]) == 1 then
-    redis.call('zadd', KEYS[i], ARGV[1], ARGV[1])
-    redis.call('zremrangebyrank', KEYS[i], 0, -(tonumber(ARGV[2]) + 1))
+  local key = KEYS[i]
+  local head = redis.call('lindex', key, 0)
+  if head then
+    local newest = tonumber(head)
+    if newest == nil or newest < id then
+      redis.call('lpush', key, ARGV[1])
+      redis.call('ltrim', key, 0, window - 1)
+    elseif newest ~= id then
+      local rest = redis.call('lrange', key, 1, window - 1)
+      local pivot, present = nil, false
+      for _, value in ipairs(rest) do
+        local n = tonumber(value)
+        if n == id then present = true break end
+        if n == nil or n < id then pivot = value break end
+      end
+      if not present then
+        if pivot then
+          redis.call('linsert', key, 'BEFORE', pivot, ARGV[1])
+        elseif #rest + 1 < window then
+          redis.call('rpush', key, ARGV[1])
+        end
+        redis.call('ltrim', key, 0, window - 1)
+      end
+    end
   end
 end
 return 1
@@ -111,7 +137,7 @@ impl FeedCache {
     }
 
     fn feed_key(&self, user: i64) -> String {
-        format!("{}:feedset:{user}", self.prefix)
+        format!("{}:feed:{user}", self.prefix)
     }
 
     fn stale_key(&self, id: i64) -> String {
@@ -141,7 +167,7 @@ impl FeedCache {
     }
 
     fn recent_key(&self, author: i64) -> String {
-        format!("{}:recentset:{author}", self.prefix)
+        format!("{}:recent:{author}", self.prefix)
     }
 
     fn celebs_key(&self) -> String {
@@ -162,7 +188,7 @@ impl FeedCache {
                 redis::pipe()
                     .atomic()
                     .exists(&key)
-                    .zrevrange(&key, 0, (count - 1) as isize)
+                    .lrange(&key, 0, (count - 1) as isize)
                     .get(self.followed_celebs_key(reader.0))
                     .get(self.celebs_version_key())
                     .query_async(&mut redis),
@@ -179,11 +205,7 @@ impl FeedCache {
                 .then(|| ids.split(',').filter_map(|id| id.parse().ok()).collect())
         });
         Ok(Some(FeedHead {
-            ids: items
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .filter(|&id| id != END)
-                .collect(),
+            ids: items.iter().filter_map(|s| s.parse().ok()).collect(),
             followed_celebs,
             celebs_version: version,
         }))
@@ -252,39 +274,37 @@ impl FeedCache {
         let mut pipe = redis::pipe();
         for &author in authors {
             let key = self.recent_key(author);
-            pipe.exists(&key).zrevrange(&key, 0, (count - 1) as isize);
+            pipe.exists(&key).lrange(&key, 0, (count - 1) as isize);
         }
         let mut redis = self.redis.clone();
         let raw: Vec<redis::Value> = self.bounded(pipe.query_async(&mut redis)).await?;
         let mut out = Vec::with_capacity(authors.len());
         for pair in raw.chunks(2) {
             let exists: bool = redis::from_redis_value(&pair[0])?;
-            let ids: Vec<i64> = redis::from_redis_value(&pair[1])?;
-            out.push(exists.then(|| ids.into_iter().filter(|&id| id != END).collect()));
+            let items: Vec<String> = redis::from_redis_value(&pair[1])?;
+            out.push(exists.then(|| items.iter().filter_map(|s| s.parse().ok()).collect()));
         }
         Ok(out)
     }
 
-    /// Replaces an author's set of recent posts.
+    /// Replaces an author's list of recent posts.
     pub async fn store_recent(&self, author: i64, ids: &[i64]) -> CacheResult<()> {
-        self.replace_set(self.recent_key(author), ids).await
+        self.replace_list(self.recent_key(author), ids).await
     }
 
     /// Replaces a reader's feed with these ids (at most 1000).
     pub async fn store_feed(&self, reader: UserId, ids: &[i64]) -> CacheResult<()> {
-        self.replace_set(self.feed_key(reader.0), ids).await
+        self.replace_list(self.feed_key(reader.0), ids).await
     }
 
-    /// A sorted set of exactly these ids and the marker, expiring in a day.
-    async fn replace_set(&self, key: String, ids: &[i64]) -> CacheResult<()> {
+    /// A list of exactly these ids (highest first, as given) and the end marker, expiring in a day.
+    async fn replace_list(&self, key: String, ids: &[i64]) -> CacheResult<()> {
         let mut pipe = redis::pipe();
         pipe.atomic().del(&key).ignore();
-        let members: Vec<(i64, i64)> = ids
-            .iter()
-            .map(|&id| (id, id))
-            .chain(std::iter::once((END, END)))
-            .collect();
-        pipe.zadd_multiple(&key, &members).ignore();
+        if !ids.is_empty() {
+            pipe.rpush(&key, ids).ignore();
+        }
+        pipe.rpush(&key, END).ignore();
         pipe.expire(&key, ENTRY_TTL_SECS as i64).ignore();
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
@@ -322,7 +342,7 @@ impl FeedCache {
             .await
     }
 
-    /// Removes ids of posts that no longer exist from a reader's feed and from the recent sets of
+    /// Removes ids of posts that no longer exist from a reader's feed and from the recent lists of
     /// the celebrities they follow (where a deleted post may linger when its deletion was applied
     /// before its creation).
     pub async fn forget_gone(
@@ -332,9 +352,11 @@ impl FeedCache {
         ids: &[i64],
     ) -> CacheResult<()> {
         let mut pipe = redis::pipe();
-        pipe.zrem(self.feed_key(reader.0), ids).ignore();
-        for &author in celebrities {
-            pipe.zrem(self.recent_key(author), ids).ignore();
+        for &id in ids {
+            pipe.lrem(self.feed_key(reader.0), 0, id).ignore();
+            for &author in celebrities {
+                pipe.lrem(self.recent_key(author), 0, id).ignore();
+            }
         }
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await
@@ -371,7 +393,7 @@ impl FeedCache {
         self.bounded(pipe.query_async::<()>(&mut redis)).await
     }
 
-    /// After a delete: as after an edit, and the id leaves the author's recent set; for a minute
+    /// After a delete: as after an edit, and the id leaves the author's recent list; for a minute
     /// no event can add it to a feed again. Feeds drop it when they next meet it.
     pub async fn delete_post(&self, author: UserId, id: i64) -> CacheResult<()> {
         let mut pipe = redis::pipe();
@@ -381,7 +403,7 @@ impl FeedCache {
             .ignore()
             .set_ex(self.deleted_key(id), 1, FENCE_SECS)
             .ignore()
-            .zrem(self.recent_key(author.0), id)
+            .lrem(self.recent_key(author.0), 0, id)
             .ignore();
         let mut redis = self.redis.clone();
         self.bounded(pipe.query_async::<()>(&mut redis)).await

@@ -180,7 +180,7 @@ async fn rebuild(
 ///   first read loads it, so a late `created` can never bring back the body of a deleted post.
 /// - updated: the cached body is dropped, and fenced off for a minute so that a read which loaded
 ///   the old text cannot cache it back; the next read loads the new text.
-/// - deleted: the same, and the id leaves the author's recent set and may not be added to any
+/// - deleted: the same, and the id leaves the author's recent list and may not be added to any
 ///   feed for a minute (a creation event applied late); feeds drop it when they next meet it.
 ///
 /// Returns how many feed entries were written.

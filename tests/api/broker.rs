@@ -174,7 +174,7 @@ async fn an_event_delivered_twice_lands_in_a_feed_once() {
     app.post(&anna, "второй").await;
     feed_becomes(&app, &reader, "", &["второй", "первый"]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let cached = cached_list(&app, &format!("feedset:{}", reader.id)).await;
+    let cached = cached_list(&app, &format!("feed:{}", reader.id)).await;
     assert_eq!(
         cached.iter().filter(|id| **id == first).count(),
         1,

@@ -51,7 +51,7 @@ pub async fn cached_feed_scenario(app: &TestApp) {
     // First read builds the feed from PostgreSQL, into Redis.
     feed_becomes(app, &reader, "", &["a1"]).await;
     let prefix = app.config.cache.redis_key_prefix.clone();
-    let cached = cached_list(app, &format!("feedset:{}", reader.id)).await;
+    let cached = cached_list(app, &format!("feed:{}", reader.id)).await;
     assert_eq!(
         cached.len(),
         2,
@@ -193,11 +193,11 @@ pub async fn celebrity_scenario(app: &TestApp) {
     feed_becomes(app, &reader, "offset=1&limit=1", &["n1"]).await;
 
     // The star's posts sit on the star's own list, not on the reader's feed.
-    let feed = cached_list(app, &format!("feedset:{}", reader.id)).await;
+    let feed = cached_list(app, &format!("feed:{}", reader.id)).await;
     assert!(!feed.contains(&c1) && !feed.contains(&c2), "{feed:?}");
-    let recent = cached_list(app, &format!("recentset:{}", star.id)).await;
-    // Highest id first, then the marker of a built set.
-    assert_eq!(recent, [c2.clone(), c1.clone(), "0".to_owned()]);
+    let recent = cached_list(app, &format!("recent:{}", star.id)).await;
+    // Highest id first, then the marker of a built list that is not full.
+    assert_eq!(recent, [c2.clone(), c1.clone(), "end".to_owned()]);
 
     // Deletes and unfollows reach merged posts too.
     app.put_as(&star, &format!("/post/delete/{c2}"), None).await;
@@ -218,10 +218,9 @@ async fn redis_connection(app: &TestApp) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// A whole cached set (`feedset:<reader>`, `recentset:<author>`) of the app's prefix, as stored,
-/// highest id first.
+/// A whole cached list (`feed:<reader>`, `recent:<author>`) of the app's prefix, as stored.
 pub async fn cached_list(app: &TestApp, key: &str) -> Vec<String> {
-    redis::cmd("ZREVRANGE")
+    redis::cmd("LRANGE")
         .arg(format!("{}:{key}", app.config.cache.redis_key_prefix))
         .arg(0)
         .arg(-1)
@@ -272,6 +271,14 @@ async fn feeds_stay_in_id_order_and_deleted_or_edited_posts_stay_out() {
         cache.feed_head(reader, 2).await.unwrap().unwrap().ids,
         [7, 6]
     );
+    // Late ones go to their place, once: in the middle, and at the end before the marker.
+    for id in [4, 4, 1] {
+        cache.push_post(id, &[1]).await.unwrap();
+    }
+    assert_eq!(
+        cache.feed_head(reader, 10).await.unwrap().unwrap().ids,
+        [7, 6, 5, 4, 3, 1]
+    );
     // A feed that is not built is left alone.
     assert!(cache
         .feed_head(socialnet::users::UserId(2), 10)
@@ -284,7 +291,7 @@ async fn feeds_stay_in_id_order_and_deleted_or_edited_posts_stay_out() {
     cache.push_post(8, &[1]).await.unwrap();
     assert_eq!(
         cache.feed_head(reader, 10).await.unwrap().unwrap().ids,
-        [7, 6, 5, 3]
+        [7, 6, 5, 4, 3, 1]
     );
     // …and a read that loaded a body before an edit does not cache the old text after it.
     let post = |id: i64, text: &str| socialnet::posts::Post {
