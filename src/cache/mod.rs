@@ -3,7 +3,7 @@
 //!
 //! Keys: `{prefix}:feed:{user}` (list of post ids, highest first, kept in that order however
 //! fan-outs arrive; a built feed always exists and, until full, ends with the marker `end`) and
-//! `{prefix}:post:{id}` (string). Lists rather than sorted sets: a full feed is ~6 KB as a list,
+//! `{prefix}:post:{id}` (string). Lists rather than sorted sets: a full feed is ~4 KB as a list,
 //! ~100 KB as a sorted set past Redis' default compact-encoding limit of 128 entries.
 //! Celebrities (authors with more followers than a threshold) are not pushed onto their
 //! followers' feeds: `{prefix}:celebs` (set, with a version counter) names them,
