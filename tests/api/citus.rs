@@ -13,6 +13,11 @@ use reqwest::StatusCode;
 use crate::dialogs::{concurrent_scenario, dialog_scenario, paging_scenario};
 use crate::helpers::{spawn_app_on, TestApp};
 
+/// Tests share one cluster: changes of its membership made in parallel (each test in a database of
+/// its own) can collide on cluster-wide catalogs ("tuple concurrently updated" on a worker), so
+/// they take turns.
+static CLUSTER_CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The coordinator and the workers its `postgres` database knows.
 struct Cluster {
     coordinator: String,
@@ -83,6 +88,7 @@ async fn citus_app(
 ) -> (TestApp, NodeDatabases) {
     let name = format!("socialnet_citus_{}", uuid::Uuid::new_v4().simple());
     let mut urls = Vec::new();
+    let turn = CLUSTER_CHANGES.lock().await;
     for worker in &cluster.workers {
         let url = format!("postgres://postgres@{worker}/{name}");
         socialnet::db::ensure_database(&url).await.unwrap();
@@ -93,6 +99,7 @@ async fn citus_app(
             .unwrap();
         urls.push(url);
     }
+    drop(turn);
     let databases = NodeDatabases { urls };
     let app = spawn_app_on(&with_database(&cluster.coordinator, &name), |c| {
         c.db.citus_shard_count = shard_count;
@@ -105,6 +112,7 @@ async fn citus_app(
 }
 
 async fn shards(app: &TestApp, args: &[&str]) {
+    let _turn = CLUSTER_CHANGES.lock().await;
     let shard_count = app.config.db.citus_shard_count.to_string();
     let mut argv = vec![
         "socialnet",
