@@ -50,20 +50,7 @@ pub struct MessageText(String);
 
 impl MessageText {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let text = raw.trim();
-        let chars = text.chars().count();
-        if chars == 0 {
-            return Err(ApiError::bad_request("text must not be empty"));
-        }
-        if chars > MESSAGE_MAX_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "text must be at most {MESSAGE_MAX_CHARS} characters"
-            )));
-        }
-        if text.contains('\0') {
-            return Err(ApiError::bad_request("text contains a NUL character"));
-        }
-        Ok(MessageText(text.to_owned()))
+        crate::http::extract::user_text(raw, MESSAGE_MAX_CHARS).map(MessageText)
     }
 
     pub fn as_str(&self) -> &str {

@@ -70,3 +70,22 @@ where
             .map_err(|rejection: QueryRejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
+
+/// A user's text (a post, a message) as it is stored: trimmed, 1..=`max_chars` characters, no NUL
+/// (PostgreSQL cannot store it). Anything else is a 400 naming the rule.
+pub fn user_text(raw: &str, max_chars: usize) -> Result<String, ApiError> {
+    let text = raw.trim();
+    let chars = text.chars().count();
+    if chars == 0 {
+        return Err(ApiError::bad_request("text must not be empty"));
+    }
+    if chars > max_chars {
+        return Err(ApiError::bad_request(format!(
+            "text must be at most {max_chars} characters"
+        )));
+    }
+    if text.contains('\0') {
+        return Err(ApiError::bad_request("text contains a NUL character"));
+    }
+    Ok(text.to_owned())
+}

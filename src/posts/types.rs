@@ -39,20 +39,7 @@ pub struct PostText(String);
 
 impl PostText {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let text = raw.trim();
-        let chars = text.chars().count();
-        if chars == 0 {
-            return Err(ApiError::bad_request("text must not be empty"));
-        }
-        if chars > POST_MAX_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "text must be at most {POST_MAX_CHARS} characters"
-            )));
-        }
-        if text.contains('\0') {
-            return Err(ApiError::bad_request("text contains a NUL character"));
-        }
-        Ok(PostText(text.to_owned()))
+        crate::http::extract::user_text(raw, POST_MAX_CHARS).map(PostText)
     }
 
     pub fn as_str(&self) -> &str {
