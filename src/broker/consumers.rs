@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
-use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
@@ -63,77 +62,97 @@ async fn consume(channel: &Channel, queue: &str, no_ack: bool) -> lapin::Result<
         .await
 }
 
-/// Returns a delivery to its queue for another attempt, here or on another instance.
-async fn hand_back(delivery: &Delivery) -> anyhow::Result<()> {
-    delivery
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await?;
-    Ok(())
+/// What a consumer made of an event.
+enum Handled {
+    /// Done (or nothing to do): acknowledge it.
+    Done,
+    /// Not now (a dependency is away): return it to the queue, for here or another instance.
+    Later,
 }
 
-fn parse(delivery: &Delivery) -> Option<PostEvent> {
-    match serde_json::from_slice(&delivery.data) {
-        Ok(event) => Some(event),
-        Err(e) => {
-            // Retrying cannot fix it: acknowledge it and say so once.
-            tracing::error!(error = %e, routing_key = %delivery.routing_key, "dropping an unreadable event");
-            metrics::counter!("broker_events_unreadable").increment(1);
-            None
-        }
-    }
+/// Consumes post events from `queue`, `CONCURRENCY` at a time, acknowledging each as `handle`
+/// decides. An unreadable message is acknowledged and logged: retrying cannot fix it. Ends only
+/// with an error (the session is then restarted).
+async fn consume_events<F, Fut>(channel: &Channel, queue: &str, handle: F) -> anyhow::Result<()>
+where
+    F: Fn(PostEvent) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Handled>>,
+{
+    let deliveries = consume(channel, queue, false).await?;
+    deliveries
+        .map_err(anyhow::Error::from)
+        .try_for_each_concurrent(CONCURRENCY, |delivery| {
+            let handled = match serde_json::from_slice::<PostEvent>(&delivery.data) {
+                Ok(event) => Some(handle(event)),
+                Err(e) => {
+                    tracing::error!(error = %e, routing_key = %delivery.routing_key, "dropping an unreadable event");
+                    metrics::counter!("broker_events_unreadable").increment(1);
+                    None
+                }
+            };
+            async move {
+                let handled = match handled {
+                    Some(work) => work.await?,
+                    None => Handled::Done,
+                };
+                match handled {
+                    Handled::Done => {
+                        delivery.ack(BasicAckOptions::default()).await?;
+                    }
+                    Handled::Later => {
+                        delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await?;
+    Err(anyhow::anyhow!("the consumer of {queue} was cancelled"))
 }
 
 /// Applies post events to the feed cache (see [`feed::apply_event`]); acknowledges each once
-/// Redis has it.
+/// Redis has it, retrying in place for a while when Redis or PostgreSQL is away.
 pub(super) async fn apply_to_feeds(
     channel: Channel,
     state: AppState,
     cache: FeedCache,
     names: Names,
 ) -> anyhow::Result<()> {
-    let deliveries = consume(&channel, &names.feed, false).await?;
-    deliveries
-        .map_err(anyhow::Error::from)
-        .try_for_each_concurrent(CONCURRENCY, |delivery| {
-            let state = state.clone();
-            let cache = cache.clone();
-            async move {
-                let Some(event) = parse(&delivery) else {
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    return Ok(());
-                };
-                let started = Instant::now();
-                let mut delay = Duration::from_millis(100);
-                loop {
-                    match feed::apply_event(&state, &cache, &event).await {
-                        Ok(written) => {
-                            metrics::counter!("feed_fanout_writes").increment(written as u64);
-                            delivery.ack(BasicAckOptions::default()).await?;
-                            return Ok(());
-                        }
-                        Err(e) if started.elapsed() < RETRY_FOR => {
-                            tracing::warn!(error = %e, kind = event.kind(), retry_in_ms = delay.as_millis() as u64, "feed event not applied yet");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, kind = event.kind(), "feed event handed back to the queue");
-                            return hand_back(&delivery).await;
-                        }
+    consume_events(&channel, &names.feed, |event| {
+        let (state, cache) = (state.clone(), cache.clone());
+        async move {
+            let started = Instant::now();
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match feed::apply_event(&state, &cache, &event).await {
+                    Ok(written) => {
+                        metrics::counter!("feed_fanout_writes").increment(written as u64);
+                        return Ok(Handled::Done);
+                    }
+                    Err(e) if started.elapsed() < RETRY_FOR => {
+                        tracing::warn!(error = %e, kind = event.kind(), retry_in_ms = delay.as_millis() as u64, "feed event not applied yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, kind = event.kind(), "feed event handed back to the queue");
+                        return Ok(Handled::Later);
                     }
                 }
             }
-        })
-        .await?;
-    Err(anyhow::anyhow!("the feed consumer was cancelled"))
+        }
+    })
+    .await
 }
 
-/// Routes each new post to the followers of its author: one message per chunk of followers on
-/// `P.sockets`, whose `BCC` header lists their routing keys, so the broker hands one copy to
-/// each instance queue bound to any of them and none to the others.
+/// Routes each new post to the followers of its author on `P.sockets`: one message per
+/// `LIVE_ROUTE_BATCH` followers, the first one's key as routing key and the others' in the `BCC`
+/// header, so the broker hands one copy to each instance queue bound to any of them.
 pub(super) async fn route_live(
     consumer_channel: Channel,
     publisher: Channel,
@@ -143,83 +162,75 @@ pub(super) async fn route_live(
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let deliveries = consume(&consumer_channel, &names.live, false).await?;
     let publisher = Arc::new(publisher);
-    deliveries
-        .map_err(anyhow::Error::from)
-        .try_for_each_concurrent(CONCURRENCY, |delivery| {
-            let state = state.clone();
-            let publisher = publisher.clone();
-            let sockets = names.sockets.clone();
-            let batch = state.config.broker.live_route_batch.max(1);
-            async move {
-                let Some(PostEvent::Created {
-                    post_id,
-                    author_id,
-                    text,
-                }) = parse(&delivery)
-                else {
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    return Ok(());
-                };
-                let followers = async {
-                    let _slot = state.fanout_slots.acquire().await;
-                    let client = state.db.get().await?;
-                    crate::posts::sql::followers(&client, UserId(author_id)).await
-                };
-                let followers = match followers.await {
-                    Ok(followers) => followers,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "live routing: followers unavailable; handing the post back");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        return hand_back(&delivery).await;
-                    }
-                };
-                let frame = serde_json::to_string(&LivePost {
-                    post_id: post_id.to_string(),
-                    post_text: text,
-                    author_user_id: author_id.to_string(),
+    let batch = state.config.broker.live_route_batch.max(1);
+    consume_events(&consumer_channel, &names.live, |event| {
+        let (state, publisher, sockets) = (state.clone(), publisher.clone(), names.sockets.clone());
+        async move {
+            let PostEvent::Created {
+                post_id,
+                author_id,
+                text,
+            } = event
+            else {
+                return Ok(Handled::Done);
+            };
+            let followers = async {
+                let _slot = state.fanout_slots.acquire().await;
+                let client = state.db.get().await?;
+                crate::posts::sql::followers(&client, UserId(author_id)).await
+            };
+            let followers = match followers.await {
+                Ok(followers) => followers,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live routing: followers unavailable; handing the post back");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return Ok(Handled::Later);
+                }
+            };
+            let frame = serde_json::to_string(&LivePost {
+                post_id: post_id.to_string(),
+                post_text: text,
+                author_user_id: author_id.to_string(),
+            })?;
+            let mut confirms = Vec::new();
+            for chunk in followers.chunks(batch) {
+                let body = serde_json::to_vec(&SocketBatch {
+                    to: chunk.to_vec(),
+                    frame: frame.clone(),
                 })?;
-                let mut confirms = Vec::new();
-                for chunk in followers.chunks(batch) {
-                    let body = serde_json::to_vec(&SocketBatch {
-                        to: chunk.to_vec(),
-                        frame: frame.clone(),
-                    })?;
-                    let mut headers = FieldTable::default();
-                    if chunk.len() > 1 {
-                        let keys: Vec<AMQPValue> = chunk[1..]
-                            .iter()
-                            .map(|&user| AMQPValue::LongString(user_key(user).into()))
-                            .collect();
-                        headers.insert("BCC".into(), AMQPValue::FieldArray(FieldArray::from(keys)));
-                    }
-                    confirms.push(
-                        publisher
-                            .basic_publish(
-                                sockets.as_str().into(),
-                                user_key(chunk[0]).into(),
-                                BasicPublishOptions::default(),
-                                &body,
-                                BasicProperties::default().with_headers(headers),
-                            )
-                            .await?,
-                    );
+                let mut headers = FieldTable::default();
+                if chunk.len() > 1 {
+                    let keys: Vec<AMQPValue> = chunk[1..]
+                        .iter()
+                        .map(|&user| AMQPValue::LongString(user_key(user).into()))
+                        .collect();
+                    headers.insert("BCC".into(), AMQPValue::FieldArray(FieldArray::from(keys)));
                 }
-                for confirm in confirms {
-                    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
-                        .await
-                        .map_err(|_| anyhow::anyhow!("no confirm for a routed live post"))??;
-                    anyhow::ensure!(!confirmation.is_nack(), "the broker refused a live post");
-                }
-                metrics::counter!("live_posts_routed").increment(1);
-                tracing::debug!(post_id, followers = followers.len(), "live post routed");
-                delivery.ack(BasicAckOptions::default()).await?;
-                Ok(())
+                confirms.push(
+                    publisher
+                        .basic_publish(
+                            sockets.as_str().into(),
+                            user_key(chunk[0]).into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default().with_headers(headers),
+                        )
+                        .await?,
+                );
             }
-        })
-        .await?;
-    Err(anyhow::anyhow!("the live router was cancelled"))
+            for confirm in confirms {
+                let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no confirm for a routed live post"))??;
+                anyhow::ensure!(!confirmation.is_nack(), "the broker refused a live post");
+            }
+            metrics::counter!("live_posts_routed").increment(1);
+            tracing::debug!(post_id, followers = followers.len(), "live post routed");
+            Ok(Handled::Done)
+        }
+    })
+    .await
 }
 
 /// Hands live posts routed to this instance to the sockets of their addressees here.
