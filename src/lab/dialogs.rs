@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 use clap::Args;
 use futures_util::pin_mut;
 use rand::rngs::StdRng;
@@ -17,7 +16,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::names::NameData;
-use super::social::post_text;
+use super::social::{post_text, Timeline};
 use crate::config::DbConfig;
 use crate::db;
 use crate::dialogs::DialogKey;
@@ -116,16 +115,8 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
     let hot: Vec<i64> = (0..args.hot_users)
         .map(|_| ids[rng.gen_range(0..ids.len())])
         .collect();
-    let words = NameData::load();
-    let vocabulary: Vec<&str> = words
-        .russian
-        .bio_words
-        .iter()
-        .chain(words.english.bio_words.iter())
-        .copied()
-        .collect();
-    let now = Utc::now();
-    let span = chrono::Duration::days(i64::from(args.days));
+    let vocabulary = NameData::load().vocabulary();
+    let timeline = Timeline::last_days(args.days);
     let pick_other = |rng: &mut StdRng, me: i64| loop {
         let other = ids[rng.gen_range(0..ids.len())];
         if other != me {
@@ -188,11 +179,7 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
             });
             dialog.last += 1;
             let text = post_text(&mut rng, &vocabulary);
-            let progress = written as f64 / args.messages.max(1) as f64;
-            let at: DateTime<Utc> = now - span
-                + chrono::Duration::milliseconds(
-                    (span.num_milliseconds() as f64 * progress) as i64,
-                );
+            let at = timeline.at(written, args.messages);
             writer
                 .as_mut()
                 .write(&[&key.id, &dialog.last, &from, &to, &text, &at])

@@ -63,6 +63,16 @@ pub struct NameData {
 }
 
 impl NameData {
+    /// Every biography word of both languages: the vocabulary of generated posts and messages.
+    pub fn vocabulary(&self) -> Vec<&'static str> {
+        self.russian
+            .bio_words
+            .iter()
+            .chain(self.english.bio_words.iter())
+            .copied()
+            .collect()
+    }
+
     pub fn load() -> Self {
         let bio = include_str!("../../data/names/bio_words.csv");
         let words = |lang: &str| -> Vec<&'static str> {

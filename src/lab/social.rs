@@ -150,16 +150,8 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
     let mut by_activity = ids.clone();
     by_activity.shuffle(&mut rng);
     let activity = Zipf::new(ids.len(), 0.7);
-    let words = NameData::load();
-    let vocabulary: Vec<&str> = words
-        .russian
-        .bio_words
-        .iter()
-        .chain(words.english.bio_words.iter())
-        .copied()
-        .collect();
-    let now = Utc::now();
-    let span = chrono::Duration::days(i64::from(args.days));
+    let vocabulary = NameData::load().vocabulary();
+    let timeline = Timeline::last_days(args.days);
     let mut posts = 0u64;
     while posts < total_posts {
         let batch = (total_posts - posts).min(50_000);
@@ -171,11 +163,7 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
         for _ in 0..batch {
             let author = by_activity[activity.sample(&mut rng)];
             let text = post_text(&mut rng, &vocabulary);
-            let progress = posts as f64 / total_posts.max(1) as f64;
-            let at: DateTime<Utc> = now - span
-                + chrono::Duration::milliseconds(
-                    (span.num_milliseconds() as f64 * progress) as i64,
-                );
+            let at = timeline.at(posts, total_posts);
             writer.as_mut().write(&[&author, &text, &at]).await?;
             posts += 1;
         }
@@ -198,6 +186,30 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
         elapsed: started.elapsed(),
         top_followers,
     })
+}
+
+/// Times spread evenly over the last days up to now, in the order things are generated.
+pub(crate) struct Timeline {
+    end: DateTime<Utc>,
+    span: chrono::Duration,
+}
+
+impl Timeline {
+    pub(crate) fn last_days(days: u32) -> Self {
+        Timeline {
+            end: Utc::now(),
+            span: chrono::Duration::days(i64::from(days)),
+        }
+    }
+
+    /// The time of the `done`-th of `total` things.
+    pub(crate) fn at(&self, done: u64, total: u64) -> DateTime<Utc> {
+        let progress = done as f64 / total.max(1) as f64;
+        self.end - self.span
+            + chrono::Duration::milliseconds(
+                (self.span.num_milliseconds() as f64 * progress) as i64,
+            )
+    }
 }
 
 /// A post of realistic length: mostly one short line, sometimes a paragraph, rarely a long text.
