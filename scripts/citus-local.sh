@@ -15,40 +15,28 @@ dir=${CITUS_DIR:-/tmp/socialnet-citus}
 port=${PORT:-5450}
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 sql() { # port, database, statement
-  as_postgres "$bin/psql" -X -q -At -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
+  psql -X -q -At -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
 }
 
-start_node() { # index (0: coordinator)
-  local p=$((port + $1)) data="$dir/node$1"
-  if [ ! -f "$data/PG_VERSION" ]; then
-    as_postgres "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-    cat >>"$data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $p
-unix_socket_directories = '$data'
-shared_preload_libraries = 'citus'
+# Every node is a scripts/pg-instance.sh instance with these settings on top.
+citus_conf="shared_preload_libraries = 'citus'
 wal_level = logical
-max_connections = 300
-max_worker_processes = 64
 max_replication_slots = 20
 max_wal_senders = 20
-shared_buffers = 256MB
-CONF
-  fi
-  as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 ||
-    as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
+max_worker_processes = 64
+shared_buffers = 256MB"
+
+start_node() { # index (0: coordinator)
+  local p=$((port + $1))
+  PG_BIN=$bin SOCIALNET_PG_ROOT=$dir PG_EXTRA_CONF=$citus_conf \
+    "$(dirname "$0")/pg-instance.sh" start "$p" >/dev/null
   sql "$p" postgres "create extension if not exists citus"
 }
 
 case "${1:-}" in
   start)
     n=${2:-2}
-    mkdir -p "$dir"
-    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     for i in $(seq 0 "$n"); do start_node "$i"; done
     sql "$port" postgres "select citus_set_coordinator_host('127.0.0.1', $port)" >/dev/null
     for i in $(seq 1 "$n"); do
@@ -62,8 +50,8 @@ case "${1:-}" in
     echo "127.0.0.1:$((port + $2)) is up; register it with: socialnet shards add-worker 127.0.0.1:$((port + $2))"
     ;;
   stop)
-    for data in "$dir"/node*; do
-      [ -f "$data/PG_VERSION" ] && as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    for data in "$dir"/*/; do
+      PG_BIN=$bin SOCIALNET_PG_ROOT=$dir "$(dirname "$0")/pg-instance.sh" stop "$(basename "$data")"
     done
     ;;
   *)

@@ -4,12 +4,13 @@
 #   scripts/pg-instance.sh start [PORT]   # initdb if needed, start; prints the URL
 #   scripts/pg-instance.sh stop  [PORT]
 # Data lives in $SOCIALNET_PG_ROOT/<port> (default /tmp/socialnet-pg/<port>). Extra settings can be
-# passed in PG_EXTRA_CONF (lines appended to postgresql.conf at initdb time).
+# passed in PG_EXTRA_CONF (lines appended to postgresql.conf at initdb time; later lines win),
+# and PG_BIN names the server binaries (default: the newest /usr/lib/postgresql/*/bin).
 set -euo pipefail
 action=${1:?start or stop}
 port=${2:-5440}
 root=${SOCIALNET_PG_ROOT:-/tmp/socialnet-pg}
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 data="$root/$port"
 
 as_postgres() {
