@@ -188,11 +188,7 @@ pub(super) async fn route_live(
                     return Ok(Handled::Later);
                 }
             };
-            let frame = serde_json::to_string(&LivePost {
-                post_id: post_id.to_string(),
-                post_text: text,
-                author_user_id: author_id.to_string(),
-            })?;
+            let frame = serde_json::to_string(&LivePost::new(post_id, author_id, text))?;
             let mut confirms = Vec::new();
             for chunk in followers.chunks(batch) {
                 let body = serde_json::to_vec(&SocketBatch {

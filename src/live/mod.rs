@@ -30,6 +30,16 @@ pub struct LivePost {
     pub author_user_id: String,
 }
 
+impl LivePost {
+    pub fn new(post_id: i64, author_id: i64, text: String) -> Self {
+        LivePost {
+            post_id: post_id.to_string(),
+            post_text: text,
+            author_user_id: author_id.to_string(),
+        }
+    }
+}
+
 /// The sockets open on this instance, by user.
 #[derive(Clone, Default)]
 pub struct LiveHub {

@@ -14,7 +14,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::AppState;
 use crate::live::LivePost;
-use crate::users::IdInput;
+use crate::users::{IdInput, UserId};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,34 +53,37 @@ pub async fn create_post(
         let db = state.db.get().await?;
         sql::insert_post(&db, me, &text, state.broker.is_some()).await?
     };
-    let event = PostEvent::Created {
+    written_event(&state, || PostEvent::Created {
         post_id: id.0,
         author_id: me.0,
         text: text.as_str().to_owned(),
-    };
-    if state.broker.is_none() {
-        state.live.publish_post(
-            state.db.clone(),
-            state.fanout_slots.clone(),
-            LivePost {
-                post_id: id.to_string(),
-                post_text: text.as_str().to_owned(),
-                author_user_id: me.to_string(),
-            },
-            me,
-        );
-    }
-    written_event(&state, event);
+    });
     Ok(axum::Json(id.to_string()))
 }
 
 /// After a write with an event: with a broker, the event is in the outbox and the relay is
-/// woken; without one, the feed cache applies it here, in the background.
-fn written_event(state: &AppState, event: PostEvent) {
-    match &state.broker {
-        Some(broker) => broker.outbox_written(),
-        None => super::feed::apply_in_background(state, event),
+/// woken; without one, it is applied here, in the background, to the feed cache and, for a new
+/// post, to the followers' sockets on this instance.
+fn written_event(state: &AppState, event: impl FnOnce() -> PostEvent) {
+    if let Some(broker) = &state.broker {
+        broker.outbox_written();
+        return;
     }
+    let event = event();
+    if let PostEvent::Created {
+        post_id,
+        author_id,
+        ref text,
+    } = event
+    {
+        state.live.publish_post(
+            state.db.clone(),
+            state.fanout_slots.clone(),
+            LivePost::new(post_id, author_id, text.clone()),
+            UserId(author_id),
+        );
+    }
+    super::feed::apply_in_background(state, event);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -115,13 +118,10 @@ pub async fn update_post(
         let db = state.db.get().await?;
         written(sql::update_post(&db, me, id, &text, state.broker.is_some()).await?)?;
     }
-    written_event(
-        &state,
-        PostEvent::Updated {
-            post_id: id.0,
-            author_id: me.0,
-        },
-    );
+    written_event(&state, || PostEvent::Updated {
+        post_id: id.0,
+        author_id: me.0,
+    });
     Ok(())
 }
 
@@ -148,13 +148,10 @@ pub async fn delete_post(
         let db = state.db.get().await?;
         written(sql::delete_post(&db, me, id, state.broker.is_some()).await?)?;
     }
-    written_event(
-        &state,
-        PostEvent::Deleted {
-            post_id: id.0,
-            author_id: me.0,
-        },
-    );
+    written_event(&state, || PostEvent::Deleted {
+        post_id: id.0,
+        author_id: me.0,
+    });
     Ok(())
 }
 
