@@ -94,17 +94,17 @@ impl Application {
 }
 
 /// Signing keys from the configured secret, or a random one (with a warning) for a lone dev server.
-pub fn token_keys(auth: &AuthConfig) -> TokenKeys {
+pub fn token_keys(auth: &AuthConfig) -> Arc<TokenKeys> {
     let ttl = Duration::from_secs(auth.token_ttl_secs);
     match &auth.token_secret {
-        Some(secret) if !secret.is_empty() => TokenKeys::new(secret.as_bytes(), ttl),
+        Some(secret) if !secret.is_empty() => Arc::new(TokenKeys::new(secret.as_bytes(), ttl)),
         _ => {
             tracing::warn!(
                 "TOKEN_SECRET is not set: using a random secret; tokens die with this process \
                  and are not accepted by other instances"
             );
             let secret: [u8; 32] = rand::random();
-            TokenKeys::new(&secret, ttl)
+            Arc::new(TokenKeys::new(&secret, ttl))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP handlers of the users domain, beside their request and response types.
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use crate::auth::PasswordVerdict;
 use crate::db::reads::ReadConn;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::AppState;
+use crate::http::{json_response, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -143,13 +144,13 @@ pub async fn login(
 pub async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<User>, ApiError> {
+) -> Result<Response, ApiError> {
     let id: UserId = id.parse()?;
     let db = state.read_conn().await?;
-    sql::find_user(&db, id)
+    let user = sql::find_user(&db, id)
         .await?
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::not_found("user not found"))
+        .ok_or_else(|| ApiError::not_found("user not found"))?;
+    json_response(&user, sql::USER_JSON_BYTES)
 }
 
 /// Default and largest page of search results.
@@ -185,7 +186,7 @@ pub struct SearchQuery {
 pub async fn search(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
-) -> Result<axum::Json<Vec<User>>, ApiError> {
+) -> Result<Response, ApiError> {
     let first = NamePrefix::parse("first_name", query.first_name.as_deref())?;
     let second = NamePrefix::parse("last_name", query.last_name.as_deref())?;
     let limit = query.limit.unwrap_or(SEARCH_DEFAULT_LIMIT);
@@ -203,5 +204,5 @@ pub async fn search(
     // Searches vary in cost: pipelined, a slow one would hold up the ones behind it.
     let db = ReadConn::Pooled(state.db.get().await?);
     let users = sql::search_users(&db, &first, &second, limit, offset).await?;
-    Ok(axum::Json(users))
+    json_response(&users, 2 + users.len() * sql::USER_JSON_BYTES)
 }
