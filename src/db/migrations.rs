@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_friends_posts"),
     migration!(3, "0003_outbox"),
     migration!(4, "0004_dialogs"),
+    migration!(5, "0005_search_index_lowered_names"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".
