@@ -182,8 +182,8 @@ pub async fn search_users(
 }
 
 /// The search statement for these prefix lengths: one of a handful of texts, each prepared once
-/// per connection.
-fn search_sql(first_name: &NamePrefix, second_name: &NamePrefix) -> String {
+/// per connection. Public so that a test can check its plan.
+pub fn search_sql(first_name: &NamePrefix, second_name: &NamePrefix) -> String {
     let heads = if first_name.chars() >= 2 && second_name.chars() >= 2 {
         "left(lower(first_name), 2) collate \"C\" = left(lower($1), 2)
          and left(lower(second_name), 2) collate \"C\" = left(lower($2), 2)"

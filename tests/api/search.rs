@@ -171,3 +171,52 @@ async fn the_search_index_can_be_dropped_and_rebuilt_as_the_migration_made_it() 
     let rebuilt: String = client.query_one(definition, &[]).await.unwrap().get(0);
     assert_eq!(rebuilt, from_migration);
 }
+
+#[tokio::test]
+async fn a_long_prefix_is_checked_against_the_lower_cased_names_stored_in_the_index() {
+    use socialnet::users::sql::search_sql;
+    use socialnet::users::NamePrefix;
+
+    let app = spawn_app().await;
+    app.register_user("Ирина", "Зайцева").await;
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    // A handful of rows would be read by a sequential scan; the plan's shape is what is checked.
+    client
+        .batch_execute("set enable_seqscan = off; set enable_bitmapscan = off")
+        .await
+        .unwrap();
+    let first = NamePrefix::parse("first_name", Some("Ири")).unwrap();
+    let second = NamePrefix::parse("last_name", Some("Зай")).unwrap();
+    let explain = format!(
+        "explain (verbose, costs off) {}",
+        search_sql(&first, &second)
+    );
+    let plan: Vec<String> = client
+        .query(
+            &explain,
+            &[&first.as_str(), &second.as_str(), &100_i64, &0_i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Only Scan using users_name_search_idx"),
+        "{plan}"
+    );
+    // `(lower(users.first_name))` in parentheses is the index's column; a bare `lower(...)` would
+    // mean PostgreSQL lower-cases every candidate's name again.
+    assert!(
+        plan.contains("starts_with((lower(users.first_name)), $0)")
+            && plan.contains("starts_with((lower(users.second_name)), $1)"),
+        "{plan}"
+    );
+    assert_eq!(
+        names(&search(&app, "first_name=Ири&last_name=Зай").await),
+        ["Ирина Зайцева"]
+    );
+}
