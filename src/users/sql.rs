@@ -22,45 +22,37 @@ const USER_COLUMNS: &str = user_columns!();
 
 /// One row of [`USER_COLUMNS`], serialized as the API's [`User`] straight from the driver's
 /// buffer: the texts are borrowed, the id and the date written on the stack, so a profile costs no
-/// owned copy of each field on its way to JSON.
+/// owned copy of each field on its way to JSON (a search page of 100 users is ~40 KB of JSON, and
+/// building owned users first was most of a search's server time).
 pub struct UserRow(Row);
-
-/// Rows of [`USER_COLUMNS`], serialized as a JSON array of [`User`] (a search page of 100 users is
-/// ~40 KB of JSON, most of a search's server time before this).
-pub struct UserRows(Vec<Row>);
-
-impl UserRows {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// About how many bytes one user takes in JSON (generated data: ~420), to size response buffers.
 pub const USER_JSON_BYTES: usize = 512;
 
-fn serialize_user_row<S: Serializer>(row: &Row, serializer: S) -> Result<S::Ok, S::Error> {
-    fn column<'a, T: FromSql<'a>, E: serde::ser::Error>(row: &'a Row, i: usize) -> Result<T, E> {
-        row.try_get(i).map_err(E::custom)
-    }
-    let id: i64 = column(row, 0)?;
-    let birthdate: NaiveDate = column(row, 3)?;
-    let mut user = serializer.serialize_struct("User", 6)?;
-    user.serialize_field("id", itoa::Buffer::new().format(id))?;
-    user.serialize_field("first_name", column::<&str, _>(row, 1)?)?;
-    user.serialize_field("second_name", column::<&str, _>(row, 2)?)?;
-    match iso_date(birthdate) {
-        Some(text) => {
-            user.serialize_field("birthdate", std::str::from_utf8(&text).unwrap_or(""))?
+impl Serialize for UserRow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let row = &self.0;
+        let id: i64 = column(row, 0)?;
+        let birthdate: NaiveDate = column(row, 3)?;
+        let mut user = serializer.serialize_struct("User", 6)?;
+        user.serialize_field("id", itoa::Buffer::new().format(id))?;
+        user.serialize_field("first_name", column::<&str, _>(row, 1)?)?;
+        user.serialize_field("second_name", column::<&str, _>(row, 2)?)?;
+        match iso_date(birthdate) {
+            Some(text) => {
+                user.serialize_field("birthdate", std::str::from_utf8(&text).unwrap_or(""))?
+            }
+            None => user.serialize_field("birthdate", &birthdate)?,
         }
-        None => user.serialize_field("birthdate", &birthdate)?,
+        user.serialize_field("biography", column::<&str, _>(row, 4)?)?;
+        user.serialize_field("city", column::<&str, _>(row, 5)?)?;
+        user.end()
     }
-    user.serialize_field("biography", column::<&str, _>(row, 4)?)?;
-    user.serialize_field("city", column::<&str, _>(row, 5)?)?;
-    user.end()
+}
+
+/// Column `i` of a row, a type mismatch as a serialization error rather than a panic.
+fn column<'a, T: FromSql<'a>, E: serde::ser::Error>(row: &'a Row, i: usize) -> Result<T, E> {
+    row.try_get(i).map_err(E::custom)
 }
 
 /// `YYYY-MM-DD` without the formatting machinery, for years 0 to 9999 (every birthdate the API
@@ -81,24 +73,6 @@ fn iso_date(date: NaiveDate) -> Option<[u8; 10]> {
         digit(day / 10),
         digit(day),
     ])
-}
-
-impl Serialize for UserRow {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_user_row(&self.0, serializer)
-    }
-}
-
-impl Serialize for UserRows {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct One<'a>(&'a Row);
-        impl Serialize for One<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serialize_user_row(self.0, serializer)
-            }
-        }
-        serializer.collect_seq(self.0.iter().map(One))
-    }
 }
 
 #[tracing::instrument(name = "sql.insert_user", skip_all)]
@@ -171,14 +145,14 @@ pub async fn search_users(
     second_name: &NamePrefix,
     limit: i64,
     offset: i64,
-) -> Result<UserRows, ApiError> {
+) -> Result<Vec<UserRow>, ApiError> {
     let rows = db
         .query(
             &search_sql(first_name, second_name),
             &[&first_name.as_str(), &second_name.as_str(), &limit, &offset],
         )
         .await?;
-    Ok(UserRows(rows))
+    Ok(rows.into_iter().map(UserRow).collect())
 }
 
 /// The search statement for these prefix lengths: one of a handful of texts, each prepared once
