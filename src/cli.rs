@@ -265,9 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SearchIndex(args) => {
-            let mut db_config = args.db.clone();
-            db_config.db_statement_timeout_ms = 0;
-            let pool = db::build_pool(&db_config)?;
+            let pool = crate::lab::bulk_pool(&args.db)?;
             let client = pool.get().await.context("connecting to the database")?;
             let started = std::time::Instant::now();
             match args.action {

@@ -61,9 +61,7 @@ pub async fn send(
     match sql::send_message(&db, DialogKey::of(me, to), me, to, &text).await? {
         Sent::Message(_) => Ok(()),
         Sent::UnknownRecipient => Err(ApiError::not_found("user not found")),
-        Sent::UnknownSender => Err(ApiError::Unauthorized(
-            "the token's user does not exist".into(),
-        )),
+        Sent::UnknownSender => Err(ApiError::unknown_token_user()),
     }
 }
 

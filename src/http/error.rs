@@ -58,6 +58,12 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::NotFound(message.into())
     }
+
+    /// A valid token of a user who no longer exists (say, the database was reset): 401, so the
+    /// client logs in again.
+    pub fn unknown_token_user() -> Self {
+        ApiError::Unauthorized("the token's user does not exist".into())
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -73,17 +73,10 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
         "--messages-per-dialog must be at least 1"
     );
     db::wait_and_ensure_database(&args.db.database_url, args.db.startup_wait()).await?;
-    let mut config = args.db.clone();
-    config.db_statement_timeout_ms = 0;
-    let pool = db::build_pool(&config)?;
-    db::migrate_and_shard(&pool, &config).await?;
+    let pool = super::bulk_pool(&args.db)?;
+    db::migrate_and_shard(&pool, &args.db).await?;
     let client = pool.get().await.context("connecting to the database")?;
-    let ids: Vec<i64> = client
-        .query("select id from users order by id", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids = super::user_ids(&client).await?;
     anyhow::ensure!(
         ids.len() > args.hot_users + 1,
         "run `socialnet fake users` first: too few users"
@@ -248,9 +241,7 @@ pub struct DialogShardsArgs {
 /// plain PostgreSQL it shows what Citus would do.
 pub async fn dialog_shards(args: &DialogShardsArgs) -> anyhow::Result<String> {
     anyhow::ensure!(args.shards > 0, "--shards must be positive");
-    let mut config = args.db.clone();
-    config.db_statement_timeout_ms = 0;
-    let pool = db::build_pool(&config)?;
+    let pool = super::bulk_pool(&args.db)?;
     let client = pool.get().await.context("connecting to the database")?;
     let shards = args.shards as i32;
     let mut out = String::new();

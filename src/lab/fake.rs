@@ -135,10 +135,8 @@ pub async fn fake_users(args: &FakeUsersArgs) -> anyhow::Result<FakeUsersReport>
     );
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
     db::wait_and_ensure_database(&args.db.database_url, args.db.startup_wait()).await?;
-    let mut db_config = args.db.clone();
     // Index builds on a million rows take longer than a request should.
-    db_config.db_statement_timeout_ms = 0;
-    let pool = db::build_pool(&db_config)?;
+    let pool = super::bulk_pool(&args.db)?;
     db::migrate(&pool).await?;
     let client = pool.get().await.context("connecting to the database")?;
 

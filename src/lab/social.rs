@@ -82,17 +82,10 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
         "averages must not be negative"
     );
     db::wait_and_ensure_database(&args.db.database_url, args.db.startup_wait()).await?;
-    let mut config = args.db.clone();
-    config.db_statement_timeout_ms = 0;
-    let pool = db::build_pool(&config)?;
+    let pool = super::bulk_pool(&args.db)?;
     db::migrate(&pool).await?;
     let client = pool.get().await.context("connecting to the database")?;
-    let ids: Vec<i64> = client
-        .query("select id from users order by id", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids = super::user_ids(&client).await?;
     anyhow::ensure!(
         ids.len() >= 2,
         "run `socialnet fake users` first: fewer than two users exist"

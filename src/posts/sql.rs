@@ -41,10 +41,9 @@ pub async fn insert_post(
     let statement = db.prepare_cached(sql).await?;
     match db.query_one(&statement, &[&author.0, &text.as_str()]).await {
         Ok(row) => Ok(PostId(row.get(0))),
-        // A valid token of a user who no longer exists (say, the database was reset).
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => Err(
-            ApiError::Unauthorized("the token's user does not exist".into()),
-        ),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(ApiError::unknown_token_user())
+        }
         Err(e) => Err(e.into()),
     }
 }
