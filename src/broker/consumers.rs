@@ -2,6 +2,7 @@
 //! (`P.live`), and the live posts routed to its own sockets. Also the task that keeps this
 //! instance's queue bound to the users connected here.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,15 +33,13 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 const BINDS_PER_PASS: usize = 5_000;
 const UNBINDS_PER_PASS: usize = 200;
-/// Longest wait for the broker to confirm routed live posts.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Live posts on their way to the sockets of `to` (those connected to the receiving instance).
 #[derive(Debug, Serialize, Deserialize)]
-struct SocketBatch {
-    to: Vec<i64>,
-    /// The websocket frame, already encoded.
-    frame: String,
+struct SocketBatch<'a> {
+    to: Cow<'a, [i64]>,
+    /// The websocket frame, already encoded (once for all the batches of a post).
+    frame: Cow<'a, str>,
 }
 
 async fn consume(channel: &Channel, queue: &str, no_ack: bool) -> lapin::Result<lapin::Consumer> {
@@ -192,8 +191,8 @@ pub(super) async fn route_live(
             let mut confirms = Vec::new();
             for chunk in followers.chunks(batch) {
                 let body = serde_json::to_vec(&SocketBatch {
-                    to: chunk.to_vec(),
-                    frame: frame.clone(),
+                    to: Cow::Borrowed(chunk),
+                    frame: Cow::Borrowed(&frame),
                 })?;
                 let mut headers = FieldTable::default();
                 if chunk.len() > 1 {
@@ -215,12 +214,7 @@ pub(super) async fn route_live(
                         .await?,
                 );
             }
-            for confirm in confirms {
-                let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("no confirm for a routed live post"))??;
-                anyhow::ensure!(!confirmation.is_nack(), "the broker refused a live post");
-            }
+            super::confirmed(confirms, "a routed live post").await?;
             metrics::counter!("live_posts_routed").increment(1);
             tracing::debug!(post_id, followers = followers.len(), "live post routed");
             Ok(Handled::Done)

@@ -76,6 +76,20 @@ pub fn user_key(user: i64) -> String {
     format!("user.{user}")
 }
 
+/// Longest wait for the broker's confirm of a publish.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for the broker to confirm every publish: an error when a confirm is late or a nack.
+async fn confirmed(confirms: Vec<lapin::PublisherConfirm>, what: &str) -> anyhow::Result<()> {
+    for confirm in confirms {
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+            .await
+            .map_err(|_| anyhow::anyhow!("no publisher confirm for {what} in time"))??;
+        anyhow::ensure!(!confirmation.is_nack(), "the broker refused {what} (nack)");
+    }
+    Ok(())
+}
+
 /// A handle on this instance's broker session: cheap to clone.
 #[derive(Clone)]
 pub struct Broker {

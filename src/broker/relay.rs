@@ -18,8 +18,6 @@ use crate::posts::sql;
 const BATCH: i64 = 256;
 /// Rows written by other instances (or left by a failed attempt) are found within this.
 const POLL: Duration = Duration::from_secs(1);
-/// Longest wait for the broker's confirms of one batch.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a database failure before the next attempt.
 const DATABASE_RETRY: Duration = Duration::from_millis(500);
 
@@ -111,16 +109,9 @@ async fn publish_batch(
                 .await?,
         );
     }
-    for confirm in confirms {
-        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
-            .await
-            .map_err(|_| RelayError::Broker(anyhow::anyhow!("no publisher confirm in time")))??;
-        if confirmation.is_nack() {
-            return Err(RelayError::Broker(anyhow::anyhow!(
-                "the broker refused an event (nack)"
-            )));
-        }
-    }
+    super::confirmed(confirms, "an event")
+        .await
+        .map_err(RelayError::Broker)?;
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     sql::delete_outbox(&transaction, &ids).await?;
     transaction.commit().await?;

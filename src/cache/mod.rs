@@ -51,7 +51,13 @@ pub struct FeedCache {
     timeout: Duration,
     push_script: Arc<redis::Script>,
     store_bodies_script: Arc<redis::Script>,
+    celebrity_script: Arc<redis::Script>,
 }
+
+/// KEYS[1]: the celebrity set, KEYS[2]: its version; ARGV[1]: an author. One script, so the set
+/// and its version never disagree.
+const MARK_CELEBRITY: &str =
+    "if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then redis.call('incr', KEYS[2]) end";
 
 /// KEYS[1]: the post's `deleted` fence; KEYS[2..]: lists, highest id first; ARGV[1]: the post id,
 /// ARGV[2]: how many ids a list keeps. Puts the id in its place on every list that exists (a
@@ -133,6 +139,7 @@ impl FeedCache {
             timeout,
             push_script: Arc::new(redis::Script::new(PUSH)),
             store_bodies_script: Arc::new(redis::Script::new(STORE_BODIES)),
+            celebrity_script: Arc::new(redis::Script::new(MARK_CELEBRITY)),
         })
     }
 
@@ -243,13 +250,9 @@ impl FeedCache {
     /// Adds an author to the celebrity set; a newcomer bumps the set's version, which makes every
     /// reader's stored list of followed celebrities stale (recomputed on their next read).
     pub async fn mark_celebrity(&self, author: UserId) -> CacheResult<()> {
-        // One script, so the set and its version never disagree.
-        let script = redis::Script::new(
-            "if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then redis.call('incr', KEYS[2]) end",
-        );
         let mut redis = self.redis.clone();
         self.bounded(
-            script
+            self.celebrity_script
                 .key(self.celebs_key())
                 .key(self.celebs_version_key())
                 .arg(author.0)
