@@ -10,7 +10,7 @@ use super::sql::{self, Page, Sent};
 use super::types::{DialogKey, Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
 use crate::auth::AuthUser;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{positive_id, Json, Path, Query};
 use crate::http::AppState;
 use crate::users::UserId;
 
@@ -108,9 +108,9 @@ pub async fn list(
                 "give a cursor or an offset, not both",
             ))
         }
-        (Some(cursor), None) => match cursor.parse::<i64>() {
-            Ok(id) if id > 0 && cursor.bytes().all(|b| b.is_ascii_digit()) => Page::Before(id),
-            _ => return Err(ApiError::bad_request("invalid cursor")),
+        (Some(cursor), None) => match positive_id(&cursor) {
+            Some(id) => Page::Before(id),
+            None => return Err(ApiError::bad_request("invalid cursor")),
         },
         // Written so that no offset, however large, can overflow.
         (None, Some(offset)) if offset < 0 || offset > LIST_MAX_DEPTH - limit => {

@@ -89,3 +89,12 @@ pub fn user_text(raw: &str, max_chars: usize) -> Result<String, ApiError> {
     }
     Ok(text.to_owned())
 }
+
+/// An id as it travels on the wire: a positive bigint in plain decimal digits (no sign, no
+/// spaces, at most 19 digits). `None` for anything else.
+pub fn positive_id(text: &str) -> Option<i64> {
+    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<i64>().ok().filter(|n| *n > 0)
+}

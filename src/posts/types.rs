@@ -20,10 +20,9 @@ impl FromStr for PostId {
     type Err = ApiError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.parse::<i64>() {
-            Ok(n) if n > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(PostId(n)),
-            _ => Err(ApiError::bad_request("invalid post id")),
-        }
+        crate::http::extract::positive_id(s)
+            .map(PostId)
+            .ok_or_else(|| ApiError::bad_request("invalid post id"))
     }
 }
 

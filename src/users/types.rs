@@ -18,14 +18,9 @@ impl FromStr for UserId {
 
     /// Only plain decimal digits that fit a positive bigint: anything else cannot be an id (400).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ApiError::bad_request(format!("invalid user id: {}", shorten(s)));
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        match s.parse::<i64>() {
-            Ok(n) if n > 0 => Ok(UserId(n)),
-            _ => Err(bad()),
-        }
+        crate::http::extract::positive_id(s)
+            .map(UserId)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid user id: {}", shorten(s))))
     }
 }
 
