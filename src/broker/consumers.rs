@@ -177,7 +177,7 @@ pub(super) async fn route_live(
             let followers = async {
                 let _slot = state.fanout_slots.acquire().await;
                 let client = state.db.get().await?;
-                crate::posts::sql::followers(&client, UserId(author_id)).await
+                crate::posts::sql::followers(&client, UserId(author_id), i64::MAX).await
             };
             let followers = match followers.await {
                 Ok(followers) => followers,

@@ -195,27 +195,21 @@ pub async fn apply_event(
         } => {
             let author = UserId(author_id);
             let threshold = state.config.cache.feed_celebrity_followers;
+            // One more than the threshold tells a celebrity apart in the same query.
             let followers = {
                 // At most half the pool does fan-out at once, so a burst of posts cannot take
                 // every database connection from requests.
                 let _slot = state.fanout_slots.acquire().await;
                 let client = state.db.get().await?;
-                if sql::followers_exceed(&client, author, threshold).await? {
-                    None
-                } else {
-                    Some(sql::followers(&client, author).await?)
-                }
+                sql::followers(&client, author, threshold.max(0).saturating_add(1)).await?
             };
-            match followers {
-                None => {
-                    cache.mark_celebrity(author).await?;
-                    cache.push_recent(author, post_id).await?;
-                    Ok(1)
-                }
-                Some(followers) => {
-                    cache.push_post(post_id, &followers).await?;
-                    Ok(followers.len())
-                }
+            if followers.len() as i64 > threshold {
+                cache.mark_celebrity(author).await?;
+                cache.push_recent(author, post_id).await?;
+                Ok(1)
+            } else {
+                cache.push_post(post_id, &followers).await?;
+                Ok(followers.len())
             }
         }
         PostEvent::Updated { post_id, .. } => {

@@ -216,37 +216,23 @@ pub async fn posts_by_ids(db: &impl GenericClient, ids: &[i64]) -> Result<Vec<Po
         .collect())
 }
 
-/// Everyone who follows `author`: the readers whose cached feeds get the new post.
+/// Up to `limit` of the users who follow `author` (`i64::MAX` for all of them): the readers whose
+/// cached feeds, or sockets, get a new post.
 #[tracing::instrument(name = "sql.followers", skip(db))]
-pub async fn followers(db: &impl GenericClient, author: UserId) -> Result<Vec<i64>, ApiError> {
+pub async fn followers(
+    db: &impl GenericClient,
+    author: UserId,
+    limit: i64,
+) -> Result<Vec<i64>, ApiError> {
     let statement = db
-        .prepare_cached("select user_id from friends where friend_id = $1")
+        .prepare_cached("select user_id from friends where friend_id = $1 limit $2")
         .await?;
     Ok(db
-        .query(&statement, &[&author.0])
+        .query(&statement, &[&author.0, &limit])
         .await?
         .iter()
         .map(|row| row.get(0))
         .collect())
-}
-
-/// Whether `author` has more than `threshold` followers (counts at most threshold + 1 rows).
-#[tracing::instrument(name = "sql.followers_exceed", skip(db))]
-pub async fn followers_exceed(
-    db: &impl GenericClient,
-    author: UserId,
-    threshold: i64,
-) -> Result<bool, ApiError> {
-    let statement = db
-        .prepare_cached(
-            "select count(*) > $2::bigint
-             from (select 1 from friends where friend_id = $1 limit $2::bigint + 1) f",
-        )
-        .await?;
-    Ok(db
-        .query_one(&statement, &[&author.0, &threshold])
-        .await?
-        .get(0))
 }
 
 /// An author's newest post ids.
