@@ -146,10 +146,6 @@ impl Broker {
         (broker, task)
     }
 
-    pub fn names(&self) -> &Names {
-        &self.shared.names
-    }
-
     /// Wakes the relay: a write just added outbox rows.
     pub fn outbox_written(&self) {
         self.shared.outbox.notify_one();

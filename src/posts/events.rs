@@ -29,14 +29,6 @@ impl PostEvent {
             PostEvent::Deleted { .. } => "post.deleted",
         }
     }
-
-    pub fn post_id(&self) -> i64 {
-        match self {
-            PostEvent::Created { post_id, .. }
-            | PostEvent::Updated { post_id, .. }
-            | PostEvent::Deleted { post_id, .. } => *post_id,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -63,7 +55,13 @@ mod tests {
             serde_json::from_str(r#"{"author_id": 3, "kind": "post.deleted", "post_id": 7}"#)
                 .unwrap();
         assert_eq!(deleted.kind(), "post.deleted");
-        assert_eq!(deleted.post_id(), 7);
+        assert_eq!(
+            deleted,
+            PostEvent::Deleted {
+                post_id: 7,
+                author_id: 3
+            }
+        );
         assert!(serde_json::from_str::<PostEvent>(r#"{"kind": "post.exploded"}"#).is_err());
     }
 }
