@@ -1,23 +1,9 @@
 use std::collections::BTreeMap;
 
-use socialnet::config::DbConfig;
 use socialnet::lab::bench::{self, BenchCompareArgs, BenchRunArgs, RunResult, Scenario};
 use socialnet::lab::fake::{fake_users, FakeUsersArgs};
 
-use crate::helpers::spawn_app;
-
-fn db(url: &str) -> DbConfig {
-    DbConfig {
-        database_url: url.to_owned(),
-        db_pool_size: Some(2),
-        db_pool_timeout_ms: 5_000,
-        db_statement_timeout_ms: 0,
-        db_pipelined_reads: None,
-        citus_shard_count: 32,
-        citus_coordinator: None,
-        db_startup_wait_secs: 0,
-    }
-}
+use crate::helpers::{lab_db_config, spawn_app};
 
 fn assert_well_formed_svg(path: &std::path::Path) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -31,7 +17,7 @@ fn assert_well_formed_svg(path: &std::path::Path) {
 async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself() {
     let app = spawn_app().await;
     fake_users(&FakeUsersArgs {
-        db: db(&app.database_url),
+        db: lab_db_config(&app.database_url),
         count: 300,
         seed: Some(1),
         cyrillic_share: 0.7,
@@ -41,7 +27,7 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
     .await
     .unwrap();
     socialnet::lab::social::fake_social(&socialnet::lab::social::FakeSocialArgs {
-        db: db(&app.database_url),
+        db: lab_db_config(&app.database_url),
         follows_per_user: 5.0,
         popularity_skew: 1.0,
         posts_per_user: 2.0,
@@ -63,7 +49,7 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
         server_pid: Some(std::process::id()),
         out: out.clone(),
         name: Some("smoke".into()),
-        db: db(&app.database_url),
+        db: lab_db_config(&app.database_url),
         token_secret: None,
     };
     let (result, dir) = bench::run(&args).await.unwrap();
@@ -137,7 +123,7 @@ async fn an_open_loop_run_holds_roughly_its_rate() {
         server_pid: None,
         out: out.clone(),
         name: None,
-        db: db(&app.database_url),
+        db: lab_db_config(&app.database_url),
         token_secret: Some("test-secret".into()),
     })
     .await

@@ -16,17 +16,8 @@ async fn migrating_twice_is_harmless() {
     ]))
     .await
     .unwrap();
-    let pool = socialnet::db::build_pool(&socialnet::config::DbConfig {
-        database_url: app.database_url.clone(),
-        db_pool_size: Some(1),
-        db_pool_timeout_ms: 1_000,
-        db_statement_timeout_ms: 1_000,
-        db_pipelined_reads: None,
-        citus_shard_count: 32,
-        citus_coordinator: None,
-        db_startup_wait_secs: 0,
-    })
-    .unwrap();
+    let pool =
+        socialnet::db::build_pool(&crate::helpers::test_config(&app.database_url).db).unwrap();
     assert!(socialnet::db::migrate(&pool).await.unwrap().is_empty());
     app.register_user("Анна", "Иванова").await;
 }

@@ -1,22 +1,12 @@
 use reqwest::StatusCode;
 use serde_json::Value;
-use socialnet::config::DbConfig;
 use socialnet::lab::fake::{fake_users, FakeUsersArgs, LAB_PASSWORD};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{lab_db_config, spawn_app};
 
 fn args(database_url: &str, count: u64, seed: u64) -> FakeUsersArgs {
     FakeUsersArgs {
-        db: DbConfig {
-            database_url: database_url.to_owned(),
-            db_pool_size: Some(2),
-            db_pool_timeout_ms: 5_000,
-            db_statement_timeout_ms: 0,
-            db_pipelined_reads: None,
-            citus_shard_count: 32,
-            citus_coordinator: None,
-            db_startup_wait_secs: 0,
-        },
+        db: lab_db_config(database_url),
         count,
         seed: Some(seed),
         cyrillic_share: 0.7,

@@ -21,6 +21,16 @@ pub struct TestApp {
     owns_database: bool,
 }
 
+/// What the lab tools get in these tests: a small pool and no statement timeout.
+pub fn lab_db_config(database_url: &str) -> DbConfig {
+    DbConfig {
+        db_pool_size: Some(2),
+        db_pool_timeout_ms: 5_000,
+        db_statement_timeout_ms: 0,
+        ..test_config(database_url).db
+    }
+}
+
 pub fn test_config(database_url: &str) -> Config {
     Config {
         db: DbConfig {
