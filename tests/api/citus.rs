@@ -11,7 +11,7 @@ use clap::Parser;
 use reqwest::StatusCode;
 
 use crate::dialogs::{concurrent_scenario, dialog_scenario, paging_scenario};
-use crate::helpers::{spawn_app_on, TestApp};
+use crate::helpers::{first_column, spawn_app_on, TestApp};
 
 /// Tests share one cluster: changes of its membership made in parallel (each test in a database of
 /// its own) can collide on cluster-wide catalogs ("tuple concurrently updated" on a worker), so
@@ -159,17 +159,13 @@ async fn on_citus_the_shard_count_changes_with_one_command_and_keeps_every_messa
     }
     shards(&app, &["set-count", "4"]).await;
     let db = coordinator(&app).await;
-    let counts: Vec<i64> = db
-        .query(
-            "select count(*) from citus_shards where table_name::text in ('dialogs', 'dialog_messages')
-             group by table_name order by table_name",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let counts: Vec<i64> = first_column(
+        &db,
+        "select count(*) from citus_shards where table_name::text in ('dialogs', 'dialog_messages')
+         group by table_name order by table_name",
+        &[],
+    )
+    .await;
     assert_eq!(counts, [4, 4]);
     assert_eq!(app.dialog(&boris, &anna.id, "").await.len(), 5);
     // Sends still go to the dialog's (new) shard, numbered on.
@@ -224,17 +220,13 @@ async fn on_citus_a_dialog_lives_on_one_shard_and_its_list_is_routed_there() {
         socialnet::users::UserId(anna.id.parse().unwrap()),
         socialnet::users::UserId(boris.id.parse().unwrap()),
     );
-    let per_shard: Vec<i64> = db
-        .query(
-            "select result::bigint from run_command_on_shards('dialog_messages',
-                 'select count(*) from %s') where result::bigint > 0",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let per_shard: Vec<i64> = first_column(
+        &db,
+        "select result::bigint from run_command_on_shards('dialog_messages',
+             'select count(*) from %s') where result::bigint > 0",
+        &[],
+    )
+    .await;
     assert_eq!(per_shard, [10]);
     let expected_shard: i64 = db
         .query_one(
@@ -255,19 +247,15 @@ async fn on_citus_a_dialog_lives_on_one_shard_and_its_list_is_routed_there() {
         .get(0);
     assert_eq!(holding, expected_shard);
     // The list query, as the service sends it, is planned for one shard.
-    let plan: Vec<String> = db
-        .query(
-            "explain select id, sender_id, recipient_id, text, created_at from dialog_messages
-             where dialog_id = $1
-               and (sender_id = $2 and recipient_id = $3 or sender_id = $3 and recipient_id = $2)
-               and id < $4 order by id desc limit 20",
-            &[&key.id, &key.low.0, &key.high.0, &i64::MAX],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let plan: Vec<String> = first_column(
+        &db,
+        "explain select id, sender_id, recipient_id, text, created_at from dialog_messages
+         where dialog_id = $1
+           and (sender_id = $2 and recipient_id = $3 or sender_id = $3 and recipient_id = $2)
+           and id < $4 order by id desc limit 20",
+        &[&key.id, &key.low.0, &key.high.0, &i64::MAX],
+    )
+    .await;
     let plan = plan.join("\n");
     assert!(plan.contains("Task Count: 1"), "{plan}");
 }

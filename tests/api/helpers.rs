@@ -21,6 +21,20 @@ pub struct TestApp {
     owns_database: bool,
 }
 
+/// The first column of every row a query returns.
+pub async fn first_column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T> {
+    db.query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// What the lab tools get in these tests: a small pool and no statement timeout.
 pub fn lab_db_config(database_url: &str) -> DbConfig {
     DbConfig {

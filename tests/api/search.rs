@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, first_column, spawn_app};
 
 async fn search(app: &crate::helpers::TestApp, query: &str) -> Vec<Value> {
     let response = app.get(&format!("/user/search?{query}")).await;
@@ -193,16 +193,12 @@ async fn a_long_prefix_is_checked_against_the_lower_cased_names_stored_in_the_in
         "explain (verbose, costs off) {}",
         search_sql(&first, &second)
     );
-    let plan: Vec<String> = client
-        .query(
-            &explain,
-            &[&first.as_str(), &second.as_str(), &100_i64, &0_i64],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let plan: Vec<String> = first_column(
+        &client,
+        &explain,
+        &[&first.as_str(), &second.as_str(), &100_i64, &0_i64],
+    )
+    .await;
     let plan = plan.join("\n");
     assert!(
         plan.contains("Index Only Scan using users_name_search_idx"),
