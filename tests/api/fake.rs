@@ -197,3 +197,101 @@ async fn fake_social_draws_a_skewed_graph_and_posts_that_fill_feeds() {
         .unwrap();
     assert!(!feed.is_empty());
 }
+
+#[tokio::test]
+async fn fake_dialogs_writes_numbered_dialogs_that_the_api_continues_and_shows_the_key_skew() {
+    use socialnet::lab::dialogs::{dialog_shards, fake_dialogs, DialogShardsArgs, FakeDialogsArgs};
+
+    let app = spawn_app().await;
+    fake_users(&args(&app.database_url, 50, 11)).await.unwrap();
+    let report = fake_dialogs(&FakeDialogsArgs {
+        db: lab_db_config(&app.database_url),
+        messages: 2_000,
+        messages_per_dialog: 10.0,
+        hot_users: 1,
+        hot_share: 0.3,
+        days: 30,
+        seed: Some(13),
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.messages, 2_000);
+    let hot = report.hot_users[0];
+
+    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "select (select count(*) from dialog_messages),
+                    (select count(*) from dialog_messages where sender_id = $1),
+                    (select count(*) from dialog_messages where sender_id = recipient_id),
+                    (select count(*) from dialogs d where last_message_id <>
+                        (select count(*) from dialog_messages m where m.dialog_id = d.dialog_id)),
+                    (select count(*) from dialogs)",
+            &[&hot],
+        )
+        .await
+        .unwrap();
+    let (total, by_hot, to_self, miscounted, dialogs): (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(total, 2_000);
+    // 30 % by choice, plus the hot user's turns in ordinary dialogs (1 in 50 users).
+    assert!((500..=850).contains(&by_hot), "hot user wrote {by_hot}");
+    assert_eq!(to_self, 0);
+    assert_eq!(miscounted, 0, "every dialog counts its messages 1..n");
+    assert_eq!(dialogs as u64, report.dialogs);
+
+    // A message sent through the API takes the next number in a generated dialog.
+    let row = client
+        .query_one(
+            "select case when user_low = $1 then user_high else user_low end, last_message_id
+             from dialogs where $1 in (user_low, user_high) order by last_message_id desc limit 1",
+            &[&hot],
+        )
+        .await
+        .unwrap();
+    let (other, last): (i64, i64) = (row.get(0), row.get(1));
+    let token = app
+        .login(&hot.to_string(), LAB_PASSWORD)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = crate::helpers::TestUser {
+        id: hot.to_string(),
+        token,
+    };
+    let sent = app
+        .send_message(&me, &other.to_string(), "и ещё одно")
+        .await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let newest = app.dialog(&me, &other.to_string(), "limit=1").await;
+    assert_eq!(newest[0]["id"], (last + 1).to_string());
+    assert_eq!(newest[0]["text"], "и ещё одно");
+
+    // Sharded by sender, the hot user's shard carries far more than sharded by dialog.
+    let table = dialog_shards(&DialogShardsArgs {
+        db: lab_db_config(&app.database_url),
+        shards: 32,
+    })
+    .await
+    .unwrap();
+    let skew = |label: &str| -> f64 {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label}")))
+            .unwrap_or_else(|| panic!("no {label} row in\n{table}"));
+        line.split('|').nth(4).unwrap().trim().parse().unwrap()
+    };
+    let (by_dialog, by_sender) = (skew("dialog"), skew("sender"));
+    assert!(by_sender > 2.0 * by_dialog, "{table}");
+    // The busiest sender shard holds at least the hot user's messages.
+    assert!(
+        by_sender >= by_hot as f64 / (2_001.0 / 32.0) - 0.01,
+        "{table}"
+    );
+}
