@@ -8,7 +8,6 @@
 //! same connection (bounded by `statement_timeout`). Searches measurably suffered, so only
 //! primary-key lookups come here.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +27,9 @@ pub struct PipelinedReads {
 /// One shared connection and the statements prepared on it.
 pub struct SharedClient {
     client: tokio_postgres::Client,
-    statements: Mutex<HashMap<String, Statement>>,
+    /// By SQL text. Only a couple of statements come here (the key lookups), so a scan that
+    /// compares lengths first beats hashing the whole text on every request.
+    statements: Mutex<Vec<(String, Statement)>>,
 }
 
 impl PipelinedReads {
@@ -61,7 +62,7 @@ impl PipelinedReads {
         });
         let client = Arc::new(SharedClient {
             client,
-            statements: Mutex::new(HashMap::new()),
+            statements: Mutex::new(Vec::new()),
         });
         *open = Some(client.clone());
         Ok(client)
@@ -74,8 +75,9 @@ impl SharedClient {
             .statements
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(sql)
-            .cloned();
+            .iter()
+            .find(|(text, _)| text == sql)
+            .map(|(_, statement)| statement.clone());
         if let Some(statement) = cached {
             return Ok(statement);
         }
@@ -83,7 +85,7 @@ impl SharedClient {
         self.statements
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(sql.to_owned(), statement.clone());
+            .push((sql.to_owned(), statement.clone()));
         Ok(statement)
     }
 }

@@ -156,7 +156,7 @@ pub fn render_error_body(response: Response, request_id: &RequestId) -> Response
     let (mut parts, _) = response.into_parts();
     let body = ErrorBody {
         message,
-        request_id: request_id.0.clone(),
+        request_id: request_id.as_str().to_owned(),
         code: status.as_u16(),
     };
     parts.headers.remove(header::CONTENT_LENGTH);

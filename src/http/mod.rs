@@ -94,7 +94,7 @@ async fn around_request(
     let header = id.header_value();
     let span = tracing::info_span!(
         "request",
-        request_id = %id.0,
+        request_id = %id.as_str(),
         method = %request.method(),
         path = %request.uri().path(),
     );
