@@ -1,7 +1,7 @@
 //! Building and running the server: pool, migrations, state, listener.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +11,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::broker::Broker;
 use crate::config::{AuthConfig, Config};
 use crate::db;
-use crate::http::{self, AppState};
+use crate::http::{self, AppParts, AppState};
 
 /// A server whose listener is bound and whose database is migrated, ready to run.
 pub struct Application {
@@ -36,7 +36,7 @@ impl Application {
                 n,
             ))),
         };
-        let mut state = AppState {
+        let state = AppState::new(AppParts {
             db: pool,
             tokens: token_keys(&config.auth),
             hasher: password_hasher(&config.auth)?,
@@ -45,13 +45,13 @@ impl Application {
             feed_cache,
             fanout_slots: Arc::new(tokio::sync::Semaphore::new(fanout_slots)),
             reads,
-            broker: None,
-        };
+            broker: OnceLock::new(),
+        });
         let broker_task = if state.config.broker.urls().is_empty() {
             None
         } else {
             let (broker, task) = Broker::start(&state.config.broker, state.clone());
-            state.broker = Some(broker);
+            let _ = state.broker.set(broker);
             Some(task)
         };
         http::metrics::handle();
@@ -81,9 +81,12 @@ impl Application {
         let address = self.listener.local_addr()?;
         tracing::info!(%address, "listening");
         let pool = self.state.db.clone();
-        axum::serve(self.listener, http::router(self.state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            axum::ServiceExt::into_make_service(http::router(self.state.clone())),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         if let Some(task) = self.broker_task {
             task.abort();
         }
@@ -94,17 +97,17 @@ impl Application {
 }
 
 /// Signing keys from the configured secret, or a random one (with a warning) for a lone dev server.
-pub fn token_keys(auth: &AuthConfig) -> Arc<TokenKeys> {
+pub fn token_keys(auth: &AuthConfig) -> TokenKeys {
     let ttl = Duration::from_secs(auth.token_ttl_secs);
     match &auth.token_secret {
-        Some(secret) if !secret.is_empty() => Arc::new(TokenKeys::new(secret.as_bytes(), ttl)),
+        Some(secret) if !secret.is_empty() => TokenKeys::new(secret.as_bytes(), ttl),
         _ => {
             tracing::warn!(
                 "TOKEN_SECRET is not set: using a random secret; tokens die with this process \
                  and are not accepted by other instances"
             );
             let secret: [u8; 32] = rand::random();
-            Arc::new(TokenKeys::new(&secret, ttl))
+            TokenKeys::new(&secret, ttl)
         }
     }
 }

@@ -8,7 +8,8 @@ mod ops;
 pub mod request_id;
 
 use std::any::Any;
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -25,12 +26,30 @@ use error::ApiError;
 use request_id::{RequestId, REQUEST_ID_HEADER};
 use tracing::Instrument;
 
-/// What every handler can reach. Cheap to clone: everything inside is shared.
+/// What every handler can reach, behind one reference count: axum clones the state several times
+/// per request (into the route's service, then into the `State` extractor), and each clone of a
+/// struct of shared parts was a dozen atomic increments and as many decrements afterwards.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     pub db: Pool,
-    /// Shared: its validation rules hold sets that would be copied on every request's clone.
-    pub tokens: Arc<TokenKeys>,
+    pub tokens: TokenKeys,
     pub hasher: PasswordHasher,
     pub config: Arc<Config>,
     pub live: crate::live::LiveHub,
@@ -40,11 +59,12 @@ pub struct AppState {
     pub fanout_slots: Arc<tokio::sync::Semaphore>,
     /// Pipelined single-statement reads, unless `DB_PIPELINED_READS=0`.
     pub reads: Option<Arc<crate::db::reads::PipelinedReads>>,
-    /// The RabbitMQ session, when `AMQP_URL` is set.
-    pub broker: Option<crate::broker::Broker>,
+    /// The RabbitMQ session, when `AMQP_URL` is set; set once, right after start-up (the
+    /// session's own task holds the state too).
+    pub broker: OnceLock<crate::broker::Broker>,
 }
 
-impl AppState {
+impl AppParts {
     /// A connection for a primary-key lookup: pipelined on a shared connection when
     /// `DB_PIPELINED_READS` is on, pooled otherwise.
     pub async fn read_conn(&self) -> Result<crate::db::reads::ReadConn, ApiError> {
@@ -53,7 +73,7 @@ impl AppState {
 }
 
 /// The whole application: every domain's routes plus docs, operations and the middleware stack.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> App {
     let config = state.config.clone();
     let api = Router::new()
         .merge(crate::users::routes::router())
@@ -68,18 +88,28 @@ pub fn router(state: AppState) -> Router {
     with_middleware(api.merge(openapi::docs_router()), &config)
 }
 
+/// The served application: the routes inside the middleware stack.
+pub type App = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
 /// Wraps routes in the middleware every response goes through: [`around_request`] outermost, so
 /// its span covers everything and it sees the panic catcher's responses; body limits innermost.
-pub fn with_middleware(routes: Router, config: &Config) -> Router {
+///
+/// The stack wraps the router once, as one service, rather than through `Router::layer`, which
+/// wraps every route separately: each such layer cost every request a clone of the route's boxed
+/// service (and of the state inside it) and a boxed future (docs/benchmarks/users.md).
+pub fn with_middleware(routes: Router, config: &Config) -> App {
     let body_limit = config.body_limit_bytes;
-    routes
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(
-            config.request_timeout(),
-            around_request,
-        ))
+    tower::util::BoxCloneSyncService::new(
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(
+                config.request_timeout(),
+                around_request,
+            ))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(RequestBodyLimitLayer::new(body_limit))
+            .layer(DefaultBodyLimit::max(body_limit))
+            .service(routes),
+    )
 }
 
 /// One middleware for what every request needs, in one place (one layer is cheaper than three):
@@ -209,7 +239,7 @@ mod tests {
             },
             log_format: crate::config::LogFormat::Text,
         };
-        AppState {
+        AppState::new(AppParts {
             db: crate::db::build_pool(&config.db).unwrap(),
             tokens: crate::app::token_keys(&config.auth),
             hasher: crate::app::password_hasher(&config.auth).unwrap(),
@@ -218,8 +248,8 @@ mod tests {
             feed_cache: None,
             fanout_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             reads: None,
-            broker: None,
-        }
+            broker: OnceLock::new(),
+        })
     }
 
     async fn whoami(AuthUser(user): AuthUser) -> String {
@@ -235,7 +265,7 @@ mod tests {
         "late"
     }
 
-    fn test_router(state: AppState) -> Router {
+    fn test_router(state: AppState) -> App {
         let config = state.config.clone();
         let routes = Router::new()
             .route("/whoami", get(whoami))
@@ -245,7 +275,7 @@ mod tests {
         with_middleware(routes, &config)
     }
 
-    async fn call(router: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    async fn call(router: App, request: Request<Body>) -> (StatusCode, serde_json::Value) {
         let response = router.oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)

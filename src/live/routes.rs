@@ -56,7 +56,7 @@ pub async fn feed_posted(
         .await
         .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let subscription = state.live.subscribe(user);
-    if let Some(broker) = &state.broker {
+    if let Some(broker) = state.broker.get() {
         // Routed here before the handshake completes: a post made right after it reaches this
         // socket. Bounded: with the broker away the socket opens anyway and is routed on reconnect.
         broker.routed(user, ROUTING_WAIT).await;

@@ -51,7 +51,7 @@ pub async fn create_post(
     let text = PostText::parse(&request.text)?;
     let id = {
         let db = state.db.get().await?;
-        sql::insert_post(&db, me, &text, state.broker.is_some()).await?
+        sql::insert_post(&db, me, &text, state.broker.get().is_some()).await?
     };
     written_event(&state, || PostEvent::Created {
         post_id: id.0,
@@ -65,7 +65,7 @@ pub async fn create_post(
 /// woken; without one, it is applied here, in the background, to the feed cache and, for a new
 /// post, to the followers' sockets on this instance.
 fn written_event(state: &AppState, event: impl FnOnce() -> PostEvent) {
-    if let Some(broker) = &state.broker {
+    if let Some(broker) = state.broker.get() {
         broker.outbox_written();
         return;
     }
@@ -116,7 +116,7 @@ pub async fn update_post(
     let text = PostText::parse(&request.text)?;
     {
         let db = state.db.get().await?;
-        written(sql::update_post(&db, me, id, &text, state.broker.is_some()).await?)?;
+        written(sql::update_post(&db, me, id, &text, state.broker.get().is_some()).await?)?;
     }
     written_event(&state, || PostEvent::Updated {
         post_id: id.0,
@@ -146,7 +146,7 @@ pub async fn delete_post(
     let id: PostId = id.parse()?;
     {
         let db = state.db.get().await?;
-        written(sql::delete_post(&db, me, id, state.broker.is_some()).await?)?;
+        written(sql::delete_post(&db, me, id, state.broker.get().is_some()).await?)?;
     }
     written_event(&state, || PostEvent::Deleted {
         post_id: id.0,
