@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::auth::{PasswordHasher, TokenKeys};
@@ -81,8 +82,15 @@ impl Application {
         let address = self.listener.local_addr()?;
         tracing::info!(%address, "listening");
         let pool = self.state.db.clone();
+        // No Nagle delay: a response or a live-feed frame goes out as soon as it is written, not
+        // when the client's (possibly delayed) ACK of the previous segment arrives.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(
-            self.listener,
+            listener,
             axum::ServiceExt::into_make_service(http::router(self.state.clone())),
         )
         .with_graceful_shutdown(shutdown)
