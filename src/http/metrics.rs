@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
@@ -17,18 +17,38 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often recorded latencies are folded into their histograms' buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The process-wide recorder (the `metrics` facade has one global recorder per process).
+///
+/// The recorder keeps every latency it is given as a raw sample until something folds them into
+/// the buckets: a scrape does, and so does its upkeep. Installed this way it runs no upkeep of its
+/// own, so without a scraper the samples piled up, 8 bytes and more per request, without end (the
+/// server's resident memory grew by ~9 MB per 450,000 requests). A thread of ours runs it.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full("http_request_duration_seconds".into()),
                 LATENCY_BUCKETS,
             )
             .expect("buckets are not empty")
             .install_recorder()
-            .expect("no other metrics recorder is installed")
+            .expect("no other metrics recorder is installed");
+        let upkept = handle.clone();
+        // A thread, not a task: the recorder outlives any one runtime (tests start many).
+        let started = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkept.run_upkeep();
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the metrics upkeep thread; latencies are folded only when scraped");
+        }
+        handle
     })
 }
 
@@ -110,6 +130,31 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    /// Without upkeep the recorder keeps every latency sample until a scrape: memory grows with
+    /// every request on a server nobody scrapes.
+    #[test]
+    fn the_recorder_comes_with_its_upkeep_thread() {
+        handle();
+        let thread_names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("Linux /proc")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs, which may be a moment after it is spawned.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut names = thread_names();
+        while !names.iter().any(|name| name == "metrics-upkeep") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            names = thread_names();
+        }
+        assert!(
+            names.iter().any(|name| name == "metrics-upkeep"),
+            "{names:?}"
+        );
+    }
 
     #[tokio::test]
     async fn each_route_method_and_status_counts_into_its_own_series() {
