@@ -9,7 +9,7 @@
 //! primary-key lookups come here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
@@ -19,9 +19,28 @@ use crate::http::error::ApiError;
 
 /// A few shared connections for pipelined single-statement reads.
 pub struct PipelinedReads {
-    slots: Vec<tokio::sync::Mutex<Option<Arc<SharedClient>>>>,
+    slots: Vec<Slot>,
     next: AtomicUsize,
     config: tokio_postgres::Config,
+}
+
+/// One shared connection: taken under a plain read lock on every request; (re)opened by one
+/// request at a time while the others wait on the async lock instead of connecting too.
+#[derive(Default)]
+struct Slot {
+    open: RwLock<Option<Arc<SharedClient>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn current(&self) -> Option<Arc<SharedClient>> {
+        self.open
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .filter(|c| !c.client.is_closed())
+            .cloned()
+    }
 }
 
 /// One shared connection and the statements prepared on it.
@@ -35,9 +54,7 @@ pub struct SharedClient {
 impl PipelinedReads {
     pub fn new(config: tokio_postgres::Config, connections: usize) -> Self {
         PipelinedReads {
-            slots: (0..connections.max(1))
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
+            slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             config,
         }
@@ -45,10 +62,16 @@ impl PipelinedReads {
 
     /// The next connection in turn, (re)opened if it is not open.
     async fn client(&self) -> Result<Arc<SharedClient>, ApiError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        let mut open = slot.lock().await;
-        if let Some(client) = open.as_ref().filter(|c| !c.client.is_closed()) {
-            return Ok(client.clone());
+        let slot = match self.slots.as_slice() {
+            [only] => only,
+            slots => &slots[self.next.fetch_add(1, Ordering::Relaxed) % slots.len()],
+        };
+        if let Some(client) = slot.current() {
+            return Ok(client);
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(client) = slot.current() {
+            return Ok(client);
         }
         let (client, connection) = self
             .config
@@ -64,7 +87,10 @@ impl PipelinedReads {
             client,
             statements: Mutex::new(Vec::new()),
         });
-        *open = Some(client.clone());
+        *slot
+            .open
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(client.clone());
         Ok(client)
     }
 }
