@@ -291,16 +291,15 @@ async fn rebind(
     Ok(())
 }
 
-/// Binds the routing keys of every user connected now; returns them. A session does this before
-/// anything is published on it, so no post can be routed past a socket that is already open.
+/// Binds the routing keys of every user connected now. A session does this before anything is
+/// published on it, so no post can be routed past a socket that is already open.
 pub(super) async fn bind_connected_now(
     channel: &Channel,
     queue: &str,
     hub: &LiveHub,
     shared: &Shared,
-) -> anyhow::Result<HashSet<i64>> {
-    let users: HashSet<i64> = hub.connected_users().into_iter().collect();
-    let added: Vec<i64> = users.iter().copied().collect();
+) -> anyhow::Result<()> {
+    let added: Vec<i64> = hub.connected_users();
     tokio::time::timeout(
         BIND_TIMEOUT,
         rebind(channel, queue, &shared.names.sockets, &added, &[]),
@@ -308,10 +307,11 @@ pub(super) async fn bind_connected_now(
     .await
     .map_err(|_| anyhow::anyhow!("binding users took over {} s", BIND_TIMEOUT.as_secs()))??;
     shared.set_routed(|routed| routed.extend(&added));
-    Ok(users)
+    Ok(())
 }
 
-/// Keeps this instance's queue bound to exactly the users with a socket here, from `bound`.
+/// Keeps this instance's queue bound to exactly the users with a socket here; what is bound now
+/// is the shared routed set, which this loop alone changes while the session lasts.
 /// Work is done in bounded passes (bindings cost one round trip per pass, unbindings one each),
 /// so that thousands of sockets closing at once are unbound over a few passes instead of one
 /// long one; a stale binding meanwhile only costs traffic, as the hub ignores absent users.
@@ -320,7 +320,6 @@ pub(super) async fn bind_connected_users(
     queue: String,
     hub: LiveHub,
     shared: Arc<Shared>,
-    mut bound: HashSet<i64>,
 ) -> anyhow::Result<()> {
     let mut behind = false;
     loop {
@@ -329,16 +328,19 @@ pub(super) async fn bind_connected_users(
             hub.membership_changed().await;
         }
         let wanted: HashSet<i64> = hub.connected_users().into_iter().collect();
-        let added: Vec<i64> = wanted
-            .difference(&bound)
-            .copied()
-            .take(BINDS_PER_PASS)
-            .collect();
-        let removed: Vec<i64> = bound
-            .difference(&wanted)
-            .copied()
-            .take(UNBINDS_PER_PASS)
-            .collect();
+        let (added, removed) = shared.with_routed(|bound| {
+            let added: Vec<i64> = wanted
+                .difference(bound)
+                .copied()
+                .take(BINDS_PER_PASS)
+                .collect();
+            let removed: Vec<i64> = bound
+                .difference(&wanted)
+                .copied()
+                .take(UNBINDS_PER_PASS)
+                .collect();
+            (added, removed)
+        });
         let pass = rebind(&channel, &queue, &shared.names.sockets, &added, &removed);
         tokio::time::timeout(BIND_TIMEOUT, pass)
             .await
@@ -358,10 +360,6 @@ pub(super) async fn bind_connected_users(
                 }
             });
         }
-        bound.extend(&added);
-        for user in &removed {
-            bound.remove(user);
-        }
-        behind = bound != wanted;
+        behind = shared.with_routed(|bound| *bound != wanted);
     }
 }

@@ -109,6 +109,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn with_routed<T>(&self, read: impl FnOnce(&HashSet<i64>) -> T) -> T {
+        read(&self.routed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn set_routed(&self, update: impl FnOnce(&mut HashSet<i64>)) {
         update(&mut self.routed.lock().unwrap_or_else(|p| p.into_inner()));
         self.routed_version.send_modify(|v| *v += 1);
@@ -165,13 +169,7 @@ impl Broker {
                 if !self.is_connected() {
                     return false;
                 }
-                if self
-                    .shared
-                    .routed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&user.0)
-                {
+                if self.shared.with_routed(|routed| routed.contains(&user.0)) {
                     return true;
                 }
                 if changes.changed().await.is_err() {
@@ -265,7 +263,7 @@ async fn session(
     let mut events = connection.events_listener();
     // Sockets already open here are routed before anything is published on this session.
     shared.set_connected(true);
-    let bound = consumers::bind_connected_now(&setup, &own, &state.live, shared).await?;
+    consumers::bind_connected_now(&setup, &own, &state.live, shared).await?;
 
     let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
     parts.spawn(relay::run(
@@ -297,7 +295,6 @@ async fn session(
         own,
         state.live.clone(),
         shared.clone(),
-        bound,
     ));
     parts.spawn(async move {
         while let Some(event) = events.next().await {
