@@ -35,12 +35,7 @@ psql "${db_url%/*}/postgres" -X -Atq -c "select 1 from pg_database where datname
   { psql "${db_url%/*}/postgres" -X -q -c "create database pgbench" && pgbench -i -s 10 -q "$pgbench_url" 2>/dev/null; }
 
 # 2-3 letter prefix pairs of real users, URL-encoded.
-psql_q -F $'\t' -c "select left(first_name, 2 + (random() > 0.5)::int), left(second_name, 2 + (random() > 0.5)::int)
-                    from users tablesample system (2) limit 20000" |
-  python3 -c 'import sys, urllib.parse as u
-for line in sys.stdin:
-    f, s = line.rstrip("\n").split("\t")
-    print("first_name=" + u.quote(f) + "&last_name=" + u.quote(s))' > "$out/pairs.txt"
+scripts/prefix-pairs.sh "$db_url" > "$out/pairs.txt"
 
 env TOKEN_SECRET=bench RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url ${POOL:+DB_POOL_SIZE=$POOL} \
   $bin serve > "$out/server.log" 2>&1 &

@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
-# Instructions the server executes per `GET /user/get/{id}`, counted by valgrind's callgrind:
-# unlike requests per second on a shared machine, the count repeats from run to run, so it can
-# tell a 2 % change in the server's own code from noise. Kernel time (system calls, TCP) is not
-# counted; only user space.
-#   scripts/callgrind-user-get.sh [BINARY]     # default target/release/socialnet
+# Instructions the server executes per request, counted by valgrind's callgrind: unlike requests
+# per second on a shared machine, the count repeats from run to run, so it can tell a 2 % change
+# in the server's own code from noise. Kernel time (system calls, TCP) is not counted; only user
+# space.
+#   scripts/callgrind-requests.sh [user-get|search] [BINARY]   # default user-get,
+#                                                               # target/release/socialnet
+# user-get asks for random ids; search for 2-3 letter prefix pairs of real users (100 per page).
 # Needs valgrind and wrk (Debian packages) and the benchmark instance that scripts/bench-users.sh
 # fills (PG_PORT, default 5440). Counts from a WARMUP-second wrk run are discarded; the next
 # DURATION seconds (default 15) are counted. Prints the total and the per-request figure, and
 # leaves the profile in results/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/socialnet}
+scenario=${1:-user-get}
+bin=${2:-target/release/socialnet}
+case "$scenario" in
+  user-get) script=scripts/wrk/user-get.lua ;;
+  search) script=scripts/wrk/search.lua ;;
+  *) echo "unknown scenario: $scenario (user-get or search)" >&2; exit 2 ;;
+esac
 port=${PORT:-8089}
 pg_port=${PG_PORT:-5440}
 duration=${DURATION:-15}
 warmup=${WARMUP:-5}
-out="results/callgrind-$(date -u +%Y%m%dT%H%M%SZ)"
+out="results/callgrind-$scenario-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 
 db_url=$(scripts/pg-instance.sh start "$pg_port")
 max_id=$(psql "$db_url" -X -Atq -c "select max(id) from users")
+scripts/prefix-pairs.sh "$db_url" > "$out/pairs.txt"
 
 env TOKEN_SECRET=bench RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url \
   valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" "$bin" serve \
@@ -28,10 +37,10 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.5; done
 
-MAX_ID=$max_id wrk -t1 -c10 -d"${warmup}s" -s scripts/wrk/user-get.lua "http://127.0.0.1:$port" > /dev/null
+export MAX_ID=$max_id PAIRS_FILE=$out/pairs.txt
+wrk -t1 -c10 -d"${warmup}s" -s "$script" "http://127.0.0.1:$port" > /dev/null
 callgrind_control --zero "$server" > /dev/null 2>&1
-MAX_ID=$max_id wrk -t1 -c10 -d"${duration}s" -s scripts/wrk/user-get.lua "http://127.0.0.1:$port" \
-  > "$out/wrk.txt"
+wrk -t1 -c10 -d"${duration}s" -s "$script" "http://127.0.0.1:$port" > "$out/wrk.txt"
 callgrind_control --dump "$server" > /dev/null 2>&1
 kill "$server"
 wait "$server" 2>/dev/null || true
