@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod metrics;
 pub mod openapi;
 mod ops;
@@ -155,25 +156,6 @@ async fn around_request(
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header);
     response
-}
-
-/// A JSON response serialized into a buffer sized up front: axum's `Json` starts at 128 bytes and
-/// grows by copying, several times over for a 40 KB page of search results.
-pub fn json_response<T: serde::Serialize>(
-    value: &T,
-    capacity: usize,
-) -> Result<Response, ApiError> {
-    let mut body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut body, value)
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("serializing a response")))?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -16,7 +16,7 @@ use crate::auth::PasswordVerdict;
 use crate::db::reads::ReadConn;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::{json_response, AppState};
+use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -150,7 +150,7 @@ pub async fn get_user(
     let user = sql::find_user(&db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("user not found"))?;
-    json_response(&user, sql::USER_JSON_BYTES)
+    user.response()
 }
 
 /// Default and largest page of search results.
@@ -204,5 +204,5 @@ pub async fn search(
     // Searches vary in cost: pipelined, a slow one would hold up the ones behind it.
     let db = ReadConn::Pooled(state.db.get().await?);
     let users = sql::search_users(&db, &first, &second, limit, offset).await?;
-    json_response(&users, 2 + users.len() * sql::USER_JSON_BYTES)
+    sql::UserRow::page_response(&users)
 }

@@ -1,9 +1,8 @@
 //! Every SQL statement of the users domain.
 
+use axum::response::Response;
 use chrono::{Datelike, NaiveDate};
 use deadpool_postgres::GenericClient;
-use serde::ser::{Serialize, SerializeStruct, Serializer};
-use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
 #[cfg(doc)]
@@ -11,6 +10,7 @@ use super::types::User;
 use super::types::{NamePrefix, NewUser, UserId};
 use crate::db::reads::ReadConn;
 use crate::http::error::ApiError;
+use crate::http::json;
 
 /// The columns of a public profile, in the order [`UserRow`] reads them.
 macro_rules! user_columns {
@@ -20,7 +20,7 @@ macro_rules! user_columns {
 }
 const USER_COLUMNS: &str = user_columns!();
 
-/// One row of [`USER_COLUMNS`], serialized as the API's [`User`] straight from the driver's
+/// One row of [`USER_COLUMNS`], written as the API's [`User`] JSON straight from the driver's
 /// buffer: the texts are borrowed, the id and the date written on the stack, so a profile costs no
 /// owned copy of each field on its way to JSON (a search page of 100 users is ~40 KB of JSON, and
 /// building owned users first was most of a search's server time).
@@ -29,30 +29,53 @@ pub struct UserRow(Row);
 /// About how many bytes one user takes in JSON (generated data: ~420), to size response buffers.
 pub const USER_JSON_BYTES: usize = 512;
 
-impl Serialize for UserRow {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl UserRow {
+    /// Appends the profile as the API's JSON object (see [`crate::http::json`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         let row = &self.0;
-        let id: i64 = column(row, 0)?;
-        let birthdate: NaiveDate = column(row, 3)?;
-        let mut user = serializer.serialize_struct("User", 6)?;
-        user.serialize_field("id", itoa::Buffer::new().format(id))?;
-        user.serialize_field("first_name", column::<&str, _>(row, 1)?)?;
-        user.serialize_field("second_name", column::<&str, _>(row, 2)?)?;
+        let column_error =
+            |e| ApiError::Internal(anyhow::Error::new(e).context("reading a user row"));
+        let id: i64 = row.try_get(0).map_err(column_error)?;
+        let birthdate: NaiveDate = row.try_get(3).map_err(column_error)?;
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+        out.extend_from_slice(b"\",\"first_name\":");
+        json::write_str(out, row.try_get(1).map_err(column_error)?);
+        out.extend_from_slice(b",\"second_name\":");
+        json::write_str(out, row.try_get(2).map_err(column_error)?);
+        out.extend_from_slice(b",\"birthdate\":\"");
         match iso_date(birthdate) {
-            Some(text) => {
-                user.serialize_field("birthdate", std::str::from_utf8(&text).unwrap_or(""))?
-            }
-            None => user.serialize_field("birthdate", &birthdate)?,
+            Some(text) => out.extend_from_slice(&text),
+            None => out.extend_from_slice(birthdate.to_string().as_bytes()),
         }
-        user.serialize_field("biography", column::<&str, _>(row, 4)?)?;
-        user.serialize_field("city", column::<&str, _>(row, 5)?)?;
-        user.end()
+        out.extend_from_slice(b"\",\"biography\":");
+        json::write_str(out, row.try_get(4).map_err(column_error)?);
+        out.extend_from_slice(b",\"city\":");
+        json::write_str(out, row.try_get(5).map_err(column_error)?);
+        out.push(b'}');
+        Ok(())
     }
-}
 
-/// Column `i` of a row, a type mismatch as a serialization error rather than a panic.
-fn column<'a, T: FromSql<'a>, E: serde::ser::Error>(row: &'a Row, i: usize) -> Result<T, E> {
-    row.try_get(i).map_err(E::custom)
+    /// The profile as a JSON response.
+    pub fn response(&self) -> Result<Response, ApiError> {
+        let mut body = Vec::with_capacity(USER_JSON_BYTES);
+        self.write_json(&mut body)?;
+        Ok(json::response(body))
+    }
+
+    /// A page of profiles as a JSON array response, in a buffer sized for it up front.
+    pub fn page_response(users: &[UserRow]) -> Result<Response, ApiError> {
+        let mut body = Vec::with_capacity(2 + users.len() * USER_JSON_BYTES);
+        body.push(b'[');
+        for (i, user) in users.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            user.write_json(&mut body)?;
+        }
+        body.push(b']');
+        Ok(json::response(body))
+    }
 }
 
 /// `YYYY-MM-DD` without the formatting machinery, for years 0 to 9999 (every birthdate the API
