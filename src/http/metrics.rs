@@ -221,27 +221,20 @@ mod tests {
                 .map(str::to_owned)
         };
         let route = r#"route="/metrics-unit/{n}""#;
-        assert_eq!(
-            count(&format!(r#"method="GET",{route},status="200""#)).as_deref(),
-            Some("3"),
-            "{text}"
-        );
-        assert_eq!(
-            count(&format!(r#"method="GET",{route},status="404""#)).as_deref(),
-            Some("2"),
-            "{text}"
-        );
-        assert_eq!(
-            count(&format!(r#"method="POST",{route},status="201""#)).as_deref(),
-            Some("1"),
-            "{text}"
-        );
-        // Methods a client makes up share one label.
-        assert_eq!(
-            count(&format!(r#"method="other",{route},status="405""#)).as_deref(),
-            Some("2"),
-            "{text}"
-        );
+        for (method, status, expected) in [
+            ("GET", 200, "3"),
+            ("GET", 404, "2"),
+            ("POST", 201, "1"),
+            // Methods a client makes up share one label.
+            ("other", 405, "2"),
+        ] {
+            let labels = format!(r#"method="{method}",{route},status="{status}""#);
+            assert_eq!(
+                count(&labels).as_deref(),
+                Some(expected),
+                "{labels}\n{text}"
+            );
+        }
         assert!(
             !text.contains("FROBNICATE") && !text.contains("WIBBLE"),
             "{text}"
