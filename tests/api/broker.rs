@@ -16,9 +16,7 @@ use crate::live::{connect, next_post, Socket};
 use crate::rabbit::RabbitNodes;
 
 async fn outbox_rows(app: &TestApp) -> Vec<(String, Value)> {
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     client
         .query("select kind, payload::text from outbox order by id", &[])
         .await

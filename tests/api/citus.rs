@@ -129,9 +129,7 @@ async fn shards(app: &TestApp, args: &[&str]) {
 }
 
 async fn coordinator(app: &TestApp) -> tokio_postgres::Client {
-    socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap()
+    app.db().await
 }
 
 #[tokio::test]

@@ -39,9 +39,7 @@ async fn create_superuser_makes_an_admin_who_can_log_in() {
     ]))
     .await
     .unwrap();
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     let row = client
         .query_one("select id, first_name from users where is_admin", &[])
         .await

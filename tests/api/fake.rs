@@ -24,9 +24,7 @@ async fn fake_users_appends_realistic_users_who_can_log_in() {
     assert_eq!(report.rows, 3_000);
     assert_eq!(report.seed, 7);
 
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     let row = client
         .query_one(
             "select count(*),
@@ -101,9 +99,7 @@ async fn the_same_seed_generates_the_same_users() {
     let app = spawn_app().await;
     fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
     fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     let differing: i64 = client
         .query_one(
             "select count(*) from users a join users b on b.id = a.id + 200
@@ -136,9 +132,7 @@ async fn fake_social_draws_a_skewed_graph_and_posts_that_fill_feeds() {
     assert_eq!(report.posts, 1_000);
     assert!(report.follows > 3_000, "{} follows", report.follows);
 
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     let row = client
         .query_one(
             "select count(*) filter (where user_id = friend_id),
@@ -176,22 +170,10 @@ async fn fake_social_draws_a_skewed_graph_and_posts_that_fill_feeds() {
         .await
         .unwrap();
     let reader: i64 = row.get(0);
-    let token = app
-        .login(&reader.to_string(), LAB_PASSWORD)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reader = app.logged_in(&reader.to_string(), LAB_PASSWORD).await;
     let feed: Vec<Value> = app
-        .client
-        .get(app.url("/post/feed?limit=20"))
-        .bearer_auth(token)
-        .send()
+        .get_as(&reader, "/post/feed?limit=20")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -218,9 +200,7 @@ async fn fake_dialogs_writes_numbered_dialogs_that_the_api_continues_and_shows_t
     assert_eq!(report.messages, 2_000);
     let hot = report.hot_users[0];
 
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     let row = client
         .query_one(
             "select (select count(*) from dialog_messages),
@@ -252,19 +232,7 @@ async fn fake_dialogs_writes_numbered_dialogs_that_the_api_continues_and_shows_t
         .await
         .unwrap();
     let (other, last): (i64, i64) = (row.get(0), row.get(1));
-    let token = app
-        .login(&hot.to_string(), LAB_PASSWORD)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let me = crate::helpers::TestUser {
-        id: hot.to_string(),
-        token,
-    };
+    let me = app.logged_in(&hot.to_string(), LAB_PASSWORD).await;
     let sent = app
         .send_message(&me, &other.to_string(), "и ещё одно")
         .await;

@@ -58,9 +58,7 @@ async fn the_feed_is_drawn_from_the_latest_1000_posts() {
     app.follow(&reader, &anna).await;
     app.follow(&reader, &boris).await;
     // 1,200 posts, alternating authors, written straight to the database for speed.
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     client
         .execute(
             "insert into posts (author_id, text)

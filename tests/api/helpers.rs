@@ -272,13 +272,21 @@ pub struct TestUser {
 impl TestApp {
     pub async fn user(&self, first: &str, second: &str) -> TestUser {
         let id = self.register_user(first, second).await;
-        let response = self.login(&id, "correct horse battery").await;
+        self.logged_in(&id, "correct horse battery").await
+    }
+
+    /// An existing user (say, a generated one), logged in.
+    pub async fn logged_in(&self, id: &str, password: &str) -> TestUser {
+        let response = self.login(id, password).await;
         assert_eq!(response.status(), StatusCode::OK);
         let token = response.json::<Value>().await.unwrap()["token"]
             .as_str()
             .unwrap()
             .to_owned();
-        TestUser { id, token }
+        TestUser {
+            id: id.to_owned(),
+            token,
+        }
     }
 
     pub async fn put_as(&self, user: &TestUser, path: &str, body: Option<&Value>) -> Response {
@@ -338,6 +346,13 @@ impl TestApp {
 
 impl TestApp {
     /// This app's database name.
+    /// A connection of its own to this app's database.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        socialnet::db::connect(&self.database_url.parse().unwrap())
+            .await
+            .unwrap()
+    }
+
     pub fn database_name(&self) -> String {
         self.database_url.rsplit('/').next().unwrap().to_owned()
     }

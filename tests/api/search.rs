@@ -154,9 +154,7 @@ async fn the_search_index_can_be_dropped_and_rebuilt_as_the_migration_made_it() 
 
     let app = spawn_app().await;
     app.register_user("Анна", "Иванова").await;
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     let definition = "select indexdef from pg_indexes where indexname = 'users_name_search_idx'";
     let from_migration: String = client.query_one(definition, &[]).await.unwrap().get(0);
 
@@ -179,9 +177,7 @@ async fn a_long_prefix_is_checked_against_the_lower_cased_names_stored_in_the_in
 
     let app = spawn_app().await;
     app.register_user("Ирина", "Зайцева").await;
-    let client = socialnet::db::connect(&app.database_url.parse().unwrap())
-        .await
-        .unwrap();
+    let client = app.db().await;
     // A handful of rows would be read by a sequential scan; the plan's shape is what is checked.
     client
         .batch_execute("set enable_seqscan = off; set enable_bitmapscan = off")
