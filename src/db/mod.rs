@@ -1,5 +1,6 @@
 //! PostgreSQL: the connection pool, database creation and embedded migrations.
 
+pub mod columns;
 mod migrations;
 pub mod reads;
 

@@ -1,13 +1,13 @@
 //! Every SQL statement of the users domain.
 
 use axum::response::Response;
-use chrono::{Datelike, NaiveDate};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 #[cfg(doc)]
 use super::types::User;
 use super::types::{NamePrefix, NewUser, UserId};
+use crate::db::columns::{Date, RawText};
 use crate::db::reads::ReadConn;
 use crate::http::error::ApiError;
 use crate::http::json;
@@ -30,28 +30,33 @@ pub struct UserRow(Row);
 pub const USER_JSON_BYTES: usize = 512;
 
 impl UserRow {
-    /// Appends the profile as the API's JSON object (see [`crate::http::json`]).
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    /// Appends the profile as the API's JSON object (see [`crate::http::json`]), its texts not
+    /// yet checked as UTF-8: only [`UserRow::response`] and [`UserRow::page_response`] call this,
+    /// and they check the whole body.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         let row = &self.0;
         let column_error =
             |e| ApiError::Internal(anyhow::Error::new(e).context("reading a user row"));
+        // Unchecked here; the whole response is checked once (see `write_raw_text`).
+        let text = |i| {
+            row.try_get::<_, RawText>(i)
+                .map(|t| t.0)
+                .map_err(column_error)
+        };
         let id: i64 = row.try_get(0).map_err(column_error)?;
-        let birthdate: NaiveDate = row.try_get(3).map_err(column_error)?;
+        let birthdate: Date = row.try_get(3).map_err(column_error)?;
         out.extend_from_slice(b"{\"id\":\"");
         out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
         out.extend_from_slice(b"\",\"first_name\":");
-        json::write_str(out, row.try_get(1).map_err(column_error)?);
+        json::write_raw_text(out, text(1)?);
         out.extend_from_slice(b",\"second_name\":");
-        json::write_str(out, row.try_get(2).map_err(column_error)?);
+        json::write_raw_text(out, text(2)?);
         out.extend_from_slice(b",\"birthdate\":\"");
-        match iso_date(birthdate) {
-            Some(text) => out.extend_from_slice(&text),
-            None => out.extend_from_slice(birthdate.to_string().as_bytes()),
-        }
+        birthdate.write_iso(out);
         out.extend_from_slice(b"\",\"biography\":");
-        json::write_str(out, row.try_get(4).map_err(column_error)?);
+        json::write_raw_text(out, text(4)?);
         out.extend_from_slice(b",\"city\":");
-        json::write_str(out, row.try_get(5).map_err(column_error)?);
+        json::write_raw_text(out, text(5)?);
         out.push(b'}');
         Ok(())
     }
@@ -60,7 +65,7 @@ impl UserRow {
     pub fn response(&self) -> Result<Response, ApiError> {
         let mut body = Vec::with_capacity(USER_JSON_BYTES);
         self.write_json(&mut body)?;
-        Ok(json::response(body))
+        checked(body)
     }
 
     /// A page of profiles as a JSON array response, in a buffer sized for it up front.
@@ -74,28 +79,15 @@ impl UserRow {
             user.write_json(&mut body)?;
         }
         body.push(b']');
-        Ok(json::response(body))
+        checked(body)
     }
 }
 
-/// `YYYY-MM-DD` without the formatting machinery, for years 0 to 9999 (every birthdate the API
-/// accepts); `None` for the rest, which chrono writes.
-fn iso_date(date: NaiveDate) -> Option<[u8; 10]> {
-    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
-    let digit = |n: u32| b'0' + (n % 10) as u8;
-    let (month, day) = (date.month(), date.day());
-    Some([
-        digit(year / 1000),
-        digit(year / 100),
-        digit(year / 10),
-        digit(year),
-        b'-',
-        digit(month / 10),
-        digit(month),
-        b'-',
-        digit(day / 10),
-        digit(day),
-    ])
+/// The response, if the texts in it are UTF-8 (a database whose encoding is not UTF-8 could
+/// hand back other bytes; PostgreSQL converts to the client's UTF-8 otherwise).
+fn checked(body: Vec<u8>) -> Result<Response, ApiError> {
+    json::checked_response(body)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("a user row")))
 }
 
 #[tracing::instrument(name = "sql.insert_user", skip_all)]
@@ -241,33 +233,4 @@ pub async fn search_index_exists(
         )
         .await?
         .is_some())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_dates_are_written_as_chrono_writes_them() {
-        let mut date = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
-        let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
-        let mut checked = 0;
-        while date <= last {
-            let text = iso_date(date).expect("years 1 to 9999 are written here");
-            assert_eq!(std::str::from_utf8(&text).unwrap(), date.to_string());
-            checked += 1;
-            // Every day of a few leap and common years, then a stride through the rest.
-            date = if matches!(date.year(), 1 | 999 | 1900 | 2000 | 2024 | 9999) {
-                date.succ_opt().unwrap_or(last + chrono::Days::new(1))
-            } else {
-                date + chrono::Days::new(37)
-            };
-        }
-        assert!(checked > 100_000, "{checked}");
-        assert_eq!(
-            iso_date(NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap()),
-            None
-        );
-        assert_eq!(iso_date(NaiveDate::from_ymd_opt(-1, 1, 1).unwrap()), None);
-    }
 }
