@@ -19,7 +19,9 @@ use tokio_postgres::types::{FromSql, Type};
 type BoxError = Box<dyn Error + Sync + Send>;
 
 /// The bytes of a text column, borrowed from the row and **not checked as UTF-8**: write them
-/// only where a later check covers them. Accepts the types `&str` accepts.
+/// only where a later check covers them. Accepts the plain text types, whose binary form is the
+/// text itself (not `ltree` and its kin, which `&str` also reads: their binary form starts with
+/// a version byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawText<'a>(pub &'a [u8]);
 
@@ -29,7 +31,10 @@ impl<'a> FromSql<'a> for RawText<'a> {
     }
 
     fn accepts(ty: &Type) -> bool {
-        <&str as FromSql>::accepts(ty)
+        matches!(
+            *ty,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+        ) || ty.name() == "citext"
     }
 }
 
@@ -54,7 +59,9 @@ impl Date {
         PG_DAYS.contains(&days).then_some(Date(days))
     }
 
-    /// (year, month, day) in the proleptic Gregorian calendar, as PostgreSQL and chrono count.
+    /// (year, month, day) in the proleptic Gregorian calendar with astronomical years (year 0 is
+    /// 1 BC), as chrono counts them and PostgreSQL does inside (it prints `4714-11-24 BC` for
+    /// -4713-11-24).
     pub fn civil(self) -> (i64, u8, u8) {
         // Counted from a 1 March, the leap day ends every 4-, 100- and 400-year cycle and the
         // months from March on repeat a 153-day, five-month pattern (31, 30, 31, 30, 31).
@@ -124,6 +131,7 @@ impl<'a> FromSql<'a> for Date {
 #[cfg(test)]
 mod tests {
     use chrono::{Datelike, NaiveDate};
+    use tokio_postgres::types::Kind;
 
     use super::*;
 
@@ -207,5 +215,7 @@ mod tests {
         assert_eq!(RawText::from_sql(&Type::TEXT, bytes).unwrap().0, bytes);
         assert!(RawText::accepts(&Type::VARCHAR) && RawText::accepts(&Type::TEXT));
         assert!(!RawText::accepts(&Type::INT4) && !RawText::accepts(&Type::BYTEA));
+        let ltree = Type::new("ltree".into(), 16_000, Kind::Simple, "public".into());
+        assert!(<&str as FromSql>::accepts(&ltree) && !RawText::accepts(&ltree));
     }
 }

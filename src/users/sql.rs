@@ -65,7 +65,7 @@ impl UserRow {
     pub fn response(&self) -> Result<Response, ApiError> {
         let mut body = Vec::with_capacity(USER_JSON_BYTES);
         self.write_json(&mut body)?;
-        checked(body)
+        checked(body, std::slice::from_ref(self))
     }
 
     /// A page of profiles as a JSON array response, in a buffer sized for it up front.
@@ -79,15 +79,39 @@ impl UserRow {
             user.write_json(&mut body)?;
         }
         body.push(b']');
-        checked(body)
+        checked(body, users)
+    }
+
+    /// The id and the first column of this row that is not UTF-8, if one is not.
+    fn text_not_utf8(&self) -> Option<(i64, &'static str)> {
+        let id = self.0.try_get(0).ok()?;
+        [
+            (1, "first_name"),
+            (2, "second_name"),
+            (4, "biography"),
+            (5, "city"),
+        ]
+        .into_iter()
+        .find(|&(i, _)| {
+            self.0
+                .try_get::<_, RawText>(i)
+                .is_ok_and(|text| std::str::from_utf8(text.0).is_err())
+        })
+        .map(|(_, column)| (id, column))
     }
 }
 
-/// The response, if the texts in it are UTF-8 (a database whose encoding is not UTF-8 could
-/// hand back other bytes; PostgreSQL converts to the client's UTF-8 otherwise).
-fn checked(body: Vec<u8>) -> Result<Response, ApiError> {
-    json::checked_response(body)
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("a user row")))
+/// The response, if the texts in it are UTF-8. Only a `SQL_ASCII` database can hand back text
+/// that is not (PostgreSQL converts every other encoding to the client's UTF-8); the error then
+/// names the row and the column, found again on this rare path.
+fn checked(body: Vec<u8>, users: &[UserRow]) -> Result<Response, ApiError> {
+    json::checked_response(body).map_err(|e| {
+        let context = match users.iter().find_map(UserRow::text_not_utf8) {
+            Some((id, column)) => format!("user {id}, column {column}"),
+            None => "a user row".to_owned(),
+        };
+        ApiError::Internal(anyhow::Error::new(e).context(context))
+    })
 }
 
 #[tracing::instrument(name = "sql.insert_user", skip_all)]

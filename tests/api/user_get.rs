@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, fresh_database_url, server_url, spawn_app, spawn_app_on};
 
 #[tokio::test]
 async fn an_unknown_user_is_a_404() {
@@ -79,4 +79,61 @@ async fn pipelined_reads_answer_like_pooled_ones_and_fail_over_to_503() {
         app.get(&format!("/user/get/{id}")).await.status(),
         StatusCode::OK
     );
+}
+
+/// Only a `SQL_ASCII` database hands back text that is not UTF-8 (PostgreSQL converts every other
+/// encoding). A profile or page holding such text is a 500 in the contract's shape, never a body
+/// that is not UTF-8; profiles and pages without it are served as usual.
+#[tokio::test]
+async fn text_that_is_not_utf8_is_a_500_not_a_broken_body() {
+    let database_url = fresh_database_url();
+    let name = database_url.rsplit('/').next().unwrap().to_owned();
+    let admin = socialnet::db::connect(&server_url().parse().unwrap())
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "create database {name} encoding 'SQL_ASCII' lc_collate 'C' lc_ctype 'C' \
+             template template0"
+        ))
+        .await
+        .unwrap();
+    let app = spawn_app_on(&database_url, |_| {}).await;
+    let good = app.register_user("Анна", "Иванова").await;
+    let bad = app.register_user("Анна", "Ивашова").await;
+    // Octal escapes write raw bytes, unchecked in a SQL_ASCII database: half of a 'Ж'.
+    app.db()
+        .await
+        .execute(
+            "update users set biography = E'cut \\320 here' where id = $1",
+            &[&bad.parse::<i64>().unwrap()],
+        )
+        .await
+        .unwrap();
+
+    let profile: serde_json::Value = app
+        .get(&format!("/user/get/{good}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(profile["second_name"], "Иванова");
+    assert_error(
+        app.get(&format!("/user/get/{bad}")).await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    assert_error(
+        app.get("/user/search?first_name=Ан&last_name=Ив").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    // A page without the bad profile is unaffected.
+    let page: Vec<serde_json::Value> = app
+        .get("/user/search?first_name=Ан&last_name=Иван")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
 }
