@@ -29,7 +29,7 @@ pub fn response(body: Vec<u8>) -> Response {
 
 /// A response with this JSON body, once the body is known to be UTF-8: the check that covers
 /// every [`write_raw_text`] in it, made at once over the whole body with SIMD (a search page is
-/// tens of kilobytes, each of its texts a few dozen bytes).
+/// up to ~40 KB, each of its texts a few dozen bytes).
 pub fn checked_response(body: Vec<u8>) -> Result<Response, NotUtf8> {
     match simdutf8::basic::from_utf8(&body) {
         Ok(_) => Ok(response(body)),
