@@ -42,11 +42,6 @@ pub fn checked_response(body: Vec<u8>) -> Result<Response, NotUtf8> {
 #[error("text that is not UTF-8")]
 pub struct NotUtf8;
 
-/// Appends `text` as a JSON string literal, quotes included.
-pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    write_raw_text(out, text.as_bytes());
-}
-
 /// Appends bytes that should be UTF-8 text, not yet checked, as a JSON string literal: send the
 /// buffer through [`checked_response`]. The check may wait for the whole buffer because only
 /// ASCII bytes are ever added or replaced here, and ASCII never occurs inside a multi-byte UTF-8
@@ -142,7 +137,7 @@ mod tests {
 
     fn ours(text: &str) -> String {
         let mut out = Vec::new();
-        write_str(&mut out, text);
+        write_raw_text(&mut out, text.as_bytes());
         String::from_utf8(out).expect("valid UTF-8 in, valid UTF-8 out")
     }
 
