@@ -215,6 +215,13 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// A GET that must answer 200, its JSON body read as `T`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(self.url(path))
@@ -398,10 +405,6 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        self.get(&format!("/user/get/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap()
+        self.get_json(&format!("/user/get/{id}")).await
     }
 }

@@ -11,12 +11,7 @@ async fn a_post_can_be_created_read_edited_and_deleted_by_its_author() {
     assert!(id.parse::<i64>().unwrap() > 0);
 
     // Reading needs no token.
-    let post: Value = app
-        .get(&format!("/post/get/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post: Value = app.get_json(&format!("/post/get/{id}")).await;
     assert_eq!(
         post,
         json!({"id": id, "text": "Привет, мир! 🌍", "author_user_id": anna.id})
@@ -30,12 +25,7 @@ async fn a_post_can_be_created_read_edited_and_deleted_by_its_author() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let post: Value = app
-        .get(&format!("/post/get/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post: Value = app.get_json(&format!("/post/get/{id}")).await;
     assert_eq!(post["text"], "исправлено");
 
     let response = app.put_as(&anna, &format!("/post/delete/{id}"), None).await;
@@ -75,12 +65,7 @@ async fn only_the_author_may_change_a_post() {
         StatusCode::FORBIDDEN,
     )
     .await;
-    let post: Value = app
-        .get(&format!("/post/get/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post: Value = app.get_json(&format!("/post/get/{id}")).await;
     assert_eq!(post["text"], "моё");
 }
 

@@ -49,12 +49,7 @@ async fn hostile_text_is_stored_verbatim_not_executed() {
         .as_str()
         .unwrap()
         .to_owned();
-    let user: Value = app
-        .get(&format!("/user/get/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user: Value = app.get_json(&format!("/user/get/{id}")).await;
     assert_eq!(user["first_name"], sql);
     assert_eq!(user["second_name"], emoji);
     assert_eq!(user["biography"], "\"quotes\" \\ backslashes % _ and 中文");

@@ -57,11 +57,8 @@ async fn pipelined_reads_answer_like_pooled_ones_and_fail_over_to_503() {
         assert_eq!(response.status(), StatusCode::OK);
     }
     let found: Vec<Value> = app
-        .get("/user/search?first_name=ан&last_name=ив")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/user/search?first_name=ан&last_name=ив")
+        .await;
     assert_eq!(found.len(), 1);
     assert_error(app.get("/user/get/424242").await, StatusCode::NOT_FOUND).await;
 
@@ -111,12 +108,7 @@ async fn text_that_is_not_utf8_is_a_500_not_a_broken_body() {
         .await
         .unwrap();
 
-    let profile: serde_json::Value = app
-        .get(&format!("/user/get/{good}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let profile: serde_json::Value = app.get_json(&format!("/user/get/{good}")).await;
     assert_eq!(profile["second_name"], "Иванова");
     assert_error(
         app.get(&format!("/user/get/{bad}")).await,
@@ -130,10 +122,7 @@ async fn text_that_is_not_utf8_is_a_500_not_a_broken_body() {
     .await;
     // A page without the bad profile is unaffected.
     let page: Vec<serde_json::Value> = app
-        .get("/user/search?first_name=Ан&last_name=Иван")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/user/search?first_name=Ан&last_name=Иван")
+        .await;
     assert_eq!(page.len(), 1);
 }
