@@ -1,60 +1,44 @@
-//! Building and running the server: pool, migrations, state, listener.
+//! Building and running the server: the database (created, migrated, sharded), the state and
+//! its background tasks, the listener.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::auth::{PasswordHasher, TokenKeys};
-use crate::broker::Broker;
-use crate::config::{AuthConfig, Config};
-use crate::db;
-use crate::http::{self, AppParts, AppState};
+use crate::broker::{Broker, BrokerDeps, PostEvents};
+use crate::cache::FeedCache;
+use crate::config::{AuthConfig, Config, DbConfig};
+use crate::db::{self, Db};
+use crate::http;
+use crate::live::{LiveFanout, LiveHub};
+use crate::posts::feed::Feeds;
+use crate::posts::FEED_WINDOW;
+use crate::shards::{self, CitusLayout, Sharding};
+use crate::state::{AppParts, AppState};
 
 /// A server whose listener is bound and whose database is migrated, ready to run.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     /// The broker supervisor, stopped when the server stops.
-    broker_task: Option<tokio::task::JoinHandle<()>>,
+    broker_task: Option<JoinHandle<()>>,
 }
 
 impl Application {
     /// Creates the database if needed, applies migrations, binds the listener (port 0 picks one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         db::wait_and_ensure_database(&config.db.database_url, config.db.startup_wait()).await?;
-        let pool = db::build_pool(&config.db)?;
-        db::migrate_and_shard(&pool, &config.db).await?;
-        let feed_cache = config.cache.connect().await;
-        let fanout_slots = (config.db.pool_size() / 2).max(1);
-        let reads = match config.db.pipelined_reads() {
-            0 => None,
-            n => Some(Arc::new(db::reads::PipelinedReads::new(
-                db::connection_config(&config.db)?,
-                n,
-            ))),
-        };
-        let state = AppState::new(AppParts {
-            db: pool,
-            tokens: token_keys(&config.auth),
-            hasher: password_hasher(&config.auth)?,
-            config: Arc::new(config),
-            live: Default::default(),
-            feed_cache,
-            fanout_slots: Arc::new(tokio::sync::Semaphore::new(fanout_slots)),
-            reads,
-            broker: OnceLock::new(),
-        });
-        let broker_task = if state.config.broker.urls().is_empty() {
-            None
-        } else {
-            let (broker, task) = Broker::start(&state.config.broker, state.clone());
-            let _ = state.broker.set(broker);
-            Some(task)
-        };
+        let db = Db::new(&config.db)?;
+        migrate(db.pool(), &config.db).await?;
+        let feed_cache = FeedCache::from_config(&config.cache, FEED_WINDOW).await;
+        let (state, broker_task) = assemble(config, db, feed_cache)?;
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
             .await
@@ -81,7 +65,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let address = self.listener.local_addr()?;
         tracing::info!(%address, "listening");
-        let pool = self.state.db.clone();
+        let pool = self.state.db.pool().clone();
         // No Nagle delay: a response or a live-feed frame goes out as soon as it is written, not
         // when the client's (possibly delayed) ACK of the previous segment arrives.
         let listener = self.listener.tap_io(|tcp| {
@@ -102,6 +86,66 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Applies the migrations, then the Citus step when the database has Citus (see `crate::shards`):
+/// the dialog tables are distributed once the migrations have created them.
+pub async fn migrate(pool: &Pool, config: &DbConfig) -> anyhow::Result<Vec<i32>> {
+    let applied = db::migrate(pool).await?;
+    let client = pool.get().await.context("connecting for the citus step")?;
+    let layout = shards::prepare(&client, &Sharding::from_config(config)?).await?;
+    if layout != CitusLayout::Plain {
+        tracing::info!(?layout, "citus");
+    }
+    Ok(applied)
+}
+
+/// Every part of a server on `config`, wired together, and the broker session started when
+/// `AMQP_URL` is set. Nothing here waits for a connection (pools connect lazily).
+pub fn assemble(
+    config: Config,
+    db: Db,
+    feed_cache: Option<FeedCache>,
+) -> anyhow::Result<(AppState, Option<JoinHandle<()>>)> {
+    // At most half the pool fans posts out at once (feeds and the live feed together), so a
+    // burst of posts cannot take every connection from requests.
+    let fanout_slots = Arc::new(tokio::sync::Semaphore::new(
+        (config.db.pool_size() / 2).max(1),
+    ));
+    let live = LiveHub::default();
+    let live_fanout = LiveFanout::new(db.clone(), fanout_slots.clone(), live.clone());
+    let feeds = Feeds::new(
+        db.clone(),
+        feed_cache,
+        fanout_slots,
+        config.cache.feed_celebrity_followers,
+    );
+    let (events, broker_task) = if config.broker.urls().is_empty() {
+        let events = PostEvents::InProcess {
+            feeds: feeds.clone(),
+            live: live_fanout,
+        };
+        (events, None)
+    } else {
+        let deps = BrokerDeps {
+            db: db.clone(),
+            feeds: feeds.clone(),
+            live: live_fanout,
+            live_route_batch: config.broker.live_route_batch,
+        };
+        let (broker, task) = Broker::start(&config.broker, deps);
+        (PostEvents::Outbox(broker), Some(task))
+    };
+    let state = AppState::new(AppParts {
+        db,
+        tokens: token_keys(&config.auth),
+        hasher: password_hasher(&config.auth)?,
+        config: Arc::new(config),
+        live,
+        feeds,
+        events,
+    });
+    Ok((state, broker_task))
 }
 
 /// Signing keys from the configured secret, or a random one (with a warning) for a lone dev server.

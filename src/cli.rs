@@ -182,7 +182,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(db_config) => {
             db::wait_and_ensure_database(&db_config.database_url, db_config.startup_wait()).await?;
             let pool = db::build_pool(&db_config)?;
-            let applied = db::migrate_and_shard(&pool, &db_config).await?;
+            let applied = app::migrate(&pool, &db_config).await?;
             println!(
                 "migrations up to date ({} applied now, {} known)",
                 applied.len(),
@@ -244,7 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = args.config;
             config.bind = "127.0.0.1:0".parse()?;
             let app = Application::build(config).await?;
-            let built = crate::posts::feed::rebuild_feeds(app.state(), only).await?;
+            let built = app.state().feeds.rebuild_feeds(only).await?;
             println!("{built} feeds rebuilt");
             Ok(())
         }
@@ -316,7 +316,7 @@ async fn create_superuser(args: SuperuserArgs) -> anyhow::Result<users::UserId> 
 }
 
 async fn run_shards(args: ShardsArgs) -> anyhow::Result<String> {
-    let mut config = db::connection_config(&args.db)?;
+    let mut config = db::connection_config(&args.db);
     // Moves and re-sharding run as long as they need.
     config.options("-c statement_timeout=0");
     let client = db::connect(&config)

@@ -1,10 +1,12 @@
 //! Runtime configuration: one struct, read from flags or environment variables.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
-use clap::{Args, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Everything `serve` needs. Every field has a flag and an environment variable; see `.env.example`.
 #[derive(Debug, Clone, Args)]
@@ -53,7 +55,7 @@ pub struct DbConfig {
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/socialnet"
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Most connections the pool keeps open. Defaults to twice the number of CPUs, the usual rule
     /// for a database on the same machine; see docs/benchmarks/users.md for 4 against 16.
@@ -112,30 +114,6 @@ pub struct CacheConfig {
     /// each follower's cached feed but merged into it when the follower reads.
     #[arg(long, env = "FEED_CELEBRITY_FOLLOWERS", default_value_t = 10_000)]
     pub feed_celebrity_followers: i64,
-}
-
-impl CacheConfig {
-    /// Connects when configured. A Redis that cannot be reached at start-up is reported and left
-    /// out: the service runs on PostgreSQL alone rather than not at all.
-    pub async fn connect(&self) -> Option<crate::cache::FeedCache> {
-        let url = self.redis_url.as_deref().filter(|u| !u.is_empty())?;
-        match crate::cache::FeedCache::connect(
-            url,
-            &self.redis_key_prefix,
-            Duration::from_millis(self.redis_timeout_ms),
-        )
-        .await
-        {
-            Ok(cache) => {
-                tracing::info!("feed cache: Redis connected");
-                Some(cache)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "feed cache: Redis unreachable at start-up; feeds come from PostgreSQL");
-                None
-            }
-        }
-    }
 }
 
 /// The RabbitMQ event bus.
@@ -223,6 +201,11 @@ pub struct AuthConfig {
 }
 
 impl DbConfig {
+    /// The database this configuration names.
+    pub fn database(&self) -> Option<&str> {
+        self.database_url.database()
+    }
+
     pub fn pipelined_reads(&self) -> usize {
         self.db_pipelined_reads
             .unwrap_or_else(|| (available_cpus() / 2).max(1))
@@ -247,6 +230,97 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+
+    /// Every setting at its documented default, as `serve` would run with no flags and an empty
+    /// environment (environment variables are not read).
+    pub fn defaults() -> Config {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let command = Defaults::command().mut_args(|arg| arg.env(None::<&'static str>));
+        let matches = command
+            .try_get_matches_from(["socialnet"])
+            .expect("every setting has a default");
+        Defaults::from_arg_matches(&matches)
+            .expect("defaults parse")
+            .config
+    }
+
+    /// The settings the tests run with: the defaults on `database_url`, with a fixed token
+    /// secret, cheap password hashing (the production cost is measured by `socialnet bench`), a
+    /// small pool, a free port and no start-up wait.
+    pub fn for_tests(database_url: DatabaseUrl) -> Config {
+        let mut config = Config::defaults();
+        config.db.database_url = database_url;
+        config.db.db_pool_size = Some(4);
+        config.db.db_pool_timeout_ms = 1_000;
+        config.db.db_startup_wait_secs = 0;
+        config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.auth.token_secret = Some("test-secret".to_owned());
+        config.auth.token_ttl_secs = 3_600;
+        config.auth.hash_concurrency = Some(2);
+        config.auth.argon2_memory_kib = 1_024;
+        config.auth.argon2_iterations = 1;
+        config
+    }
+}
+
+/// A PostgreSQL URL, parsed once where it enters (a flag, the environment, a test) into the
+/// driver's own configuration: every consumer takes this, so a malformed URL is refused before
+/// anything starts. Its `Debug` hides the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(tokio_postgres::Config);
+
+/// Why a text is not a PostgreSQL URL.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid PostgreSQL URL: {0}")]
+pub struct InvalidDatabaseUrl(tokio_postgres::Error);
+
+impl FromStr for DatabaseUrl {
+    type Err = InvalidDatabaseUrl;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        tokio_postgres::Config::from_str(text)
+            .map(DatabaseUrl)
+            .map_err(InvalidDatabaseUrl)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl DatabaseUrl {
+    /// The driver's configuration.
+    pub fn pg(&self) -> &tokio_postgres::Config {
+        &self.0
+    }
+
+    /// The database the URL names, if it names one.
+    pub fn database(&self) -> Option<&str> {
+        self.0.get_dbname()
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, name: &str) -> DatabaseUrl {
+        let mut pg = self.0.clone();
+        pg.dbname(name);
+        DatabaseUrl(pg)
+    }
+
+    /// The first host of the URL reached over TCP and its port (`localhost` for a socket).
+    pub fn host_and_port(&self) -> (String, u16) {
+        let host = match self.0.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "localhost".to_owned(),
+        };
+        let port = self.0.get_ports().first().copied().unwrap_or(5432);
+        (host, port)
+    }
 }
 
 impl AuthConfig {
@@ -259,4 +333,35 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_those_the_flags_document_and_ignore_the_environment() {
+        // Set for this process only; the defaults must not pick it up.
+        std::env::set_var("REDIS_KEY_PREFIX", "from-the-environment");
+        let config = Config::defaults();
+        assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 8000)));
+        assert_eq!(config.db.database(), Some("socialnet"));
+        assert_eq!(config.cache.redis_key_prefix, "socialnet");
+        assert_eq!(config.broker.live_route_batch, 1_000);
+        assert_eq!(config.auth.argon2_memory_kib, 19_456);
+    }
+
+    #[test]
+    fn a_database_url_is_parsed_once_and_hides_its_password() {
+        let url: DatabaseUrl = "postgres://app:secret@db.example:6543/social"
+            .parse()
+            .unwrap();
+        assert_eq!(url.database(), Some("social"));
+        assert_eq!(url.host_and_port(), ("db.example".to_owned(), 6543));
+        assert_eq!(url.with_database("postgres").database(), Some("postgres"));
+        assert!(!format!("{url:?}").contains("secret"), "{url:?}");
+        assert!("postgres://host:notaport/db"
+            .parse::<DatabaseUrl>()
+            .is_err());
+    }
 }

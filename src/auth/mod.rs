@@ -1,7 +1,7 @@
-//! Who the caller is: signed tokens, password hashing, and the extractor that checks a bearer token.
+//! Who the caller is: signed tokens and password hashing.
 
 mod password;
 mod token;
 
-pub use password::{PasswordHasher, PasswordVerdict};
-pub use token::{AuthUser, Claims, TokenKeys};
+pub use password::{HashError, PasswordHasher, PasswordVerdict};
+pub use token::{Claims, TokenError, TokenKeys};

@@ -14,7 +14,18 @@ use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::http::error::ApiError;
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing thread stayed busy for the whole queue timeout: retry later.
+    #[error("password hashing is saturated")]
+    Saturated,
+    #[error("password hashing is shut down")]
+    ShutDown,
+    /// A stored hash that does not parse, or a failure of the hashing itself.
+    #[error(transparent)]
+    Failed(anyhow::Error),
+}
 
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
@@ -74,11 +85,11 @@ impl PasswordHasher {
     }
 
     /// Hashes a new password into a PHC string (algorithm, parameters and salt included).
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let params = self.params.clone();
         self.run(move |memory| {
             hash_with_memory(&password, params, memory)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))
+                .map_err(|e| HashError::Failed(anyhow::anyhow!("hashing password: {e}")))
         })
         .await
     }
@@ -89,10 +100,10 @@ impl PasswordHasher {
         &self,
         password: String,
         stored: String,
-    ) -> Result<PasswordVerdict, ApiError> {
+    ) -> Result<PasswordVerdict, HashError> {
         self.run(move |memory| {
             verify_with_memory(&password, &stored, memory)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("verifying password: {e}")))
+                .map_err(|e| HashError::Failed(anyhow::anyhow!("verifying password: {e}")))
         })
         .await
     }
@@ -108,14 +119,14 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Vec<Block>) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
         // The permit travels with the job: a request that gives up (timeout, client gone) still
         // holds its slot until its hash is done, so abandoned work cannot pile up.
         let permit = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
             .await
-            .map_err(|_| ApiError::Unavailable("password hashing is saturated".into()))?
-            .map_err(|_| ApiError::Unavailable("password hashing is shut down".into()))?;
+            .map_err(|_| HashError::Saturated)?
+            .map_err(|_| HashError::ShutDown)?;
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             let _permit = permit;
@@ -123,10 +134,10 @@ impl PasswordHasher {
         });
         self.jobs
             .send(job)
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("hashing threads are gone")))?;
+            .map_err(|_| HashError::Failed(anyhow::anyhow!("hashing threads are gone")))?;
         result
             .await
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("hashing thread failed")))?
+            .map_err(|_| HashError::Failed(anyhow::anyhow!("hashing thread failed")))?
     }
 }
 
@@ -253,7 +264,7 @@ mod tests {
         let result = hasher(1024)
             .verify("x".into(), "not a phc string".into())
             .await;
-        assert!(matches!(result, Err(ApiError::Internal(_))));
+        assert!(matches!(result, Err(HashError::Failed(_))));
     }
 
     #[tokio::test]
@@ -272,7 +283,7 @@ mod tests {
         });
         started_rx.await.unwrap();
         let result = hasher.hash("another password".into()).await;
-        assert!(matches!(result, Err(ApiError::Unavailable(_))));
+        assert!(matches!(result, Err(HashError::Saturated)));
         release_tx.send(()).unwrap();
         holder.await.unwrap().unwrap();
     }

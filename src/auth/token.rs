@@ -3,15 +3,17 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
-use crate::http::AppState;
-use crate::users::UserId;
+use crate::ids::UserId;
+
+/// Why a request's token is refused; the message is for the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(pub String);
 
 /// The signing and verifying keys plus the token lifetime.
 #[derive(Clone)]
@@ -59,21 +61,20 @@ impl TokenKeys {
     }
 
     /// Checks signature, algorithm and expiry; returns the user the token was issued to.
-    pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+            .map_err(|e| TokenError(format!("invalid token: {e}")))?;
         data.claims
             .sub
             .parse()
-            .map_err(|_| ApiError::Unauthorized("invalid token: bad subject".into()))
+            .map_err(|_| TokenError("invalid token: bad subject".into()))
     }
 
     /// Reads `Authorization: Bearer <token>` and verifies it.
-    pub fn verify_header(&self, parts: &Parts) -> Result<UserId, ApiError> {
-        let header = parts
-            .headers
+    pub fn verify_header(&self, headers: &HeaderMap) -> Result<UserId, TokenError> {
+        let header = headers
             .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
+            .ok_or_else(|| TokenError("missing Authorization header".into()))?;
         let token = header
             .to_str()
             .ok()
@@ -83,24 +84,7 @@ impl TokenKeys {
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization must be `Bearer <token>`".into())
-            })?;
+            .ok_or_else(|| TokenError("Authorization must be `Bearer <token>`".into()))?;
         self.verify(token)
-    }
-}
-
-/// The authenticated caller of a protected endpoint; extracting it fails with 401.
-#[derive(Debug, Clone, Copy)]
-pub struct AuthUser(pub UserId);
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        state.tokens.verify_header(parts).map(AuthUser)
     }
 }

@@ -17,11 +17,11 @@ use lapin::{BasicProperties, Channel};
 use serde::{Deserialize, Serialize};
 
 use super::{user_key, Names, Shared};
-use crate::cache::FeedCache;
-use crate::http::AppState;
-use crate::live::{LiveHub, LivePost};
-use crate::posts::{feed, PostEvent};
-use crate::users::UserId;
+use crate::backoff::Backoff;
+use crate::ids::UserId;
+use crate::live::{Audience, LiveFanout, LiveHub, LivePost};
+use crate::posts::feed::Feeds;
+use crate::posts::PostEvent;
 
 /// Unacknowledged deliveries per consumer, and how many are worked on at once.
 const PREFETCH: u16 = 32;
@@ -29,6 +29,10 @@ const CONCURRENCY: usize = 4;
 /// A feed event that keeps failing (Redis or PostgreSQL away) is retried in place this long,
 /// then handed back to the queue.
 const RETRY_FOR: Duration = Duration::from_secs(30);
+/// The router's pause before handing back a post whose followers it could not read (the post
+/// would come straight back to a database that is still away): from the first to the last.
+const ROUTE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const ROUTE_RETRY_LAST: Duration = Duration::from_secs(5);
 /// Longest one pass of (un)binding users may take, and how much one pass does.
 const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 const BINDS_PER_PASS: usize = 5_000;
@@ -114,29 +118,28 @@ where
     Err(anyhow::anyhow!("the consumer of {queue} was cancelled"))
 }
 
-/// Applies post events to the feed cache (see [`feed::apply_event`]); acknowledges each once
+/// Applies post events to the feed cache (see [`Feeds::apply_event`]); acknowledges each once
 /// Redis has it, retrying in place for a while when Redis or PostgreSQL is away.
 pub(super) async fn apply_to_feeds(
     channel: Channel,
-    state: AppState,
-    cache: FeedCache,
+    feeds: Feeds,
     names: Names,
 ) -> anyhow::Result<()> {
     consume_events(&channel, &names.feed, |event| {
-        let (state, cache) = (state.clone(), cache.clone());
+        let feeds = feeds.clone();
         async move {
             let started = Instant::now();
-            let mut delay = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
             loop {
-                match feed::apply_event(&state, &cache, &event).await {
+                match feeds.apply_event(&event).await {
                     Ok(written) => {
                         metrics::counter!("feed_fanout_writes").increment(written as u64);
                         return Ok(Handled::Done);
                     }
                     Err(e) if started.elapsed() < RETRY_FOR => {
+                        let delay = backoff.next_delay();
                         tracing::warn!(error = %e, kind = event.kind(), retry_in_ms = delay.as_millis() as u64, "feed event not applied yet");
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, kind = event.kind(), "feed event handed back to the queue");
@@ -155,16 +158,23 @@ pub(super) async fn apply_to_feeds(
 pub(super) async fn route_live(
     consumer_channel: Channel,
     publisher: Channel,
-    state: AppState,
+    live: LiveFanout,
+    batch: usize,
     names: Names,
 ) -> anyhow::Result<()> {
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let publisher = Arc::new(publisher);
-    let batch = state.config.broker.live_route_batch.max(1);
+    let batch = batch.max(1);
+    // One schedule for the router: consecutive failures wait longer, a success starts over.
+    let pause = Arc::new(std::sync::Mutex::new(Backoff::new(
+        ROUTE_RETRY_FIRST,
+        ROUTE_RETRY_LAST,
+    )));
     consume_events(&consumer_channel, &names.live, |event| {
-        let (state, publisher, sockets) = (state.clone(), publisher.clone(), names.sockets.clone());
+        let (live, publisher, sockets) = (live.clone(), publisher.clone(), names.sockets.clone());
+        let pause = pause.clone();
         async move {
             let PostEvent::Created {
                 post_id,
@@ -174,20 +184,19 @@ pub(super) async fn route_live(
             else {
                 return Ok(Handled::Done);
             };
-            let followers = async {
-                let _slot = state.fanout_slots.acquire().await;
-                let client = state.db.get().await?;
-                crate::posts::sql::followers(&client, UserId(author_id), i64::MAX).await
-            };
-            let followers = match followers.await {
-                Ok(followers) => followers,
+            let followers = match live.followers(UserId(author_id), Audience::Everyone).await {
+                Ok(followers) => {
+                    pause.lock().unwrap_or_else(|p| p.into_inner()).reset();
+                    followers
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "live routing: followers unavailable; handing the post back");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let delay = pause.lock().unwrap_or_else(|p| p.into_inner()).next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "live routing: followers unavailable; handing the post back");
+                    tokio::time::sleep(delay).await;
                     return Ok(Handled::Later);
                 }
             };
-            let frame = serde_json::to_string(&LivePost::new(post_id, author_id, text))?;
+            let frame = LivePost::new(post_id, author_id, text).frame()?;
             let mut confirms = Vec::new();
             for chunk in followers.chunks(batch) {
                 let body = serde_json::to_vec(&SocketBatch {
@@ -223,20 +232,20 @@ pub(super) async fn route_live(
     .await
 }
 
-/// Hands live posts routed to this instance to the sockets of their addressees here.
-/// Acknowledged on receipt: a live post is worth nothing later, and a socket that was missed
-/// still finds the post in its feed.
+/// Hands live posts routed to this instance to the sockets of their addressees here
+/// ([`LiveFanout::deliver`], as in process). Acknowledged on receipt: a live post is worth
+/// nothing later, and a socket that was missed still finds the post in its feed.
 pub(super) async fn deliver_live(
     channel: Channel,
     queue: String,
-    hub: LiveHub,
+    live: LiveFanout,
 ) -> anyhow::Result<()> {
     let mut deliveries = consume(&channel, &queue, true).await?;
     while let Some(delivery) = deliveries.next().await {
         let delivery = delivery?;
         match serde_json::from_slice::<SocketBatch>(&delivery.data) {
             Ok(batch) => {
-                let sockets = hub.deliver(&batch.to, batch.frame.into());
+                let sockets = live.deliver(&batch.to, batch.frame.into());
                 tracing::debug!(sockets, "live post delivered");
             }
             Err(e) => tracing::error!(error = %e, "dropping an unreadable live post"),

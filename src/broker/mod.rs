@@ -1,5 +1,6 @@
-//! RabbitMQ, the event bus: the outbox relay, the consumers that keep feeds and route live posts,
-//! and this instance's own queue of live posts for the sockets it holds.
+//! The road of post events: [`PostEvents`], the one publisher, applies them in process or hands
+//! them to RabbitMQ; and RabbitMQ's side: the outbox relay, the consumers that keep feeds and
+//! route live posts, and this instance's own queue of live posts for the sockets it holds.
 //!
 //! Names live under `AMQP_PREFIX` (`P` below):
 //! - `P.events`, a topic exchange: post events from the outbox, routing key = event kind.
@@ -17,7 +18,11 @@
 //! posts are still written with their outbox rows, which the relay publishes once it is back.
 
 mod consumers;
+mod outbox;
+mod publish;
 mod relay;
+
+pub use publish::PostEvents;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,15 +36,18 @@ use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::backoff::Backoff;
 use crate::config::{BrokerConfig, LiveRouteExchange};
-use crate::http::AppState;
-use crate::users::UserId;
+use crate::db::Db;
+use crate::ids::UserId;
+use crate::live::LiveFanout;
+use crate::posts::feed::Feeds;
 
 /// How long opening a connection and declaring everything on it may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing handshake may take on a connection that is being given up.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Reconnection delays grow from the first to the last.
+/// Reconnection delays grow from the first to the last (with jitter, see `crate::backoff`).
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 /// A session that lasted this long was healthy: the next failure retries quickly again.
@@ -129,10 +137,22 @@ impl Shared {
     }
 }
 
+/// What the broker's parts use: the outbox's database, the feeds its consumer applies events
+/// to, and the live feed's fan-out (followers, and this instance's sockets).
+#[derive(Clone)]
+pub struct BrokerDeps {
+    pub db: Db,
+    /// Feeds, consumed from `P.feed` when they are cached.
+    pub feeds: Feeds,
+    pub live: LiveFanout,
+    /// Followers named by one routed live post (`LIVE_ROUTE_BATCH`).
+    pub live_route_batch: usize,
+}
+
 impl Broker {
     /// Starts the supervisor that keeps this instance connected. Returns at once: a broker that is
     /// down at start-up is retried in the background while the service runs.
-    pub fn start(config: &BrokerConfig, state: AppState) -> (Broker, JoinHandle<()>) {
+    pub fn start(config: &BrokerConfig, deps: BrokerDeps) -> (Broker, JoinHandle<()>) {
         let broker = Broker {
             shared: Arc::new(Shared {
                 names: Names::new(&config.amqp_prefix, config.live_route_exchange),
@@ -146,7 +166,7 @@ impl Broker {
         let settings = Settings {
             queue_expires_ms: config.amqp_queue_expires_ms,
         };
-        let task = tokio::spawn(supervise(urls, settings, state, broker.shared.clone()));
+        let task = tokio::spawn(supervise(urls, settings, deps, broker.shared.clone()));
         (broker, task)
     }
 
@@ -187,14 +207,18 @@ struct Settings {
 }
 
 /// Connects, runs a session until it fails, and starts again; forever (until aborted).
-async fn supervise(urls: Vec<String>, settings: Settings, state: AppState, shared: Arc<Shared>) {
-    let mut delay = FIRST_RETRY;
+async fn supervise(urls: Vec<String>, settings: Settings, deps: BrokerDeps, shared: Arc<Shared>) {
+    let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
     let mut attempt = 0usize;
     loop {
         let url = &urls[attempt % urls.len()];
         let started = Instant::now();
-        let outcome = session(url, settings, &state, &shared).await;
+        let outcome = session(url, settings, &deps, &shared).await;
         shared.set_connected(false);
+        if started.elapsed() > HEALTHY_SESSION {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
         if let Err(e) = outcome {
             tracing::warn!(
                 error = %format!("{e:#}"),
@@ -204,11 +228,7 @@ async fn supervise(urls: Vec<String>, settings: Settings, state: AppState, share
             );
         }
         metrics::counter!("broker_session_failures").increment(1);
-        if started.elapsed() > HEALTHY_SESSION {
-            delay = FIRST_RETRY;
-        }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(LAST_RETRY);
         attempt += 1;
     }
 }
@@ -217,7 +237,7 @@ async fn supervise(urls: Vec<String>, settings: Settings, state: AppState, share
 async fn session(
     url: &str,
     settings: Settings,
-    state: &AppState,
+    deps: &BrokerDeps,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<()> {
     let properties = ConnectionProperties::default()
@@ -225,13 +245,7 @@ async fn session(
     let setup = async {
         let connection = Connection::connect(url, properties).await?;
         let channel = connection.create_channel().await?;
-        declare(
-            &channel,
-            &shared.names,
-            settings,
-            state.feed_cache.is_some(),
-        )
-        .await?;
+        declare(&channel, &shared.names, settings, deps.feeds.cached()).await?;
         let own = channel
             .queue_declare(
                 "".into(),
@@ -263,37 +277,38 @@ async fn session(
     let mut events = connection.events_listener();
     // Sockets already open here are routed before anything is published on this session.
     shared.set_connected(true);
-    consumers::bind_connected_now(&setup, &own, &state.live, shared).await?;
+    let hub = deps.live.hub();
+    consumers::bind_connected_now(&setup, &own, hub, shared).await?;
 
     let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
     parts.spawn(relay::run(
         connection.create_channel().await?,
-        state.clone(),
+        deps.db.clone(),
         shared.clone(),
     ));
     parts.spawn(consumers::route_live(
         connection.create_channel().await?,
         connection.create_channel().await?,
-        state.clone(),
+        deps.live.clone(),
+        deps.live_route_batch,
         shared.names.clone(),
     ));
-    if let Some(cache) = state.feed_cache.clone() {
+    if deps.feeds.cached() {
         parts.spawn(consumers::apply_to_feeds(
             connection.create_channel().await?,
-            state.clone(),
-            cache,
+            deps.feeds.clone(),
             shared.names.clone(),
         ));
     }
     parts.spawn(consumers::deliver_live(
         connection.create_channel().await?,
         own.clone(),
-        state.live.clone(),
+        deps.live.clone(),
     ));
     parts.spawn(consumers::bind_connected_users(
         setup,
         own,
-        state.live.clone(),
+        hub.clone(),
         shared.clone(),
     ));
     parts.spawn(async move {

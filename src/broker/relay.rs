@@ -9,66 +9,51 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel};
 
+use super::outbox;
 use super::Shared;
-use crate::http::error::ApiError;
-use crate::http::AppState;
-use crate::posts::sql;
+use crate::backoff::Backoff;
+use crate::db::{Db, DbError};
 
 /// Rows published per transaction.
 const BATCH: i64 = 256;
 /// Rows written by other instances (or left by a failed attempt) are found within this.
 const POLL: Duration = Duration::from_secs(1);
-/// Pause after a database failure before the next attempt.
-const DATABASE_RETRY: Duration = Duration::from_millis(500);
+/// Pauses after database failures, before the next attempt: from the first to the last.
+const DATABASE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const DATABASE_RETRY_LAST: Duration = Duration::from_secs(5);
 
+#[derive(Debug, thiserror::Error)]
 enum RelayError {
     /// The session is broken: end it, reconnect.
-    Broker(anyhow::Error),
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    /// The broker did not confirm a publish: end the session too.
+    #[error(transparent)]
+    Unconfirmed(anyhow::Error),
     /// Try again shortly on the same session.
-    Database(ApiError),
+    #[error(transparent)]
+    Database(#[from] DbError),
 }
 
-impl From<ApiError> for RelayError {
-    fn from(e: ApiError) -> Self {
-        RelayError::Database(e)
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for RelayError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        RelayError::Database(e.into())
-    }
-}
-
-impl From<tokio_postgres::Error> for RelayError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        RelayError::Database(e.into())
-    }
-}
-
-impl From<lapin::Error> for RelayError {
-    fn from(e: lapin::Error) -> Self {
-        RelayError::Broker(e.into())
-    }
-}
-
-pub(super) async fn run(
-    channel: Channel,
-    state: AppState,
-    shared: Arc<Shared>,
-) -> anyhow::Result<()> {
+pub(super) async fn run(channel: Channel, db: Db, shared: Arc<Shared>) -> anyhow::Result<()> {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    let mut backoff = Backoff::new(DATABASE_RETRY_FIRST, DATABASE_RETRY_LAST);
     loop {
-        match publish_batch(&channel, &state, &shared.names.events).await {
+        match publish_batch(&channel, &db, &shared.names.events).await {
             // A full batch: more are probably waiting.
-            Ok(published) if published == BATCH as usize => continue,
-            Ok(_) => {}
-            Err(RelayError::Broker(e)) => return Err(e.context("outbox relay")),
+            Ok(published) if published == BATCH as usize => {
+                backoff.reset();
+                continue;
+            }
+            Ok(_) => backoff.reset(),
+            Err(RelayError::Broker(e)) => return Err(anyhow::Error::new(e).context("outbox relay")),
+            Err(RelayError::Unconfirmed(e)) => return Err(e.context("outbox relay")),
             Err(RelayError::Database(e)) => {
-                tracing::warn!(error = %e, "outbox relay: database unavailable; retrying");
-                tokio::time::sleep(DATABASE_RETRY).await;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "outbox relay: database unavailable; retrying");
+                tokio::time::sleep(delay).await;
             }
         }
         tokio::select! {
@@ -79,14 +64,10 @@ pub(super) async fn run(
 }
 
 /// Publishes the oldest unpublished rows; returns how many.
-async fn publish_batch(
-    channel: &Channel,
-    state: &AppState,
-    exchange: &str,
-) -> Result<usize, RelayError> {
-    let mut client = state.db.get().await?;
-    let transaction = client.transaction().await?;
-    let rows = sql::lock_outbox(&transaction, BATCH).await?;
+async fn publish_batch(channel: &Channel, db: &Db, exchange: &str) -> Result<usize, RelayError> {
+    let mut client = db.get().await?;
+    let transaction = client.transaction().await.map_err(DbError::from)?;
+    let rows = outbox::lock(&transaction, BATCH).await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -111,10 +92,10 @@ async fn publish_batch(
     }
     super::confirmed(confirms, "an event")
         .await
-        .map_err(RelayError::Broker)?;
+        .map_err(RelayError::Unconfirmed)?;
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    sql::delete_outbox(&transaction, &ids).await?;
-    transaction.commit().await?;
+    outbox::delete(&transaction, &ids).await?;
+    transaction.commit().await.map_err(DbError::from)?;
     metrics::counter!("outbox_published").increment(rows.len() as u64);
     tracing::debug!(events = rows.len(), "outbox relay: published");
     Ok(rows.len())

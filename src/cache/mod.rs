@@ -20,9 +20,11 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::posts::{Post, FEED_WINDOW};
-use crate::users::UserId;
+use crate::config::CacheConfig;
+use crate::ids::UserId;
 
 /// Ends a built feed (and a celebrity's built list) that is not full, so that an empty one is
 /// not rebuilt on every read; it sorts below every id and is filtered out on reads.
@@ -44,11 +46,18 @@ pub struct FeedHead {
     pub celebs_version: u64,
 }
 
+/// What the cache keeps as a post's body: its JSON, under its id.
+pub trait PostBody: Serialize + DeserializeOwned {
+    fn id(&self) -> i64;
+}
+
 #[derive(Clone)]
 pub struct FeedCache {
     redis: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    /// How many ids a feed or a recent list keeps, newest first.
+    window: i64,
     push_script: Arc<redis::Script>,
     store_bodies_script: Arc<redis::Script>,
     celebrity_script: Arc<redis::Script>,
@@ -121,7 +130,30 @@ pub enum CacheError {
 }
 
 impl FeedCache {
-    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// Connects when `REDIS_URL` is set. A Redis that cannot be reached at start-up is reported
+    /// and left out: the service runs on PostgreSQL alone rather than not at all.
+    /// Lists keep `window` ids.
+    pub async fn from_config(config: &CacheConfig, window: i64) -> Option<FeedCache> {
+        let url = config.redis_url.as_deref().filter(|u| !u.is_empty())?;
+        let timeout = Duration::from_millis(config.redis_timeout_ms);
+        match FeedCache::connect(url, &config.redis_key_prefix, timeout, window).await {
+            Ok(cache) => {
+                tracing::info!("feed cache: Redis connected");
+                Some(cache)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "feed cache: Redis unreachable at start-up; feeds come from PostgreSQL");
+                None
+            }
+        }
+    }
+
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        window: i64,
+    ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(timeout.max(Duration::from_millis(500)))
@@ -137,6 +169,7 @@ impl FeedCache {
             redis,
             prefix: prefix.to_owned(),
             timeout,
+            window,
             push_script: Arc::new(redis::Script::new(PUSH)),
             store_bodies_script: Arc::new(redis::Script::new(STORE_BODIES)),
             celebrity_script: Arc::new(redis::Script::new(MARK_CELEBRITY)),
@@ -339,7 +372,7 @@ impl FeedCache {
         for key in sets {
             invocation.key(key);
         }
-        invocation.arg(post_id).arg(FEED_WINDOW);
+        invocation.arg(post_id).arg(self.window);
         let mut redis = self.redis.clone();
         self.bounded(invocation.invoke_async::<()>(&mut redis))
             .await
@@ -367,14 +400,14 @@ impl FeedCache {
 
     /// Caches bodies read from PostgreSQL, except those of posts edited or deleted in the last
     /// minute (the read may have loaded them just before the change).
-    pub async fn store_posts(&self, posts: &[Post]) -> CacheResult<()> {
+    pub async fn store_posts(&self, posts: &[impl PostBody]) -> CacheResult<()> {
         if posts.is_empty() {
             return Ok(());
         }
         let mut invocation = self.store_bodies_script.prepare_invoke();
         invocation.arg(ENTRY_TTL_SECS);
         for post in posts {
-            let id: i64 = post.id.parse().unwrap_or_default();
+            let id = post.id();
             invocation
                 .key(self.post_key(id))
                 .key(self.stale_key(id))
@@ -413,7 +446,7 @@ impl FeedCache {
     }
 
     /// Bodies of these posts, in order; `None` where the cache has none.
-    pub async fn posts(&self, ids: &[i64]) -> CacheResult<Vec<Option<Post>>> {
+    pub async fn posts<P: PostBody>(&self, ids: &[i64]) -> CacheResult<Vec<Option<P>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -4,9 +4,9 @@
 //! - [`RawText`]: a text column's bytes, not yet checked as UTF-8. The driver checks each text
 //!   value on its own with the standard library, which walks non-ASCII text (Cyrillic names) a
 //!   character at a time, and values shorter than a SIMD block (every name) never reach a faster
-//!   check: a fifth of a search's server instructions (`scripts/callgrind-requests.sh search`).
-//!   Raw texts go into a JSON body with [`crate::http::json::write_raw_text`], and the whole body
-//!   is checked at once with SIMD before it is sent ([`crate::http::json::checked_response`]), so
+//!   check: a fifth of a search's server instructions (docs/benchmarks/users.md).
+//!   Raw texts go into a JSON body with [`crate::json::write_raw_text`], and the whole body
+//!   is checked at once with SIMD before it is sent ([`crate::json::check_utf8`]), so
 //!   text is still never sent unchecked.
 //! - [`Date`]: the driver builds a `chrono::NaiveDate` by adding the day count to 2000-01-01
 //!   through chrono's calendar code, then the JSON writer takes the year, month and day apart

@@ -1,28 +1,31 @@
 //! PostgreSQL: the connection pool, database creation and embedded migrations.
 
 pub mod columns;
+mod error;
 mod migrations;
 pub mod reads;
 
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::NoTls;
 
+pub use error::DbError;
 pub use migrations::{migrate, MIGRATIONS};
 
-use crate::config::DbConfig;
+use crate::backoff::Backoff;
+use crate::config::{DatabaseUrl, DbConfig};
+use reads::{PipelinedReads, ReadConn};
 
 /// How long opening one connection may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds the bounded pool of the primary. Connections are opened lazily.
 pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
-    let pg = connection_config(config)?;
     let manager = Manager::from_config(
-        pg,
+        connection_config(config),
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -41,40 +44,72 @@ pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-/// Applies the migrations, then the Citus step when the database has Citus (see `crate::shards`).
-pub async fn migrate_and_shard(pool: &Pool, config: &DbConfig) -> anyhow::Result<Vec<i32>> {
-    let applied = migrate(pool).await?;
-    let client = pool.get().await.context("connecting for the citus step")?;
-    let layout =
-        crate::shards::prepare(&client, &crate::shards::Sharding::from_config(config)?).await?;
-    if layout != crate::shards::CitusLayout::Plain {
-        tracing::info!(?layout, "citus");
+/// The service's database: its pool, and the shared connections that primary-key reads are
+/// pipelined on (see [`reads`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    reads: Option<Arc<PipelinedReads>>,
+}
+
+impl Db {
+    /// The pool of `config`, and `DB_PIPELINED_READS` shared connections unless that is 0.
+    pub fn new(config: &DbConfig) -> anyhow::Result<Self> {
+        let reads = match config.pipelined_reads() {
+            0 => None,
+            n => Some(Arc::new(PipelinedReads::new(connection_config(config), n))),
+        };
+        Ok(Db {
+            pool: build_pool(config)?,
+            reads,
+        })
     }
-    Ok(applied)
+
+    /// A pooled connection: for writes, transactions, and reads that may be slow.
+    pub async fn get(&self) -> Result<deadpool_postgres::Object, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// A connection for a primary-key lookup: pipelined on a shared connection when
+    /// `DB_PIPELINED_READS` is on, pooled otherwise.
+    pub async fn key_read(&self) -> Result<ReadConn, DbError> {
+        ReadConn::get(&self.pool, self.reads.as_deref()).await
+    }
+
+    /// A pooled connection for a read whose cost varies (a search, an SQL feed): pipelined, a
+    /// slow one would hold up the reads queued behind it.
+    pub async fn pooled_read(&self) -> Result<ReadConn, DbError> {
+        Ok(ReadConn::Pooled(self.get().await?))
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
 }
 
 /// Waits until the server answers (for at most `wait`), then creates the application database if
 /// needed. Start-up calls this so that a server and its database can be started together.
-pub async fn wait_and_ensure_database(database_url: &str, wait: Duration) -> anyhow::Result<bool> {
+pub async fn wait_and_ensure_database(url: &DatabaseUrl, wait: Duration) -> anyhow::Result<bool> {
     let deadline = tokio::time::Instant::now() + wait;
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
-        match ensure_database(database_url).await {
+        match ensure_database(url).await {
             Ok(created) => return Ok(created),
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if tokio::time::Instant::now() + delay >= deadline {
+                    return Err(e);
+                }
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "database not ready");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
-            Err(e) => return Err(e),
         }
     }
 }
 
 /// How every connection of the service is opened: connect timeout, statement timeout, name.
-pub fn connection_config(config: &DbConfig) -> anyhow::Result<tokio_postgres::Config> {
-    let mut pg = tokio_postgres::Config::from_str(&config.database_url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+pub fn connection_config(config: &DbConfig) -> tokio_postgres::Config {
+    let mut pg = config.database_url.pg().clone();
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -85,24 +120,20 @@ pub fn connection_config(config: &DbConfig) -> anyhow::Result<tokio_postgres::Co
     if pg.get_application_name().is_none() {
         pg.application_name("socialnet");
     }
-    Ok(pg)
+    pg
 }
 
-/// Creates the database named in `database_url` if it does not exist yet, by connecting to the
+/// Creates the database named in `url` if it does not exist yet, by connecting to the
 /// server's `postgres` maintenance database. Returns whether it was created.
-pub async fn ensure_database(database_url: &str) -> anyhow::Result<bool> {
-    let target = tokio_postgres::Config::from_str(database_url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    let Some(name) = target.get_dbname().map(str::to_owned) else {
+pub async fn ensure_database(url: &DatabaseUrl) -> anyhow::Result<bool> {
+    let Some(name) = url.database().map(str::to_owned) else {
         return Ok(false);
     };
     // Connecting to the target itself is the cheap common case.
-    if connect(&target).await.is_ok() {
+    if connect(url.pg()).await.is_ok() {
         return Ok(false);
     }
-    let mut maintenance = target.clone();
-    maintenance.dbname("postgres");
-    let client = connect(&maintenance)
+    let client = connect(url.with_database("postgres").pg())
         .await
         .context("connecting to the `postgres` database to create the application database")?;
     let exists = client
@@ -127,18 +158,13 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<bool> {
 }
 
 /// Drops a database, disconnecting its sessions first. Used by tests and lab tools.
-pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
-    let mut config = tokio_postgres::Config::from_str(database_url)?;
-    let name = config
-        .get_dbname()
-        .context("the URL names no database")?
-        .to_owned();
-    config.dbname("postgres");
-    let client = connect(&config).await?;
+pub async fn drop_database(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let name = url.database().context("the URL names no database")?;
+    let client = connect(url.with_database("postgres").pg()).await?;
     client
         .batch_execute(&format!(
             "drop database if exists {} with (force)",
-            quote_ident(&name)
+            quote_ident(name)
         ))
         .await?;
     Ok(())

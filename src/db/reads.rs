@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
-use crate::http::error::ApiError;
+use super::DbError;
 
 /// A few shared connections for pipelined single-statement reads.
 pub struct PipelinedReads {
@@ -61,7 +61,7 @@ impl PipelinedReads {
     }
 
     /// The next connection in turn, (re)opened if it is not open.
-    async fn client(&self) -> Result<Arc<SharedClient>, ApiError> {
+    async fn client(&self) -> Result<Arc<SharedClient>, DbError> {
         let slot = match self.slots.as_slice() {
             [only] => only,
             slots => &slots[self.next.fetch_add(1, Ordering::Relaxed) % slots.len()],
@@ -77,7 +77,7 @@ impl PipelinedReads {
             .config
             .connect(NoTls)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
+            .map_err(|e| DbError::Unavailable(format!("database unreachable: {e}")))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "shared read connection closed");
@@ -96,7 +96,7 @@ impl PipelinedReads {
 }
 
 impl SharedClient {
-    async fn statement(&self, sql: &str) -> Result<Statement, ApiError> {
+    async fn statement(&self, sql: &str) -> Result<Statement, DbError> {
         let cached = self
             .statements
             .lock()
@@ -117,9 +117,11 @@ impl SharedClient {
 }
 
 /// Where a read runs: on a pooled connection, or pipelined on a shared one.
-// Lives on the stack for the length of one request; boxing the pooled variant would only add an
-// allocation per request.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one request; boxing the pooled variant would only add an \
+              allocation per request"
+)]
 pub enum ReadConn {
     Pooled(deadpool_postgres::Object),
     Shared(Arc<SharedClient>),
@@ -127,7 +129,7 @@ pub enum ReadConn {
 
 impl ReadConn {
     /// A shared connection when pipelined reads are on, a pooled one otherwise.
-    pub async fn get(pool: &Pool, reads: Option<&PipelinedReads>) -> Result<Self, ApiError> {
+    pub async fn get(pool: &Pool, reads: Option<&PipelinedReads>) -> Result<Self, DbError> {
         Ok(match reads {
             Some(reads) => ReadConn::Shared(reads.client().await?),
             None => ReadConn::Pooled(pool.get().await?),
@@ -138,7 +140,7 @@ impl ReadConn {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, ApiError> {
+    ) -> Result<Vec<Row>, DbError> {
         Ok(match self {
             ReadConn::Pooled(client) => {
                 let statement = client.prepare_cached(sql).await?;
@@ -155,7 +157,7 @@ impl ReadConn {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, ApiError> {
+    ) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 }

@@ -1,23 +1,22 @@
 //! `POST /dialog/{user_id}/send` and `GET /dialog/{user_id}/list`.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::sql::{self, Page, Sent};
 use super::types::{DialogKey, Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
-use crate::auth::AuthUser;
-use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{positive_id, Json, Path, Query};
-use crate::http::AppState;
-use crate::users::UserId;
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query};
+use crate::ids::UserId;
+use crate::input::positive_id;
+use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/dialog/{user_id}/send", post(send))
-        .route("/dialog/{user_id}/list", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(list))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -27,9 +26,8 @@ pub struct SendRequest {
     pub text: String,
 }
 
-/// The other party of a dialog: a valid id that is not the caller's own.
-fn other_party(me: UserId, raw: &str) -> Result<UserId, ApiError> {
-    let other: UserId = raw.parse()?;
+/// The other party of a dialog: a user who is not the caller.
+fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
     if other == me {
         return Err(ApiError::bad_request("a dialog needs two different users"));
     }
@@ -52,10 +50,10 @@ fn other_party(me: UserId, raw: &str) -> Result<UserId, ApiError> {
 pub async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
     Json(request): Json<SendRequest>,
 ) -> Result<(), ApiError> {
-    let to = other_party(me, &user_id)?;
+    let to = other_party(me, user_id)?;
     let text = MessageText::parse(&request.text)?;
     let db = state.db.get().await?;
     match sql::send_message(&db, DialogKey::of(me, to), me, to, &text).await? {
@@ -92,10 +90,10 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<Message>>, ApiError> {
-    let other = other_party(me, &user_id)?;
+    let other = other_party(me, user_id)?;
     let limit = query.limit.unwrap_or(LIST_DEFAULT);
     if !(1..=LIST_MAX).contains(&limit) {
         return Err(ApiError::bad_request(format!(

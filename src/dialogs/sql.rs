@@ -5,8 +5,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
 use super::types::{DialogKey, Message, MessageText};
-use crate::http::error::ApiError;
-use crate::users::UserId;
+use crate::db::DbError;
+use crate::ids::UserId;
 
 /// What a send found.
 pub enum Sent {
@@ -26,7 +26,7 @@ pub async fn send_message(
     from: UserId,
     to: UserId,
     text: &MessageText,
-) -> Result<Sent, ApiError> {
+) -> Result<Sent, DbError> {
     let statement = db
         .prepare_cached("select send_dialog_message($1, $2, $3, $4, $5, $6)")
         .await?;
@@ -83,7 +83,7 @@ pub async fn list_messages(
     key: DialogKey,
     limit: i64,
     page: Page,
-) -> Result<Vec<Message>, ApiError> {
+) -> Result<Vec<Message>, DbError> {
     let (before, offset) = match page {
         Page::Before(id) => (id, 0),
         Page::Offset(n) => (i64::MAX, n),
@@ -119,7 +119,7 @@ pub async fn list_messages(
 
 /// Whether a user exists (answering 404 for a dialog with nobody).
 #[tracing::instrument(name = "sql.user_exists", skip(db))]
-pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, ApiError> {
+pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, DbError> {
     let statement = db
         .prepare_cached("select 1 from users where id = $1")
         .await?;

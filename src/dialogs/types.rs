@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::http::error::ApiError;
-use crate::users::UserId;
+use crate::ids::UserId;
+use crate::input::{user_text, Invalid};
 
 /// Longest message, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 4_000;
@@ -49,8 +49,8 @@ fn splitmix64(x: u64) -> u64 {
 pub struct MessageText(String);
 
 impl MessageText {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        crate::http::extract::user_text(raw, MESSAGE_MAX_CHARS).map(MessageText)
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        user_text(raw, MESSAGE_MAX_CHARS).map(MessageText)
     }
 
     pub fn as_str(&self) -> &str {

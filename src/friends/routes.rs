@@ -1,20 +1,18 @@
 //! `PUT /friend/set/{user_id}` and `PUT /friend/delete/{user_id}`.
 
 use axum::extract::State;
-use axum::routing::put;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::sql::{self, Follow};
-use crate::auth::AuthUser;
-use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::Path;
-use crate::http::AppState;
-use crate::users::UserId;
+use crate::api::{ApiError, AuthUser, ErrorBody, Path};
+use crate::ids::UserId;
+use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/friend/set/{user_id}", put(set_friend))
-        .route("/friend/delete/{user_id}", put(delete_friend))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_friend))
+        .routes(routes!(delete_friend))
 }
 
 /// Follows a user: their posts appear in the caller's feed. Idempotent.
@@ -32,16 +30,15 @@ pub fn router() -> Router<AppState> {
 pub async fn set_friend(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(user_id): Path<String>,
+    Path(friend): Path<UserId>,
 ) -> Result<(), ApiError> {
-    let friend: UserId = user_id.parse()?;
     if friend == me {
         return Err(ApiError::bad_request("you cannot befriend yourself"));
     }
     let db = state.db.get().await?;
     match sql::follow(&db, me, friend).await? {
         Follow::Added => {
-            crate::posts::feed::after_follow_change(&state, me).await;
+            state.feeds.after_follow_change(me).await;
             Ok(())
         }
         Follow::AlreadyFollowing => Ok(()),
@@ -63,12 +60,11 @@ pub async fn set_friend(
 pub async fn delete_friend(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(user_id): Path<String>,
+    Path(friend): Path<UserId>,
 ) -> Result<(), ApiError> {
-    let friend: UserId = user_id.parse()?;
     let db = state.db.get().await?;
     if sql::unfollow(&db, me, friend).await? {
-        crate::posts::feed::after_follow_change(&state, me).await;
+        state.feeds.after_follow_change(me).await;
     }
     Ok(())
 }

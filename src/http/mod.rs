@@ -1,8 +1,6 @@
-//! The HTTP shell: shared state, the router of every domain, and the middleware around it.
+//! The HTTP shell: the router of every domain, the middleware around it, the OpenAPI document
+//! and the operational endpoints.
 
-pub mod error;
-pub mod extract;
-pub mod json;
 pub mod metrics;
 pub mod openapi;
 mod ops;
@@ -10,83 +8,43 @@ pub mod request_id;
 
 use std::any::Any;
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use deadpool_postgres::Pool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-
-use crate::auth::{PasswordHasher, TokenKeys};
-use crate::config::Config;
-use error::ApiError;
-use request_id::{RequestId, REQUEST_ID_HEADER};
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
-/// What every handler can reach, behind one reference count: axum clones the state several times
-/// per request (into the route's service, then into the `State` extractor), and each clone of a
-/// struct of shared parts was a dozen atomic increments and as many decrements afterwards.
-#[derive(Clone)]
-pub struct AppState(Arc<AppParts>);
+use crate::api::{render_error_body, ApiError};
+use crate::config::Config;
+use crate::state::AppState;
+use request_id::{RequestId, REQUEST_ID_HEADER};
 
-impl AppState {
-    pub fn new(parts: AppParts) -> Self {
-        AppState(Arc::new(parts))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppParts;
-
-    fn deref(&self) -> &AppParts {
-        &self.0
-    }
-}
-
-/// The parts of [`AppState`].
-pub struct AppParts {
-    pub db: Pool,
-    pub tokens: TokenKeys,
-    pub hasher: PasswordHasher,
-    pub config: Arc<Config>,
-    pub live: crate::live::LiveHub,
-    /// The Redis feed cache, when `REDIS_URL` is set.
-    pub feed_cache: Option<crate::cache::FeedCache>,
-    /// Background fan-outs running at once (half the pool).
-    pub fanout_slots: Arc<tokio::sync::Semaphore>,
-    /// Pipelined single-statement reads, unless `DB_PIPELINED_READS=0`.
-    pub reads: Option<Arc<crate::db::reads::PipelinedReads>>,
-    /// The RabbitMQ session, when `AMQP_URL` is set; set once, right after start-up (the
-    /// session's own task holds the state too).
-    pub broker: OnceLock<crate::broker::Broker>,
-}
-
-impl AppParts {
-    /// A connection for a primary-key lookup: pipelined on a shared connection when
-    /// `DB_PIPELINED_READS` is on, pooled otherwise.
-    pub async fn read_conn(&self) -> Result<crate::db::reads::ReadConn, ApiError> {
-        crate::db::reads::ReadConn::get(&self.db, self.reads.as_deref()).await
-    }
-}
-
-/// The whole application: every domain's routes plus docs, operations and the middleware stack.
-pub fn router(state: AppState) -> App {
-    let config = state.config.clone();
-    let api = Router::new()
+/// Every domain's routes and the operational ones, each with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(crate::users::routes::router())
         .merge(crate::friends::routes::router())
         .merge(crate::posts::routes::router())
         .merge(crate::live::routes::router())
         .merge(crate::dialogs::routes::router())
         .merge(ops::router())
+}
+
+/// The whole application: every route plus docs, inside the middleware stack.
+pub fn router(state: AppState) -> App {
+    let config = state.config.clone();
+    let (api, doc) = routes().split_for_parts();
+    let api = api
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)
         .with_state(state);
-    with_middleware(api.merge(openapi::docs_router()), &config)
+    with_middleware(api.merge(openapi::docs_router(doc)), &config)
 }
 
 /// The served application: the routes inside the middleware stack.
@@ -142,7 +100,7 @@ async fn around_request(
                     .into_response()
             }),
         };
-    let mut response = error::render_error_body(response, &id);
+    let mut response = render_error_body(response, id.as_str());
     let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -179,59 +137,22 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::auth::AuthUser;
-    use crate::users::UserId;
+    use crate::api::AuthUser;
+    use crate::ids::UserId;
 
     /// State whose pool never connects (pools open connections lazily), for routes that need none.
     fn offline_state() -> AppState {
-        let config = Config {
-            db: crate::config::DbConfig {
-                database_url: "postgres://nobody@127.0.0.1:1/none".into(),
-                db_pool_size: Some(1),
-                db_pool_timeout_ms: 100,
-                db_statement_timeout_ms: 100,
-                db_pipelined_reads: None,
-                citus_shard_count: 32,
-                citus_coordinator: None,
-                db_startup_wait_secs: 0,
-            },
-            bind: "127.0.0.1:0".parse().unwrap(),
-            auth: crate::config::AuthConfig {
-                token_secret: Some("unit-secret".into()),
-                token_ttl_secs: 60,
-                hash_concurrency: Some(1),
-                hash_queue_timeout_ms: 100,
-                argon2_memory_kib: 1024,
-                argon2_iterations: 1,
-            },
-            request_timeout_ms: 200,
-            body_limit_bytes: 1024,
-            cache: crate::config::CacheConfig {
-                redis_url: None,
-                redis_key_prefix: "socialnet".into(),
-                redis_timeout_ms: 250,
-                feed_celebrity_followers: 10_000,
-            },
-            broker: crate::config::BrokerConfig {
-                amqp_url: None,
-                amqp_prefix: "socialnet".into(),
-                amqp_queue_expires_ms: 0,
-                live_route_batch: 1_000,
-                live_route_exchange: crate::config::LiveRouteExchange::Topic,
-            },
-            log_format: crate::config::LogFormat::Text,
-        };
-        AppState::new(AppParts {
-            db: crate::db::build_pool(&config.db).unwrap(),
-            tokens: crate::app::token_keys(&config.auth),
-            hasher: crate::app::password_hasher(&config.auth).unwrap(),
-            config: Arc::new(config),
-            live: Default::default(),
-            feed_cache: None,
-            fanout_slots: Arc::new(tokio::sync::Semaphore::new(1)),
-            reads: None,
-            broker: OnceLock::new(),
-        })
+        let mut config = Config::for_tests("postgres://nobody@127.0.0.1:1/none".parse().unwrap());
+        config.db.db_pool_size = Some(1);
+        config.db.db_pool_timeout_ms = 100;
+        config.db.db_statement_timeout_ms = 100;
+        config.auth.token_secret = Some("unit-secret".into());
+        config.auth.hash_concurrency = Some(1);
+        config.auth.hash_queue_timeout_ms = 100;
+        config.request_timeout_ms = 200;
+        config.body_limit_bytes = 1024;
+        let db = crate::db::Db::new(&config.db).unwrap();
+        crate::app::assemble(config, db, None).unwrap().0
     }
 
     async fn whoami(AuthUser(user): AuthUser) -> String {

@@ -1,38 +1,19 @@
-//! The OpenAPI document, generated from the handlers' annotations, and Swagger UI served from the
-//! binary itself (no CDN), so `/docs` works offline.
+//! The OpenAPI document: its head here, its paths from the routers themselves (each route is
+//! registered with its handler's annotation, so none can be served undocumented), and Swagger UI
+//! served from the binary itself (no CDN), so `/docs` works offline.
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::users::routes as users;
-
+/// The document's head: what the routers' paths are merged into (see [`super::routes`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "socialnet",
         description = "A social-network backend built to measure what makes web applications fast. \
                        Ids are strings; errors carry `{message, request_id, code}`.",
-    ),
-    paths(
-        users::register,
-        users::login,
-        users::get_user,
-        users::search,
-        crate::friends::routes::set_friend,
-        crate::friends::routes::delete_friend,
-        crate::posts::routes::create_post,
-        crate::posts::routes::update_post,
-        crate::posts::routes::delete_post,
-        crate::posts::routes::get_post,
-        crate::posts::routes::feed,
-        crate::live::routes::feed_posted,
-        crate::dialogs::routes::send,
-        crate::dialogs::routes::list,
-        super::ops::health,
-        super::ops::ready,
-        super::ops::metrics,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -62,9 +43,14 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The whole document, as `/openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    super::routes().into_openapi()
+}
+
 /// `/openapi.json` and Swagger UI under `/docs`.
-pub fn docs_router() -> Router {
+pub fn docs_router(document: utoipa::openapi::OpenApi) -> Router {
     SwaggerUi::new("/docs")
-        .url("/openapi.json", ApiDoc::openapi())
+        .url("/openapi.json", document)
         .into()
 }

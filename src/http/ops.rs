@@ -5,21 +5,22 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorBody};
-use super::AppState;
+use crate::api::{ApiError, ErrorBody};
+use crate::db::DbError;
+use crate::state::AppState;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,7 +46,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Status>, 
     let check = async {
         let db = state.db.get().await?;
         db.simple_query("select 1").await?;
-        Ok::<_, ApiError>(())
+        Ok::<_, DbError>(())
     };
     tokio::time::timeout(READY_TIMEOUT, check)
         .await
@@ -57,7 +58,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Status>, 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let pool = state.db.status();
+    let pool = state.db.pool().status();
     metrics::gauge!("db_pool_max_size").set(pool.max_size as f64);
     metrics::gauge!("db_pool_connections").set(pool.size as f64);
     metrics::gauge!("db_pool_available").set(pool.available as f64);

@@ -20,7 +20,7 @@ use super::social::{post_text, Timeline};
 use crate::config::DbConfig;
 use crate::db;
 use crate::dialogs::DialogKey;
-use crate::users::UserId;
+use crate::ids::UserId;
 
 #[derive(Debug, Clone, Args)]
 pub struct FakeDialogsArgs {
@@ -74,7 +74,7 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
     );
     db::wait_and_ensure_database(&args.db.database_url, args.db.startup_wait()).await?;
     let pool = super::bulk_pool(&args.db)?;
-    db::migrate_and_shard(&pool, &args.db).await?;
+    crate::app::migrate(&pool, &args.db).await?;
     let client = pool.get().await.context("connecting to the database")?;
     let ids = super::user_ids(&client).await?;
     anyhow::ensure!(

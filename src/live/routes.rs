@@ -2,18 +2,18 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Subscription;
-use crate::http::error::{ApiError, ErrorBody};
-use crate::http::AppState;
-use crate::users::UserId;
+use crate::api::{ApiError, ErrorBody, WebSocketUpgrade};
+use crate::ids::UserId;
+use crate::state::AppState;
 
 /// How often the server pings; a peer that has not answered by the next ping is closed.
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -22,8 +22,8 @@ const ROUTING_WAIT: Duration = Duration::from_secs(2);
 /// Frames from clients carry nothing the server needs; anything larger is refused.
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/post/feed/posted", get(feed_posted))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(feed_posted))
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,48 +45,45 @@ struct TokenQuery {
 )]
 pub async fn feed_posted(
     State(state): State<AppState>,
-    request: axum::extract::Request,
-) -> Result<Response, ApiError> {
-    let (mut parts, _) = request.into_parts();
-    let user = authenticate(&state, &parts)?;
-    let upgrade =
-        <WebSocketUpgrade as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-            &mut parts, &state,
-        )
-        .await
-        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    LiveUser(user): LiveUser,
+    WebSocketUpgrade(upgrade): WebSocketUpgrade,
+) -> Response {
     let subscription = state.live.subscribe(user);
-    if let Some(broker) = state.broker.get() {
-        // Routed here before the handshake completes: a post made right after it reaches this
-        // socket. Bounded: with the broker away the socket opens anyway and is routed on reconnect.
-        broker.routed(user, ROUTING_WAIT).await;
-    }
-    Ok(upgrade
+    // Routed here before the handshake completes: a post made right after it reaches this
+    // socket. Bounded: with the broker away the socket opens anyway and is routed on reconnect.
+    state.events.route_here(user, ROUTING_WAIT).await;
+    upgrade
         // Small buffers: thousands of idle sockets must stay cheap.
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(socket, subscription)))
+        .on_upgrade(move |socket| serve_socket(socket, subscription))
 }
 
-fn authenticate(state: &AppState, parts: &Parts) -> Result<UserId, ApiError> {
-    if parts
-        .headers
-        .contains_key(axum::http::header::AUTHORIZATION)
-    {
-        return state.tokens.verify_header(parts);
-    }
-    let query: TokenQuery = parts
-        .uri
-        .query()
-        .map(token_from_query)
-        .unwrap_or(TokenQuery { token: None });
-    match query.token {
-        Some(token) if !token.is_empty() => state.tokens.verify(&token),
-        _ => Err(ApiError::Unauthorized(
-            "missing token: send Authorization: Bearer <token> or ?token=".into(),
-        )),
+/// The caller of the live feed: the token from `Authorization: Bearer`, or from `?token=` for
+/// browsers, which cannot set headers on a websocket. Extracted before the upgrade, so that a
+/// missing or bad token is a 401 and no handshake.
+pub struct LiveUser(pub UserId);
+
+impl FromRequestParts<AppState> for LiveUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(LiveUser(state.tokens.verify_header(&parts.headers)?));
+        }
+        match parts.uri.query().map(token_from_query) {
+            Some(TokenQuery { token: Some(token) }) if !token.is_empty() => {
+                Ok(LiveUser(state.tokens.verify(&token)?))
+            }
+            _ => Err(ApiError::Unauthorized(
+                "missing token: send Authorization: Bearer <token> or ?token=".into(),
+            )),
+        }
     }
 }
 

@@ -6,5 +6,6 @@ pub mod routes;
 pub mod sql;
 mod types;
 
+pub use crate::ids::PostId;
 pub use events::PostEvent;
-pub use types::{Post, PostId, PostText, FEED_WINDOW, POST_MAX_CHARS};
+pub use types::{Post, PostText, FEED_WINDOW, POST_MAX_CHARS};

@@ -1,28 +1,26 @@
 //! HTTP handlers of posts and the feed.
 
 use axum::extract::State;
-use axum::routing::{get, post, put};
-use axum::Router;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::events::PostEvent;
 use super::sql::{self, Ownership};
-use super::types::{Post, PostId, PostText, FEED_WINDOW};
-use crate::auth::AuthUser;
-use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{Json, Path, Query};
-use crate::http::AppState;
-use crate::live::LivePost;
-use crate::users::{IdInput, UserId};
+use super::types::{Post, PostText, FEED_WINDOW};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query};
+use crate::ids::PostId;
+use crate::state::AppState;
+use crate::users::IdInput;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/post/create", post(create_post))
-        .route("/post/update", put(update_post))
-        .route("/post/delete/{id}", put(delete_post))
-        .route("/post/get/{id}", get(get_post))
-        .route("/post/feed", get(feed))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_post))
+        .routes(routes!(update_post))
+        .routes(routes!(delete_post))
+        .routes(routes!(get_post))
+        .routes(routes!(feed))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,39 +49,16 @@ pub async fn create_post(
     let text = PostText::parse(&request.text)?;
     let id = {
         let db = state.db.get().await?;
-        sql::insert_post(&db, me, &text, state.broker.get().is_some()).await?
+        sql::insert_post(&db, me, &text, state.events.through_outbox())
+            .await?
+            .ok_or_else(ApiError::unknown_token_user)?
     };
-    written_event(&state, || PostEvent::Created {
+    state.events.written(|| PostEvent::Created {
         post_id: id.0,
         author_id: me.0,
         text: text.as_str().to_owned(),
     });
     Ok(axum::Json(id.to_string()))
-}
-
-/// After a write with an event: with a broker, the event is in the outbox and the relay is
-/// woken; without one, it is applied here, in the background, to the feed cache and, for a new
-/// post, to the followers' sockets on this instance.
-fn written_event(state: &AppState, event: impl FnOnce() -> PostEvent) {
-    if let Some(broker) = state.broker.get() {
-        broker.outbox_written();
-        return;
-    }
-    let event = event();
-    if let PostEvent::Created {
-        post_id,
-        author_id,
-        ref text,
-    } = event
-    {
-        state.live.publish_post(
-            state.db.clone(),
-            state.fanout_slots.clone(),
-            LivePost::new(post_id, author_id, text.clone()),
-            UserId(author_id),
-        );
-    }
-    super::feed::apply_in_background(state, event);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -116,9 +91,9 @@ pub async fn update_post(
     let text = PostText::parse(&request.text)?;
     {
         let db = state.db.get().await?;
-        written(sql::update_post(&db, me, id, &text, state.broker.get().is_some()).await?)?;
+        written(sql::update_post(&db, me, id, &text, state.events.through_outbox()).await?)?;
     }
-    written_event(&state, || PostEvent::Updated {
+    state.events.written(|| PostEvent::Updated {
         post_id: id.0,
         author_id: me.0,
     });
@@ -141,14 +116,13 @@ pub async fn update_post(
 pub async fn delete_post(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<PostId>,
 ) -> Result<(), ApiError> {
-    let id: PostId = id.parse()?;
     {
         let db = state.db.get().await?;
-        written(sql::delete_post(&db, me, id, state.broker.get().is_some()).await?)?;
+        written(sql::delete_post(&db, me, id, state.events.through_outbox()).await?)?;
     }
-    written_event(&state, || PostEvent::Deleted {
+    state.events.written(|| PostEvent::Deleted {
         post_id: id.0,
         author_id: me.0,
     });
@@ -177,10 +151,9 @@ fn written(outcome: Ownership) -> Result<(), ApiError> {
 )]
 pub async fn get_post(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<PostId>,
 ) -> Result<axum::Json<Post>, ApiError> {
-    let id: PostId = id.parse()?;
-    let db = state.read_conn().await?;
+    let db = state.db.key_read().await?;
     sql::find_post(&db, id)
         .await?
         .map(axum::Json)
@@ -227,7 +200,5 @@ pub async fn feed(
     if limit == 0 {
         return Ok(axum::Json(Vec::new()));
     }
-    Ok(axum::Json(
-        super::feed::read(&state, me, limit, offset).await?,
-    ))
+    Ok(axum::Json(state.feeds.read(me, limit, offset).await?))
 }

@@ -3,10 +3,11 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::types::{Post, PostId, PostText};
+use super::types::{Post, PostText};
 use crate::db::reads::ReadConn;
-use crate::http::error::ApiError;
-use crate::users::UserId;
+use crate::db::DbError;
+use crate::ids::PostId;
+use crate::ids::UserId;
 
 fn post_from_row(row: &Row) -> Post {
     Post {
@@ -16,15 +17,16 @@ fn post_from_row(row: &Row) -> Post {
     }
 }
 
-/// Inserts a post. With `outbox`, its `post.created` event is written by the same statement, so
-/// the post and its event commit together or not at all.
+/// Inserts a post; `None` if its author does not exist (a token that outlived its user). With
+/// `outbox`, its `post.created` event is written by the same statement, so the post and its
+/// event commit together or not at all.
 #[tracing::instrument(name = "sql.insert_post", skip(db, text))]
 pub async fn insert_post(
     db: &impl GenericClient,
     author: UserId,
     text: &PostText,
     outbox: bool,
-) -> Result<PostId, ApiError> {
+) -> Result<Option<PostId>, DbError> {
     let sql = if outbox {
         "with p as (
              insert into posts (author_id, text) values ($1, $2) returning id, author_id, text
@@ -40,16 +42,16 @@ pub async fn insert_post(
     };
     let statement = db.prepare_cached(sql).await?;
     match db.query_one(&statement, &[&author.0, &text.as_str()]).await {
-        Ok(row) => Ok(PostId(row.get(0))),
+        Ok(row) => Ok(Some(PostId(row.get(0)))),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
-            Err(ApiError::unknown_token_user())
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }
 }
 
 #[tracing::instrument(name = "sql.find_post", skip(db))]
-pub async fn find_post(db: &ReadConn, id: PostId) -> Result<Option<Post>, ApiError> {
+pub async fn find_post(db: &ReadConn, id: PostId) -> Result<Option<Post>, DbError> {
     Ok(db
         .query_opt(
             "select id, text, author_id from posts where id = $1",
@@ -71,7 +73,7 @@ async fn ownership(
     db: &impl GenericClient,
     id: PostId,
     changed: u64,
-) -> Result<Ownership, ApiError> {
+) -> Result<Ownership, DbError> {
     if changed > 0 {
         return Ok(Ownership::Done);
     }
@@ -92,7 +94,7 @@ pub async fn update_post(
     id: PostId,
     text: &PostText,
     outbox: bool,
-) -> Result<Ownership, ApiError> {
+) -> Result<Ownership, DbError> {
     let sql = if outbox {
         "with u as (
              update posts set text = $3, updated_at = now() where id = $1 and author_id = $2
@@ -126,7 +128,7 @@ pub async fn delete_post(
     author: UserId,
     id: PostId,
     outbox: bool,
-) -> Result<Ownership, ApiError> {
+) -> Result<Ownership, DbError> {
     let sql = if outbox {
         "with d as (
              delete from posts where id = $1 and author_id = $2 returning id, author_id
@@ -156,7 +158,7 @@ pub async fn feed(
     reader: UserId,
     limit: i64,
     offset: i64,
-) -> Result<Vec<Post>, ApiError> {
+) -> Result<Vec<Post>, DbError> {
     let rows = db
         .query(
             "select p.id, p.text, p.author_id
@@ -182,7 +184,7 @@ pub async fn feed_ids(
     db: &impl GenericClient,
     reader: UserId,
     window: i64,
-) -> Result<Vec<i64>, ApiError> {
+) -> Result<Vec<i64>, DbError> {
     let statement = db
         .prepare_cached(
             "select p.id
@@ -204,7 +206,7 @@ pub async fn feed_ids(
 }
 
 #[tracing::instrument(name = "sql.posts_by_ids", skip(db, ids))]
-pub async fn posts_by_ids(db: &impl GenericClient, ids: &[i64]) -> Result<Vec<Post>, ApiError> {
+pub async fn posts_by_ids(db: &impl GenericClient, ids: &[i64]) -> Result<Vec<Post>, DbError> {
     let statement = db
         .prepare_cached("select id, text, author_id from posts where id = any($1)")
         .await?;
@@ -216,32 +218,13 @@ pub async fn posts_by_ids(db: &impl GenericClient, ids: &[i64]) -> Result<Vec<Po
         .collect())
 }
 
-/// Up to `limit` of the users who follow `author` (`i64::MAX` for all of them): the readers whose
-/// cached feeds, or sockets, get a new post.
-#[tracing::instrument(name = "sql.followers", skip(db))]
-pub async fn followers(
-    db: &impl GenericClient,
-    author: UserId,
-    limit: i64,
-) -> Result<Vec<i64>, ApiError> {
-    let statement = db
-        .prepare_cached("select user_id from friends where friend_id = $1 limit $2")
-        .await?;
-    Ok(db
-        .query(&statement, &[&author.0, &limit])
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
-}
-
 /// An author's newest post ids.
 #[tracing::instrument(name = "sql.recent_post_ids", skip(db))]
 pub async fn recent_post_ids(
     db: &impl GenericClient,
     author: UserId,
     window: i64,
-) -> Result<Vec<i64>, ApiError> {
+) -> Result<Vec<i64>, DbError> {
     let statement = db
         .prepare_cached("select id from posts where author_id = $1 order by id desc limit $2")
         .await?;
@@ -251,45 +234,4 @@ pub async fn recent_post_ids(
         .iter()
         .map(|row| row.get(0))
         .collect())
-}
-
-/// An event waiting in the outbox.
-pub struct OutboxRow {
-    pub id: i64,
-    pub kind: String,
-    pub payload: String,
-}
-
-/// Locks up to `limit` of the oldest unpublished events for this transaction; rows another relay
-/// holds are skipped, so several instances relay side by side without publishing a row twice
-/// at once.
-#[tracing::instrument(name = "sql.lock_outbox", skip(db))]
-pub async fn lock_outbox(db: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, ApiError> {
-    let statement = db
-        .prepare_cached(
-            "select id, kind, payload::text from outbox
-             order by id
-             limit $1
-             for update skip locked",
-        )
-        .await?;
-    Ok(db
-        .query(&statement, &[&limit])
-        .await?
-        .iter()
-        .map(|row| OutboxRow {
-            id: row.get(0),
-            kind: row.get(1),
-            payload: row.get(2),
-        })
-        .collect())
-}
-
-/// Forgets events the broker has confirmed.
-#[tracing::instrument(name = "sql.delete_outbox", skip(db, ids))]
-pub async fn delete_outbox(db: &impl GenericClient, ids: &[i64]) -> Result<u64, ApiError> {
-    let statement = db
-        .prepare_cached("delete from outbox where id = any($1)")
-        .await?;
-    Ok(db.execute(&statement, &[&ids]).await?)
 }

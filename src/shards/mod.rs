@@ -38,12 +38,7 @@ impl Sharding {
                 port: 5432,
             },
             None => {
-                let url = crate::db::connection_config(config)?;
-                let host = match url.get_hosts().first() {
-                    Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-                    _ => "localhost".to_owned(),
-                };
-                let port = url.get_ports().first().copied().unwrap_or(5432);
+                let (host, port) = config.database_url.host_and_port();
                 ops::Node {
                     host,
                     port: port.into(),

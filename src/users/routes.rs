@@ -2,28 +2,27 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::sql;
 use super::types::{
-    optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User, UserId,
+    optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User,
     BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
 };
+use crate::api::{json_response, ApiError, ErrorBody, Json, Path, Query};
 use crate::auth::PasswordVerdict;
-use crate::db::reads::ReadConn;
-use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{Json, Path, Query};
-use crate::http::AppState;
+use crate::ids::UserId;
+use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/user/register", post(register))
-        .route("/login", post(login))
-        .route("/user/get/{id}", get(get_user))
-        .route("/user/search", get(search))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(get_user))
+        .routes(routes!(search))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -143,14 +142,13 @@ pub async fn login(
 )]
 pub async fn get_user(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<UserId>,
 ) -> Result<Response, ApiError> {
-    let id: UserId = id.parse()?;
-    let db = state.read_conn().await?;
+    let db = state.db.key_read().await?;
     let user = sql::find_user(&db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("user not found"))?;
-    user.response()
+    Ok(json_response(user.json()?))
 }
 
 /// Default and largest page of search results.
@@ -201,8 +199,7 @@ pub async fn search(
             "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"
         )));
     }
-    // Searches vary in cost: pipelined, a slow one would hold up the ones behind it.
-    let db = ReadConn::Pooled(state.db.get().await?);
+    let db = state.db.pooled_read().await?;
     let users = sql::search_users(&db, &first, &second, limit, offset).await?;
-    sql::UserRow::page_response(&users)
+    Ok(json_response(sql::UserRow::page_json(&users)?))
 }

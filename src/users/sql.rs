@@ -1,16 +1,16 @@
 //! Every SQL statement of the users domain.
 
-use axum::response::Response;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 #[cfg(doc)]
 use super::types::User;
-use super::types::{NamePrefix, NewUser, UserId};
+use super::types::{NamePrefix, NewUser};
 use crate::db::columns::{Date, RawText};
 use crate::db::reads::ReadConn;
-use crate::http::error::ApiError;
-use crate::http::json;
+use crate::db::DbError;
+use crate::ids::UserId;
+use crate::json;
 
 /// The columns of a public profile, in the order [`UserRow`] reads them.
 macro_rules! user_columns {
@@ -30,13 +30,12 @@ pub struct UserRow(Row);
 pub const USER_JSON_BYTES: usize = 512;
 
 impl UserRow {
-    /// Appends the profile as the API's JSON object (see [`crate::http::json`]), its texts not
-    /// yet checked as UTF-8: only [`UserRow::response`] and [`UserRow::page_response`] call this,
-    /// and they check the whole body.
-    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    /// Appends the profile as the API's JSON object (see [`crate::json`]), its texts not yet
+    /// checked as UTF-8: only [`UserRow::json`] and [`UserRow::page_json`] call this, and they
+    /// check the whole body.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), DbError> {
         let row = &self.0;
-        let column_error =
-            |e| ApiError::Internal(anyhow::Error::new(e).context("reading a user row"));
+        let column_error = |e| DbError::internal(e, "reading a user row");
         // Unchecked here; the whole response is checked once (see `write_raw_text`).
         let text = |i| {
             row.try_get::<_, RawText>(i)
@@ -61,15 +60,15 @@ impl UserRow {
         Ok(())
     }
 
-    /// The profile as a JSON response.
-    pub fn response(&self) -> Result<Response, ApiError> {
+    /// The profile as a JSON body.
+    pub fn json(&self) -> Result<Vec<u8>, DbError> {
         let mut body = Vec::with_capacity(USER_JSON_BYTES);
         self.write_json(&mut body)?;
         checked(body, std::slice::from_ref(self))
     }
 
-    /// A page of profiles as a JSON array response, in a buffer sized for it up front.
-    pub fn page_response(users: &[UserRow]) -> Result<Response, ApiError> {
+    /// A page of profiles as a JSON array, in a buffer sized for it up front.
+    pub fn page_json(users: &[UserRow]) -> Result<Vec<u8>, DbError> {
         let mut body = Vec::with_capacity(2 + users.len() * USER_JSON_BYTES);
         body.push(b'[');
         for (i, user) in users.iter().enumerate() {
@@ -101,17 +100,20 @@ impl UserRow {
     }
 }
 
-/// The response, if the texts in it are UTF-8. Only a `SQL_ASCII` database can hand back text
-/// that is not (PostgreSQL converts every other encoding to the client's UTF-8); the error then
-/// names the row and the column, found again on this rare path.
-fn checked(body: Vec<u8>, users: &[UserRow]) -> Result<Response, ApiError> {
-    json::checked_response(body).map_err(|e| {
-        let context = match users.iter().find_map(UserRow::text_not_utf8) {
-            Some((id, column)) => format!("user {id}, column {column}"),
-            None => "a user row".to_owned(),
-        };
-        ApiError::Internal(anyhow::Error::new(e).context(context))
-    })
+/// The body, if the texts in it are UTF-8. Only a `SQL_ASCII` database can hand back text that
+/// is not (PostgreSQL converts every other encoding to the client's UTF-8); the error then names
+/// the row and the column, found again on this rare path.
+fn checked(body: Vec<u8>, users: &[UserRow]) -> Result<Vec<u8>, DbError> {
+    match json::check_utf8(&body) {
+        Ok(()) => Ok(body),
+        Err(e) => {
+            let context = match users.iter().find_map(UserRow::text_not_utf8) {
+                Some((id, column)) => format!("user {id}, column {column}"),
+                None => "a user row".to_owned(),
+            };
+            Err(DbError::Internal(anyhow::Error::new(e).context(context)))
+        }
+    }
 }
 
 #[tracing::instrument(name = "sql.insert_user", skip_all)]
@@ -120,7 +122,7 @@ pub async fn insert_user(
     user: &NewUser,
     password_hash: &str,
     is_admin: bool,
-) -> Result<UserId, ApiError> {
+) -> Result<UserId, DbError> {
     let statement = db
         .prepare_cached(
             "insert into users (first_name, second_name, birthdate, biography, city, password_hash, is_admin)
@@ -146,16 +148,13 @@ pub async fn insert_user(
 }
 
 #[tracing::instrument(name = "sql.find_user", skip(db))]
-pub async fn find_user(db: &ReadConn, id: UserId) -> Result<Option<UserRow>, ApiError> {
+pub async fn find_user(db: &ReadConn, id: UserId) -> Result<Option<UserRow>, DbError> {
     const FIND_USER: &str = concat!("select ", user_columns!(), " from users where id = $1");
     Ok(db.query_opt(FIND_USER, &[&id.0]).await?.map(UserRow))
 }
 
 #[tracing::instrument(name = "sql.password_hash", skip(db))]
-pub async fn password_hash(
-    db: &impl GenericClient,
-    id: UserId,
-) -> Result<Option<String>, ApiError> {
+pub async fn password_hash(db: &impl GenericClient, id: UserId) -> Result<Option<String>, DbError> {
     let statement = db
         .prepare_cached("select password_hash from users where id = $1")
         .await?;
@@ -184,7 +183,7 @@ pub async fn search_users(
     second_name: &NamePrefix,
     limit: i64,
     offset: i64,
-) -> Result<Vec<UserRow>, ApiError> {
+) -> Result<Vec<UserRow>, DbError> {
     let rows = db
         .query(
             &search_sql(first_name, second_name),

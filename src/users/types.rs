@@ -2,33 +2,12 @@
 //! one of these types is valid by construction.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
-
-/// A user id: a positive 64-bit integer in the database, a decimal string on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(pub i64);
-
-impl FromStr for UserId {
-    type Err = ApiError;
-
-    /// Only plain decimal digits that fit a positive bigint: anything else cannot be an id (400).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::http::extract::positive_id(s)
-            .map(UserId)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid user id: {}", shorten(s))))
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+use crate::ids::UserId;
+use crate::input::{shorten, Invalid};
 
 /// An id as clients send it in a body: the contract says string, but a bare number is accepted too.
 #[derive(Debug, Deserialize)]
@@ -47,7 +26,7 @@ impl IdInput {
         }
     }
 
-    pub fn parse(self) -> Result<UserId, ApiError> {
+    pub fn parse(self) -> Result<UserId, Invalid> {
         self.into_text().parse()
     }
 }
@@ -72,7 +51,7 @@ pub const BIRTHDATE_MIN: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
 pub struct PersonName(String);
 
 impl PersonName {
-    pub fn parse(field: &str, raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
         let value = raw.trim();
         check_text(field, value, 1, NAME_MAX_CHARS)?;
         Ok(PersonName(value.to_owned()))
@@ -93,8 +72,8 @@ impl NamePrefix {
         self.0.chars().count()
     }
 
-    pub fn parse(field: &str, raw: Option<&str>) -> Result<Self, ApiError> {
-        let raw = raw.ok_or_else(|| ApiError::bad_request(format!("{field} is required")))?;
+    pub fn parse(field: &str, raw: Option<&str>) -> Result<Self, Invalid> {
+        let raw = raw.ok_or_else(|| Invalid(format!("{field} is required")))?;
         let value = raw.trim();
         check_text(field, value, 1, NAME_MAX_CHARS)?;
         Ok(NamePrefix(value.to_owned()))
@@ -106,7 +85,7 @@ impl NamePrefix {
 }
 
 /// A free-text field with only an upper bound (biography, city); absent means empty.
-pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<String, ApiError> {
+pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<String, Invalid> {
     let value = raw.unwrap_or("").trim();
     // Line breaks and tabs are fine in free text; other control characters are not.
     let without_breaks: String = value.replace(['\n', '\r', '\t'], " ");
@@ -119,10 +98,10 @@ pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Strin
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(raw: String) -> Result<Self, ApiError> {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
         let chars = raw.chars().count();
         if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
-            return Err(ApiError::bad_request(format!(
+            return Err(Invalid(format!(
                 "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
             )));
         }
@@ -145,9 +124,9 @@ impl fmt::Debug for Password {
 pub struct Birthdate(NaiveDate);
 
 impl Birthdate {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let bad = || {
-            ApiError::bad_request(format!(
+            Invalid(format!(
                 "birthdate must be a real date written YYYY-MM-DD, got {}",
                 shorten(raw)
             ))
@@ -164,7 +143,7 @@ impl Birthdate {
         }
         let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())?;
         if date < BIRTHDATE_MIN || date > Utc::now().date_naive() {
-            return Err(ApiError::bad_request(format!(
+            return Err(Invalid(format!(
                 "birthdate must be between {BIRTHDATE_MIN} and today"
             )));
         }
@@ -186,6 +165,9 @@ pub struct NewUser {
     pub city: String,
 }
 
+// Profiles are written as JSON by hand (`users::sql::UserRow`); the tests read them back into
+// this type and write it again, which must give the very same JSON, so the documented schema
+// cannot drift from what is sent.
 /// A user's public profile, as the API returns it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
@@ -203,15 +185,13 @@ pub struct User {
     pub city: String,
 }
 
-fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     let chars = value.chars().count();
     if chars < min {
-        return Err(ApiError::bad_request(format!("{field} must not be empty")));
+        return Err(Invalid(format!("{field} must not be empty")));
     }
     if chars > max {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be at most {max} characters"
-        )));
+        return Err(Invalid(format!("{field} must be at most {max} characters")));
     }
     // Control characters and non-characters (U+FFFE, U+FFFF, U+10FFFF and kin) have no place in a
     // name; excluding U+10FFFF also keeps the search's upper bound (prefix || U+10FFFF) exact.
@@ -219,50 +199,16 @@ fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Ap
         .chars()
         .any(|c| c.is_control() || (c as u32 & 0xFFFE) == 0xFFFE)
     {
-        return Err(ApiError::bad_request(format!(
+        return Err(Invalid(format!(
             "{field} contains control or non-characters"
         )));
     }
     Ok(())
 }
 
-/// Cuts a hostile value down before it is echoed in an error message.
-fn shorten(s: &str) -> String {
-    const MAX: usize = 40;
-    if s.chars().count() <= MAX {
-        s.to_owned()
-    } else {
-        let mut cut: String = s.chars().take(MAX).collect();
-        cut.push('…');
-        cut
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_ids_are_positive_decimal_bigints() {
-        assert_eq!("42".parse::<UserId>().unwrap(), UserId(42));
-        assert_eq!(
-            "9223372036854775807".parse::<UserId>().unwrap(),
-            UserId(i64::MAX)
-        );
-        for bad in [
-            "",
-            "0",
-            "-1",
-            "+1",
-            " 1",
-            "1.0",
-            "abc",
-            "9223372036854775808",
-            "1; drop table users",
-        ] {
-            assert!(bad.parse::<UserId>().is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn birthdates_must_be_real_past_dates_in_iso_form() {

@@ -2,23 +2,16 @@
 //! the balancer, and losing an instance costs no request.
 
 use std::collections::HashSet;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use socialnet::Application;
 
-use crate::helpers::{fresh_database_url, registration, test_config};
-
-struct Haproxy(Child);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::helpers::{
+    eventually, fresh_database_url, registration, test_config, ChildGuard, DatabaseGuard,
+};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -31,6 +24,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn two_instances_behind_haproxy_share_tokens_and_survive_losing_one() {
     let database_url = fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
     let mut ports = Vec::new();
     let mut stops = Vec::new();
     for _ in 0..2 {
@@ -71,7 +65,7 @@ backend socialnet
         ports[0], ports[1]
     );
     std::fs::write(dir.join("haproxy.cfg"), config).unwrap();
-    let _haproxy = Haproxy(
+    let _haproxy = ChildGuard(
         Command::new("haproxy")
             .arg("-f")
             .arg(dir.join("haproxy.cfg"))
@@ -80,17 +74,13 @@ backend socialnet
     );
     let base = format!("http://127.0.0.1:{front}");
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
+    eventually(Duration::from_secs(5), || async {
+        match client.get(format!("{base}/health")).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            other => Err(format!("HAProxy not serving yet: {other:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     // Register and log in through the balancer; the token is honoured by both instances.
     let response = client
@@ -140,25 +130,20 @@ backend socialnet
     // One instance stops. Requests racing its shutdown may fail until the health check marks it
     // down (200 ms here); from then on every request succeeds, on the other instance.
     stops.remove(0).send(()).unwrap();
-    let mut marked_down = false;
-    for _ in 0..100 {
+    eventually(Duration::from_secs(5), || async {
         let response = client
             .get(format!("{base}/post/feed"))
             .bearer_auth(&token)
             .send()
             .await;
-        if let Ok(response) = response {
-            if response.status() == StatusCode::OK && response.headers()["x-served-by"] == "b" {
-                marked_down = true;
-                break;
-            }
+        match response {
+            Ok(r) if r.status() == StatusCode::OK && r.headers()["x-served-by"] == "b" => Ok(()),
+            other => Err(format!(
+                "HAProxy never routed around the stopped instance: {other:?}"
+            )),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        marked_down,
-        "HAProxy never routed around the stopped instance"
-    );
+    })
+    .await;
     for _ in 0..20 {
         let response = client
             .get(format!("{base}/post/feed"))
@@ -170,5 +155,4 @@ backend socialnet
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = std::fs::remove_dir_all(dir);
-    socialnet::db::drop_database(&database_url).await.unwrap();
 }

@@ -131,9 +131,10 @@ async fn an_open_loop_run_holds_roughly_its_rate() {
     let step = &result.scenarios[0].steps[0];
     assert_eq!(result.mode, "open");
     // 50 requests/s for one second is a schedule of 50 sends (one more per connection at most,
-    // from the staggered start): never as fast as possible, whatever the machine's speed.
+    // from the staggered start): never as fast as possible, whatever the machine's speed, and
+    // each one sent even when the server answers late (the loop catches up, it skips nothing).
     assert!(
-        (1..=52).contains(&step.requests),
+        (45..=52).contains(&step.requests),
         "{} requests",
         step.requests
     );

@@ -11,7 +11,7 @@ use crate::feed_cache::{
     cached_feed_scenario, cached_list, celebrity_scenario, clear_redis, feed_becomes, redis_url,
     use_redis,
 };
-use crate::helpers::{amqp_url, spawn_app_with, use_broker, TestApp, TestUser};
+use crate::helpers::{amqp_url, eventually, spawn_app_with, use_broker, TestApp, TestUser};
 use crate::live::{connect, next_post, Socket};
 use crate::rabbit::RabbitNodes;
 
@@ -31,13 +31,13 @@ async fn outbox_rows(app: &TestApp) -> Vec<(String, Value)> {
 
 /// Waits until the relay has published (and deleted) every outbox row.
 async fn outbox_drains(app: &TestApp) {
-    for _ in 0..300 {
-        if outbox_rows(app).await.is_empty() {
-            return;
+    eventually(Duration::from_secs(15), || async {
+        match outbox_rows(app).await {
+            rows if rows.is_empty() => Ok(()),
+            rows => Err(format!("outbox still holds {rows:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("outbox still holds {:?}", outbox_rows(app).await);
+    })
+    .await;
 }
 
 /// Reads frames until every text in `expected` has arrived (or `wait` passes); returns all seen.

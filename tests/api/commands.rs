@@ -2,7 +2,7 @@ use clap::Parser;
 use reqwest::StatusCode;
 use socialnet::cli::{run, Cli};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, DatabaseGuard};
 
 #[tokio::test]
 async fn migrating_twice_is_harmless() {
@@ -60,11 +60,18 @@ async fn create_superuser_makes_an_admin_who_can_log_in() {
     ]))
     .await;
     assert!(result.is_err());
+    let users: i64 = client
+        .query_one("select count(*) from users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1, "only the first administrator was written");
 }
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     let database_url = crate::helpers::fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
     let mut config = crate::helpers::test_config(&database_url);
     // A hash that takes about a second, so that the request is surely sent, accepted and still
     // running when the stop comes 300 ms after it was sent.
@@ -99,5 +106,4 @@ async fn shutdown_lets_an_in_flight_request_finish() {
         .send()
         .await
         .is_err());
-    socialnet::db::drop_database(&database_url).await.unwrap();
 }

@@ -97,9 +97,16 @@ async fn fake_users_appends_realistic_users_who_can_log_in() {
 #[tokio::test]
 async fn the_same_seed_generates_the_same_users() {
     let app = spawn_app().await;
-    fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
-    fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
+    let first = fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
+    let second = fake_users(&args(&app.database_url, 200, 99)).await.unwrap();
+    assert_eq!((first.rows, second.rows), (200, 200));
     let client = app.db().await;
+    let total: i64 = client
+        .query_one("select count(*) from users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 400, "the second load appended its own 200");
     let differing: i64 = client
         .query_one(
             "select count(*) from users a join users b on b.id = a.id + 200

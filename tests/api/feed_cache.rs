@@ -6,7 +6,7 @@ use serde_json::json;
 
 use socialnet::config::Config;
 
-use crate::helpers::{database_name, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{database_name, eventually, spawn_app_with, ChildGuard, TestApp, TestUser};
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -22,17 +22,17 @@ async fn cached_app(url: String) -> TestApp {
     spawn_app_with(move |c| use_redis(c, &url)).await
 }
 
-/// Reads the feed until it equals `expected` (fan-out is asynchronous), for at most five seconds.
+/// Reads the feed until it equals `expected` (fan-out is asynchronous), for at most ten seconds.
 pub async fn feed_becomes(app: &TestApp, reader: &TestUser, query: &str, expected: &[&str]) {
-    let mut last = Vec::new();
-    for _ in 0..250 {
-        last = app.feed_texts(reader, query).await;
-        if last == expected {
-            return;
+    eventually(Duration::from_secs(10), || async {
+        let feed = app.feed_texts(reader, query).await;
+        if feed == expected {
+            Ok(())
+        } else {
+            Err(format!("feed {query:?} is {feed:?}, expected {expected:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("feed {query:?} is {last:?}, expected {expected:?}");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -117,26 +117,29 @@ async fn with_redis_gone_the_feed_answers_from_postgres() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let mut redis = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is installed");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut redis = ChildGuard(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed"),
+    );
+    eventually(Duration::from_secs(2), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map(drop)
+            .map_err(|e| format!("redis-server on {port}: {e}"))
+    })
+    .await;
     let app = cached_app(format!("redis://127.0.0.1:{port}")).await;
     let reader = app.user("Читатель", "Лентов").await;
     let anna = app.user("Анна", "Иванова").await;
@@ -144,8 +147,8 @@ async fn with_redis_gone_the_feed_answers_from_postgres() {
     app.post(&anna, "a1").await;
     feed_becomes(&app, &reader, "", &["a1"]).await;
 
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.0.kill().unwrap();
+    redis.0.wait().unwrap();
     app.post(&anna, "a2").await;
     // Served by SQL now: complete, and never a 5xx.
     feed_becomes(&app, &reader, "", &["a2", "a1"]).await;
@@ -254,9 +257,14 @@ pub async fn clear_redis(app: &TestApp) {
 #[tokio::test]
 async fn feeds_stay_in_id_order_and_deleted_or_edited_posts_stay_out() {
     let prefix = format!("idem_{}", uuid::Uuid::new_v4().simple());
-    let cache = socialnet::cache::FeedCache::connect(&redis_url(), &prefix, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let cache = socialnet::cache::FeedCache::connect(
+        &redis_url(),
+        &prefix,
+        Duration::from_secs(1),
+        socialnet::posts::FEED_WINDOW,
+    )
+    .await
+    .unwrap();
     let reader = socialnet::users::UserId(1);
     cache.store_feed(reader, &[5, 3]).await.unwrap();
     // Twice (a redelivery), and out of order (7 fanned out before 6): id order all the same.
@@ -304,7 +312,7 @@ async fn feeds_stay_in_id_order_and_deleted_or_edited_posts_stay_out() {
         .store_posts(&[post(6, "old text"), post(5, "five")])
         .await
         .unwrap();
-    let cached = cache.posts(&[6, 5]).await.unwrap();
+    let cached: Vec<Option<socialnet::posts::Post>> = cache.posts(&[6, 5]).await.unwrap();
     assert!(cached[0].is_none());
     assert_eq!(cached[1].as_ref().unwrap().text, "five");
     let mut redis = redis::Client::open(redis_url())

@@ -1,9 +1,12 @@
 //! `spawn_app()`: a real server on a free port, backed by a fresh PostgreSQL database that is
-//! dropped when the test ends.
+//! dropped when the test ends, and the guards and waits the tests share.
+
+use std::future::Future;
+use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use socialnet::config::{AuthConfig, BrokerConfig, CacheConfig, Config, DbConfig, LogFormat};
+use socialnet::config::{Config, DatabaseUrl, DbConfig, LogFormat};
 use socialnet::Application;
 
 /// The server every test database lives on; its `postgres` database must be reachable.
@@ -17,8 +20,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub config: Config,
-    /// The first instance drops the database at the end; peers on the same database do not.
-    owns_database: bool,
+    /// Held by the first instance on a database: dropping it drops the database. Peers on the
+    /// same database hold none.
+    _database: Option<DatabaseGuard>,
 }
 
 /// The first column of every row a query returns.
@@ -45,44 +49,73 @@ pub fn lab_db_config(database_url: &str) -> DbConfig {
     }
 }
 
+/// The library's test settings (`Config::for_tests`) on this database.
 pub fn test_config(database_url: &str) -> Config {
-    Config {
-        db: DbConfig {
-            database_url: database_url.to_owned(),
-            db_pool_size: Some(4),
-            db_pool_timeout_ms: 1_000,
-            db_statement_timeout_ms: 5_000,
-            db_pipelined_reads: None,
-            citus_shard_count: 32,
-            citus_coordinator: None,
-            db_startup_wait_secs: 0,
-        },
-        bind: "127.0.0.1:0".parse().unwrap(),
-        auth: AuthConfig {
-            token_secret: Some("test-secret".to_owned()),
-            token_ttl_secs: 3600,
-            hash_concurrency: Some(2),
-            hash_queue_timeout_ms: 5_000,
-            // Cheap parameters keep the suite fast; production defaults are exercised by `bench`.
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-        },
-        request_timeout_ms: 10_000,
-        body_limit_bytes: 64 * 1024,
-        cache: CacheConfig {
-            redis_url: None,
-            redis_key_prefix: "socialnet".into(),
-            redis_timeout_ms: 250,
-            feed_celebrity_followers: 10_000,
-        },
-        broker: BrokerConfig {
-            amqp_url: None,
-            amqp_prefix: "socialnet".into(),
-            amqp_queue_expires_ms: 0,
-            live_route_batch: 1_000,
-            live_route_exchange: socialnet::config::LiveRouteExchange::Topic,
-        },
-        log_format: LogFormat::Text,
+    Config::for_tests(parse_url(database_url))
+}
+
+pub fn parse_url(url: &str) -> DatabaseUrl {
+    url.parse()
+        .unwrap_or_else(|e| panic!("{url} is not a valid URL: {e}"))
+}
+
+/// Drops its database when it goes out of scope: at the end of a test, and also when the test
+/// fails halfway (a panic unwinds through it).
+pub struct DatabaseGuard(DatabaseUrl);
+
+impl DatabaseGuard {
+    pub fn new(url: &str) -> Self {
+        DatabaseGuard(parse_url(url))
+    }
+}
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        let url = self.0.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            if let Err(e) = runtime.block_on(socialnet::db::drop_database(&url)) {
+                eprintln!("could not drop test database: {e:#}");
+            }
+        })
+        .join();
+    }
+}
+
+/// A process a test started, killed when the test ends however it ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Calls `check` until it succeeds, at growing intervals (10 ms to 100 ms), for at most
+/// `timeout`; past it, panics with what `check` last said. For whatever happens asynchronously
+/// (fan-out, relays, health checks).
+pub async fn eventually<T, Fut>(timeout: Duration, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("not within {timeout:?}: {last}")
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+        }
     }
 }
 
@@ -114,17 +147,20 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let database_url = fresh_database_url();
     let mut config = test_config(&database_url);
     customise(&mut config);
-    start(config, true).await
+    start(config, &database_url, true).await
 }
 
 /// An app on the database at `database_url` (created if needed, dropped at the end).
 pub async fn spawn_app_on(database_url: &str, customise: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(database_url);
     customise(&mut config);
-    start(config, true).await
+    start(config, database_url, true).await
 }
 
-async fn start(config: Config, owns_database: bool) -> TestApp {
+async fn start(config: Config, database_url: &str, owns_database: bool) -> TestApp {
+    let database_url = database_url.to_owned();
+    // Taken before the build: a database created by a build that then fails is dropped too.
+    let database = owns_database.then(|| DatabaseGuard::new(&database_url));
     let app = Application::build(config.clone())
         .await
         .expect("app builds");
@@ -133,19 +169,19 @@ async fn start(config: Config, owns_database: bool) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        database_url: config.db.database_url.clone(),
+        database_url,
         config,
-        owns_database,
+        _database: database,
     }
 }
 
 impl TestApp {
     /// A second instance with the same configuration, on the same database.
     pub async fn spawn_peer(&self) -> TestApp {
-        start(self.config.clone(), false).await
+        start(self.config.clone(), &self.database_url, false).await
     }
 }
 
@@ -167,31 +203,9 @@ pub fn use_broker(config: &mut Config, url: &str) {
 pub fn database_name(config: &Config) -> String {
     config
         .db
-        .database_url
-        .rsplit('/')
-        .next()
-        .unwrap()
+        .database()
+        .expect("a test database is named")
         .to_owned()
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if !self.owns_database {
-            return;
-        }
-        let url = self.database_url.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            if let Err(e) = runtime.block_on(socialnet::db::drop_database(&url)) {
-                eprintln!("could not drop test database: {e:#}");
-            }
-        })
-        .join();
-    }
 }
 
 /// A registration body with sane defaults, to be tweaked per test.
@@ -352,7 +366,6 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// This app's database name.
     /// A connection of its own to this app's database.
     pub async fn db(&self) -> tokio_postgres::Client {
         socialnet::db::connect(&self.database_url.parse().unwrap())

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn_app, TestApp, TestUser};
+use crate::helpers::{eventually, spawn_app, TestApp, TestUser};
 
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -47,7 +47,7 @@ pub async fn next_post(socket: &mut Socket, wait: Duration) -> Option<Value> {
 
 /// Waits until the server has registered `n` sockets (the handshake returns before that).
 async fn wait_for_sockets(app: &TestApp, n: usize) {
-    for _ in 0..200 {
+    eventually(Duration::from_secs(5), || async {
         let metrics = app.get("/metrics").await.text().await.unwrap();
         let open = metrics
             .lines()
@@ -56,11 +56,12 @@ async fn wait_for_sockets(app: &TestApp, n: usize) {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);
         if open as usize >= n {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{open} of {n} sockets registered"))
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("sockets never registered");
+    })
+    .await;
 }
 
 #[tokio::test]

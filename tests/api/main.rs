@@ -1,5 +1,11 @@
 //! One integration-test binary: every test spawns the real server on its own fresh database.
 
+// A failed unwrap is a failed test, with its line: helpers unwrap as the tests do.
+#![expect(
+    clippy::unwrap_used,
+    reason = "in tests a failed unwrap is a failed test"
+)]
+
 mod balancer;
 mod bench;
 mod broker;

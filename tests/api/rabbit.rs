@@ -86,6 +86,12 @@ impl RabbitNodes {
 
 impl Nodes {
     fn run(&self, args: &[String]) {
+        if let Err(e) = self.try_run(args) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_run(&self, args: &[String]) -> Result<(), String> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
         let status = Command::new(script)
             .args(args)
@@ -94,13 +100,21 @@ impl Nodes {
             .env("RABBIT_PORT", self.port.to_string())
             .env("RABBIT_DIST_PORT", self.dist_port.to_string())
             .status()
-            .expect("scripts/rabbitmq-cluster.sh runs");
-        assert!(status.success(), "rabbitmq-cluster.sh {args:?} failed");
+            .map_err(|e| format!("scripts/rabbitmq-cluster.sh does not run: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("rabbitmq-cluster.sh {args:?} failed"))
+        }
     }
 }
 
 impl Drop for Nodes {
+    /// Never panics: it may run while a failed test unwinds, and a second panic would abort the
+    /// whole test binary.
     fn drop(&mut self) {
-        self.run(&["stop".to_owned()]);
+        if let Err(e) = self.try_run(&["stop".to_owned()]) {
+            eprintln!("stopping the test's RabbitMQ nodes: {e}");
+        }
     }
 }

@@ -126,3 +126,24 @@ async fn text_that_is_not_utf8_is_a_500_not_a_broken_body() {
         .await;
     assert_eq!(page.len(), 1);
 }
+
+/// Profiles are written as JSON by hand: each one read back into the documented `User` and
+/// written again by serde must be the very same JSON (no field missing, none unknown, none typed
+/// otherwise), alone and in a search page.
+#[tokio::test]
+async fn profiles_are_exactly_the_documented_user_schema() {
+    use serde_json::Value;
+    use socialnet::users::User;
+
+    let app = spawn_app().await;
+    let id = app.register_user("Анна \"Ан\" \\ Иванова", "Иванова").await;
+    let profile: Value = app.get_json(&format!("/user/get/{id}")).await;
+    let page: Vec<Value> = app
+        .get_json("/user/search?first_name=ан&last_name=ив")
+        .await;
+    assert_eq!(page.len(), 1);
+    for raw in std::iter::once(profile).chain(page) {
+        let user: User = serde_json::from_value(raw.clone()).expect("a documented User");
+        assert_eq!(serde_json::to_value(&user).unwrap(), raw);
+    }
+}

@@ -218,7 +218,7 @@ async fn tokens_for(
                 crate::auth::TokenKeys::new(secret.as_bytes(), Duration::from_secs(24 * 3600));
             users
                 .iter()
-                .map(|&id| keys.issue(crate::users::UserId(id)))
+                .map(|&id| keys.issue(crate::ids::UserId(id)))
                 .collect()
         }
         None => {

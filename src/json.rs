@@ -1,49 +1,33 @@
-//! JSON text written straight into a response buffer, for the responses that dominate the server's
-//! time: profiles (one per `/user/get`, a hundred per search page).
+//! JSON text written straight into a buffer, for the responses that dominate the server's time:
+//! profiles (one per `/user/get`, a hundred per search page).
 //!
 //! serde_json escapes a string one byte at a time through a lookup table; on a search page that
-//! loop was a quarter of the server's instructions (`scripts/callgrind-requests.sh search`). Names,
+//! loop was a quarter of the server's instructions (see docs/benchmarks/users.md). Names,
 //! cities and biographies almost never hold a character that needs escaping, so
 //! [`write_raw_text`] checks eight bytes at a time (a short tail padded to eight), copies runs that
 //! need nothing and jumps straight to the byte that does. The output is byte for byte what
 //! serde_json writes (a test compares them).
 //!
 //! Texts straight from the database go in unchecked ([`write_raw_text`]) and the finished body is
-//! checked as UTF-8 once ([`checked_response`]): one SIMD pass over a page instead of the driver's
+//! checked as UTF-8 once ([`check_utf8`]): one SIMD pass over a page instead of the driver's
 //! check of every short name on its own.
 
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
-
-/// A response with this JSON body.
-pub fn response(body: Vec<u8>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+/// Succeeds if the body is UTF-8: the check that covers every [`write_raw_text`] in it, made at
+/// once over the whole body with SIMD (a search page is up to ~40 KB, each of its texts a few
+/// dozen bytes).
+pub fn check_utf8(body: &[u8]) -> Result<(), NotUtf8> {
+    simdutf8::basic::from_utf8(body)
+        .map(|_| ())
+        .map_err(|_| NotUtf8)
 }
 
-/// A response with this JSON body, once the body is known to be UTF-8: the check that covers
-/// every [`write_raw_text`] in it, made at once over the whole body with SIMD (a search page is
-/// up to ~40 KB, each of its texts a few dozen bytes).
-pub fn checked_response(body: Vec<u8>) -> Result<Response, NotUtf8> {
-    match simdutf8::basic::from_utf8(&body) {
-        Ok(_) => Ok(response(body)),
-        Err(_) => Err(NotUtf8),
-    }
-}
-
-/// A body that [`checked_response`] refused.
+/// A body that [`check_utf8`] refused.
 #[derive(Debug, thiserror::Error)]
 #[error("text that is not UTF-8")]
 pub struct NotUtf8;
 
-/// Appends bytes that should be UTF-8 text, not yet checked, as a JSON string literal: send the
-/// buffer through [`checked_response`]. The check may wait for the whole buffer because only
+/// Appends bytes that should be UTF-8 text, not yet checked, as a JSON string literal: check the
+/// finished buffer with [`check_utf8`]. The check may wait for the whole buffer because only
 /// ASCII bytes are ever added or replaced here, and ASCII never occurs inside a multi-byte UTF-8
 /// sequence: the output's non-ASCII runs are exactly the input's, so the output is UTF-8 if and
 /// only if every input was (given that the rest of the buffer is).
@@ -222,7 +206,7 @@ mod tests {
                 body.push(b',');
             }
             body.push(b']');
-            checked_response(body).is_ok()
+            check_utf8(&body).is_ok()
         };
         assert!(check(&[
             b"\xd0\x81\xd0\xb6\"\n",

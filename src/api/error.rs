@@ -1,10 +1,15 @@
-//! The one error type of the API and the middleware that renders every error in the contract's shape.
+//! The one error type of the API, the one place where each layer's errors become HTTP statuses,
+//! and the function that gives every error response the contract's body.
 
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::request_id::RequestId;
+use crate::auth::{HashError, TokenError};
+use crate::db::DbError;
+use crate::input::Invalid;
 
 /// Seconds a client is told to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -86,43 +91,73 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for ApiError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        use deadpool_postgres::PoolError;
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
         match e {
-            PoolError::Timeout(_) => {
-                ApiError::Unavailable("database busy: no free connection in time".into())
-            }
-            PoolError::Backend(e) => ApiError::Unavailable(format!("database unreachable: {e}")),
-            other => ApiError::Internal(anyhow::Error::new(other).context("database pool")),
+            DbError::Unavailable(reason) => ApiError::Unavailable(reason),
+            DbError::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }
 
-impl From<tokio_postgres::Error> for ApiError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        let io_failure = std::error::Error::source(&e)
-            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
-        match e.code() {
-            // No SQLSTATE and a closed or failing socket: the server is gone or the network cut.
-            None if e.is_closed() || io_failure => {
-                ApiError::Unavailable(format!("database connection lost: {e}"))
-            }
-            // No SQLSTATE otherwise: a client-side error (a parameter that does not serialise…).
-            None => ApiError::Internal(anyhow::Error::new(e).context("database client")),
-            // Retryable conditions: connection trouble (08), insufficient resources (53),
-            // operator intervention and statement timeouts (57), a replica that became read-only
-            // (25006), serialization failures and deadlocks (40001, 40P01).
-            Some(code)
-                if ["08", "53", "57"]
-                    .iter()
-                    .any(|class| code.code().starts_with(class))
-                    || ["25006", "40001", "40P01"].contains(&code.code()) =>
-            {
-                ApiError::Unavailable(format!("database unavailable: {}", code.code()))
-            }
-            Some(_) => ApiError::Internal(anyhow::Error::new(e).context("database query")),
+impl From<Invalid> for ApiError {
+    fn from(Invalid(message): Invalid) -> Self {
+        ApiError::BadRequest(message)
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(TokenError(message): TokenError) -> Self {
+        ApiError::Unauthorized(message)
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Saturated | HashError::ShutDown => ApiError::Unavailable(e.to_string()),
+            HashError::Failed(cause) => ApiError::Internal(cause),
         }
+    }
+}
+
+/// A body that is not JSON of the expected shape: 400; too large: 413; not `application/json`: 415.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let text = rejection.body_text();
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
+            _ => ApiError::BadRequest(text),
+        }
+    }
+}
+
+/// A path parameter that does not parse: 400, with the domain's own message when it gave one
+/// (an id's `FromStr`), not wrapped in axum's "Invalid URL: …".
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        use axum::extract::path::ErrorKind;
+        match &rejection {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::Message(message) => ApiError::BadRequest(message.clone()),
+                _ => ApiError::BadRequest(rejection.body_text()),
+            },
+            _ => ApiError::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// A websocket handshake that is not one: 400.
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
     }
 }
 
@@ -140,7 +175,7 @@ pub struct ErrorBody {
 /// Gives an error response the contract's JSON body, whoever produced it: [`ApiError`]s, the
 /// router's 404/405, body-limit rejections, the panic catcher. 503s get a `Retry-After` header.
 /// Other responses pass through untouched.
-pub fn render_error_body(response: Response, request_id: &RequestId) -> Response {
+pub fn render_error_body(response: Response, request_id: &str) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -156,7 +191,7 @@ pub fn render_error_body(response: Response, request_id: &RequestId) -> Response
     let (mut parts, _) = response.into_parts();
     let body = ErrorBody {
         message,
-        request_id: request_id.as_str().to_owned(),
+        request_id: request_id.to_owned(),
         code: status.as_u16(),
     };
     parts.headers.remove(header::CONTENT_LENGTH);

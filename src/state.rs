@@ -1,0 +1,52 @@
+//! What every handler can reach: the parts `Application::build` makes, behind one reference count.
+
+use std::sync::Arc;
+
+use crate::auth::{PasswordHasher, TokenKeys};
+use crate::broker::PostEvents;
+use crate::config::Config;
+use crate::db::Db;
+use crate::live::LiveHub;
+use crate::posts::feed::Feeds;
+
+/// The application state. axum clones it several times per request (into the route's service,
+/// then into the `State` extractor), and each clone of a struct of shared parts was a dozen
+/// atomic increments and as many decrements afterwards: one `Arc` makes it one.
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The keys that check a request's token (the `AuthUser` extractor).
+impl AsRef<TokenKeys> for AppState {
+    fn as_ref(&self) -> &TokenKeys {
+        &self.tokens
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
+    pub db: Db,
+    pub tokens: TokenKeys,
+    pub hasher: PasswordHasher,
+    pub config: Arc<Config>,
+    /// The sockets of the live feed open on this instance.
+    pub live: LiveHub,
+    /// News feeds: read from the Redis cache when `REDIS_URL` is set, by SQL otherwise.
+    pub feeds: Feeds,
+    /// Where a post's event goes after its write: applied here, or through the outbox and
+    /// RabbitMQ when `AMQP_URL` is set.
+    pub events: PostEvents,
+}
