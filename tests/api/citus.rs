@@ -1,7 +1,7 @@
 //! Dialogs on a real Citus cluster: the plain suite again, distribution checks, and an online
 //! rebalance under continuous sends. Citus is not packaged everywhere, so they are ignored by a
 //! plain `cargo test`; with `TEST_CITUS_URL` naming the `postgres` database of a Citus
-//! coordinator whose metadata lists two workers (`scripts/citus-local.sh start 2` sets one
+//! coordinator whose metadata lists two workers (`scripts/stack/citus-local.sh start 2` sets one
 //! up), `cargo test -- --include-ignored` runs them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

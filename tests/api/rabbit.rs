@@ -1,4 +1,4 @@
-//! RabbitMQ nodes of a test's own (through `scripts/rabbitmq-cluster.sh`), so that the test can
+//! RabbitMQ nodes of a test's own (through `scripts/stack/rabbitmq-cluster.sh`), so that the test can
 //! stop and start them without touching the broker other tests use. Stopped and deleted on drop.
 
 use std::path::PathBuf;
@@ -92,7 +92,10 @@ impl Nodes {
     }
 
     fn try_run(&self, args: &[String]) -> Result<(), String> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/stack/rabbitmq-cluster.sh"
+        );
         let status = Command::new(script)
             .args(args)
             .env("RABBIT_DIR", &self.dir)
@@ -100,7 +103,7 @@ impl Nodes {
             .env("RABBIT_PORT", self.port.to_string())
             .env("RABBIT_DIST_PORT", self.dist_port.to_string())
             .status()
-            .map_err(|e| format!("scripts/rabbitmq-cluster.sh does not run: {e}"))?;
+            .map_err(|e| format!("scripts/stack/rabbitmq-cluster.sh does not run: {e}"))?;
         if status.success() {
             Ok(())
         } else {

@@ -4,32 +4,27 @@
 #      10 % of them: dialog-send and dialog-list over the connection sweep; the key-choice table
 #      (`fake dialog-shards`); then 9,000,000 more messages and dialog-list again.
 #   2. Citus (coordinator at $CITUS_PORT, default 5450, with two workers on the next ports, from
-#      `scripts/citus-local.sh start 2`): the same data and sweep.
+#      `scripts/stack/citus-local.sh start 2`): the same data and sweep.
 #   3. Rebalance: a Citus database on one worker; dialog-send runs while the second worker is
 #      added and the shards rebalanced; the time taken and the errors clients saw.
 # Loopback only. Needs the PostgreSQL server binaries and, for 2 and 3, a running local Citus
 # cluster (skipped with a message otherwise).
-#   scripts/lab-dialogs.sh    # CONNECTIONS=1,10,100,1000 DURATION=10 PG_PORT=5440 CITUS_PORT=5450
+#   scripts/lab/dialogs.sh    # CONNECTIONS=1,10,100,1000 DURATION=10 PG_PORT=5440 CITUS_PORT=5450
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 connections=${CONNECTIONS:-1,10,100,1000}
 duration=${DURATION:-10}
 citus_port=${CITUS_PORT:-5450}
 out=docs/lab/dialogs
-cargo build --release --quiet
-bin=target/release/socialnet
+. scripts/lib/server.sh
+build_release
 export TOKEN_SECRET=lab RUST_LOG=warn
 mkdir -p $out
 
-server=
-stop() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; server=; }
+stop() { stop_server; }
 trap stop EXIT
 serve() { # database URL
-  env BIND=127.0.0.1:8097 DATABASE_URL="$1" $bin serve >/tmp/socialnet-lab-dialogs.log 2>&1 &
-  server=$!
-  for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8097/ready >/dev/null && return; sleep 0.2; done
-  echo "the server did not start" >&2
-  exit 1
+  start_server 8097 /tmp/socialnet-lab-dialogs.log DATABASE_URL="$1"
 }
 bench() { # name, database URL, scenarios, [connections], [duration]
   $bin bench run --url http://127.0.0.1:8097 --database-url "$2" --scenarios "$3" \
@@ -50,7 +45,7 @@ load() { # database URL, messages
 }
 
 # 1. Plain PostgreSQL.
-plain=$(scripts/pg-instance.sh start "${PG_PORT:-5440}" | sed 's#/socialnet$#/lab_dialogs#')
+plain=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}" | sed 's#/socialnet$#/lab_dialogs#')
 $bin migrate --database-url "$plain" >/dev/null
 load "$plain" 1000000
 $bin fake dialog-shards --database-url "$plain" --shards 32 >$out/key-choice.md
@@ -65,7 +60,7 @@ $bin bench compare $out/plain-1m $out/plain-10m --out $out/compare-size
 
 # 2 and 3 need the local Citus cluster.
 if ! psql "postgres://postgres@127.0.0.1:$citus_port/postgres" -X -Atq -c "select count(*) from pg_dist_node" >/dev/null 2>&1; then
-  echo "no Citus coordinator on 127.0.0.1:$citus_port: skipping the Citus runs (scripts/citus-local.sh start 2)" >&2
+  echo "no Citus coordinator on 127.0.0.1:$citus_port: skipping the Citus runs (scripts/stack/citus-local.sh start 2)" >&2
   exit 0
 fi
 workers=$(psql "postgres://postgres@127.0.0.1:$citus_port/postgres" -X -Atq -c \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Query strings for GET /user/search: 2-3 letter prefixes of the first and second names of real
-# users (a 2 % sample, at most 20,000), URL-encoded, one per line, for scripts/wrk/search.lua.
-#   scripts/prefix-pairs.sh DATABASE_URL > pairs.txt
+# users (a 2 % sample, at most 20,000), URL-encoded, one per line, for scripts/measure/wrk/search.lua.
+#   scripts/measure/prefix-pairs.sh DATABASE_URL > pairs.txt
 set -euo pipefail
 psql "${1:?DATABASE_URL}" -X -Atq -v ON_ERROR_STOP=1 -F $'\t' \
   -c "select left(first_name, 2 + (random() > 0.5)::int), left(second_name, 2 + (random() > 0.5)::int)

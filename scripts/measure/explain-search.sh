@@ -3,7 +3,7 @@
 # `socialnet fake users`: no index (sequential scan), a plain btree on the two lower-cased names
 # (range scan), and the shipped head index (users_name_search_idx, walked in id order).
 # Each query runs as the server runs it: a prepared statement with a generic plan, warm cache.
-# Usage: scripts/explain-search.sh [DATABASE_URL] > plans.txt
+# Usage: scripts/measure/explain-search.sh [DATABASE_URL] > plans.txt
 # It leaves the database as it found it (everything happens in rolled-back transactions).
 set -euo pipefail
 url=${1:-postgres://postgres@127.0.0.1:5432/socialnet_bench}

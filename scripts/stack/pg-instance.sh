@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL instance on a loopback port, for benchmarks (and, later, replicas),
 # so measurements do not depend on how the machine's own server is tuned.
-#   scripts/pg-instance.sh start [PORT]   # initdb if needed, start; prints the URL
-#   scripts/pg-instance.sh stop  [PORT]
+#   scripts/stack/pg-instance.sh start [PORT]   # initdb if needed, start; prints the URL
+#   scripts/stack/pg-instance.sh stop  [PORT]
 # Data lives in $SOCIALNET_PG_ROOT/<port> (default /tmp/socialnet-pg/<port>). Extra settings can be
 # passed in PG_EXTRA_CONF (lines appended to postgresql.conf at initdb time; later lines win),
 # and PG_BIN names the server binaries (default: the newest /usr/lib/postgresql/*/bin).

@@ -2,12 +2,12 @@
 # The scaled-out stack on this machine, the native twin of docker-compose.scale.yml:
 # N socialnet instances on 127.0.0.1:8101.. behind HAProxy on 127.0.0.1:$PORT (default 8100),
 # sharing DATABASE_URL, TOKEN_SECRET and, when set, REDIS_URL and AMQP_URL (cross-instance live feed).
-#   scripts/haproxy-local.sh start [N]    # default 2
-#   scripts/haproxy-local.sh reload       # new HAProxy workers; established connections finish
-#   scripts/haproxy-local.sh stop
+#   scripts/stack/haproxy-local.sh start [N]    # default 2
+#   scripts/stack/haproxy-local.sh reload       # new HAProxy workers; established connections finish
+#   scripts/stack/haproxy-local.sh stop
 # Needs haproxy (apt-get install haproxy) and a release build (cargo build --release).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 state=${SOCIALNET_LB_DIR:-/tmp/socialnet-lb}
 port=${PORT:-8100}
 n=${2:-2}

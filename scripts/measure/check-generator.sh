@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
 # Cross-checks `socialnet bench` against wrk on the same endpoint (GET /user/get/{id}), back to
 # back: throughput, latency, and what each generator itself costs per request in CPU.
-#   scripts/check-generator.sh      # DURATION=10 CONNECTIONS=100 PORT=8092 PG_PORT=5440
+#   scripts/measure/check-generator.sh      # DURATION=10 CONNECTIONS=100 PORT=8092 PG_PORT=5440
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 duration=${DURATION:-10}
 c=${CONNECTIONS:-100}
 port=${PORT:-8092}
-db_url=$(scripts/pg-instance.sh start "${PG_PORT:-5440}")
-cargo build --release --quiet
-bin=target/release/socialnet
+. scripts/lib/server.sh
+db_url=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}")
+build_release
 max_id=$(psql "$db_url" -X -Atq -c "select max(id) from users")
-env TOKEN_SECRET=check RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url $bin serve > /dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
+trap stop_server EXIT
+start_server "$port" /tmp/socialnet-check-generator.log DATABASE_URL="$db_url"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 out=$(mktemp -d)
 
-MAX_ID=$max_id wrk -t2 -c"$c" -d"${duration}s" --latency -s scripts/wrk/user-get.lua "http://127.0.0.1:$port" > "$out/wrk.txt" &
+MAX_ID=$max_id wrk -t2 -c"$c" -d"${duration}s" --latency -s scripts/measure/wrk/user-get.lua "http://127.0.0.1:$port" > "$out/wrk.txt" &
 wrk_pid=$!
 sleep 0.2
 w0=$(ticks $wrk_pid)

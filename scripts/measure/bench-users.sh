@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The users benchmark behind docs/benchmarks/users.md: wrk against a release server on a dedicated
 # PostgreSQL instance holding USERS generated users, side by side with pgbench on that instance.
-#   scripts/bench-users.sh            # DURATION=15 ROUNDS=3 USERS=1000000 PORT=8088 PG_PORT=5440
+#   scripts/measure/bench-users.sh            # DURATION=15 ROUNDS=3 USERS=1000000 PORT=8088 PG_PORT=5440
 # user-get and pgbench take turns ROUNDS times at each concurrency (this machine's speed drifts
 # by more than the differences measured, so each round's ratio compares neighbours), and search
 # at 100 connections runs ROUNDS times. Each step also records the CPU it cost per request: the
@@ -9,7 +9,7 @@
 # one measure that covers pgbench too. Everything runs on loopback and stops by itself; results
 # land in results/users-<time>/.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 duration=${DURATION:-15}
 rounds=${ROUNDS:-3}
 users=${USERS:-1000000}
@@ -18,10 +18,10 @@ pg_port=${PG_PORT:-5440}
 out="results/users-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 
-db_url=$(scripts/pg-instance.sh start "$pg_port")
+. scripts/lib/server.sh
+db_url=$(scripts/stack/pg-instance.sh start "$pg_port")
 psql_q() { psql "$db_url" -X -Atq -v ON_ERROR_STOP=1 "$@"; }
-cargo build --release --quiet
-bin=target/release/socialnet
+build_release
 
 have=$(psql_q -c "select count(*) from users" 2>/dev/null || echo 0)
 if [ "$have" -lt "$users" ]; then
@@ -35,13 +35,10 @@ psql "${db_url%/*}/postgres" -X -Atq -c "select 1 from pg_database where datname
   { psql "${db_url%/*}/postgres" -X -q -c "create database pgbench" && pgbench -i -s 10 -q "$pgbench_url" 2>/dev/null; }
 
 # 2-3 letter prefix pairs of real users, URL-encoded.
-scripts/prefix-pairs.sh "$db_url" > "$out/pairs.txt"
+scripts/measure/prefix-pairs.sh "$db_url" > "$out/pairs.txt"
 
-env TOKEN_SECRET=bench RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url ${POOL:+DB_POOL_SIZE=$POOL} \
-  $bin serve > "$out/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
+trap stop_server EXIT
+TOKEN_SECRET=bench start_server "$port" "$out/server.log" DATABASE_URL="$db_url" ${POOL:+DB_POOL_SIZE=$POOL}
 
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$server/status; }
 peak_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$server/status; }
@@ -106,19 +103,19 @@ ratios=()
 for c in 10 100; do
   round_ratios=()
   for r in $(seq 1 "$rounds"); do
-    wrk_run user-get "$c" scripts/wrk/user-get.lua "-r$r"
+    wrk_run user-get "$c" scripts/measure/wrk/user-get.lua "-r$r"
     pgbench_run "$c" "-r$r"
     round_ratios+=("$(python3 -c "print(round($last_rps / $last_tps, 3))")")
   done
   ratios+=("user-get / pgbench at $c connections, by round: ${round_ratios[*]}; median $(median "${round_ratios[@]}")")
 done
-wrk_run user-search 10 scripts/wrk/search.lua
+wrk_run user-search 10 scripts/measure/wrk/search.lua
 p99s=()
 for r in $(seq 1 "$rounds"); do
-  wrk_run user-search 100 scripts/wrk/search.lua "-r$r"
+  wrk_run user-search 100 scripts/measure/wrk/search.lua "-r$r"
   p99s+=("$last_p99")
 done
-wrk_run login 10 scripts/wrk/login.lua
+wrk_run login 10 scripts/measure/wrk/login.lua
 {
   echo
   for line in "${ratios[@]}"; do echo "- $line"; done

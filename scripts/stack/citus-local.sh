@@ -4,9 +4,9 @@
 # `shared_preload_libraries = citus` and `wal_level = logical` (online rebalancing needs it).
 # The workers are registered in the coordinator's `postgres` database, where the tests look for
 # them (TEST_CITUS_URL=postgres://postgres@127.0.0.1:5450/postgres).
-#   scripts/citus-local.sh start [N]      # default 2 workers
-#   scripts/citus-local.sh add-node I     # start worker I (not registered: `shards add-worker`)
-#   scripts/citus-local.sh stop
+#   scripts/stack/citus-local.sh start [N]      # default 2 workers
+#   scripts/stack/citus-local.sh add-node I     # start worker I (not registered: `shards add-worker`)
+#   scripts/stack/citus-local.sh stop
 # Needs PostgreSQL server binaries with the Citus extension installed; PG_BIN names their folder
 # (default: the newest /usr/lib/postgresql/*/bin). Citus is not packaged for every system: see
 # the README for how to get it. Data lives under $CITUS_DIR (default /tmp/socialnet-citus).
@@ -19,7 +19,7 @@ sql() { # port, database, statement
   psql -X -q -At -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
 }
 
-# Every node is a scripts/pg-instance.sh instance with these settings on top.
+# Every node is a scripts/stack/pg-instance.sh instance with these settings on top.
 citus_conf="shared_preload_libraries = 'citus'
 wal_level = logical
 max_replication_slots = 20

@@ -9,34 +9,28 @@
 #   balanced             two instances behind HAProxy, as `broker`: sockets and posts spread
 # Each server's peak resident memory (VmHWM) goes to docs/lab/live/memory.md.
 # Loopback only. Needs the PostgreSQL server binaries, RabbitMQ on 127.0.0.1:5672 and haproxy.
-#   scripts/lab-live.sh     # CONNECTIONS=1,10,100,1000,10000 DURATION=5 PG_PORT=5440
+#   scripts/lab/live.sh     # CONNECTIONS=1,10,100,1000,10000 DURATION=5 PG_PORT=5440
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 connections=${CONNECTIONS:-1,10,100,1000,10000}
 duration=${DURATION:-5}
 amqp_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-db_url=$(scripts/pg-instance.sh start "${PG_PORT:-5440}")
-cargo build --release --quiet
-bin=target/release/socialnet
+. scripts/lib/server.sh
+db_url=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}")
+build_release
 export TOKEN_SECRET=lab RUST_LOG=warn DATABASE_URL=$db_url
 users=$(psql "$db_url" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
 [ "$users" -gt 10000 ] || $bin fake users --count 20000 --seed 7 >/dev/null
 
-pids=()
 stop() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
-  pids=()
-  scripts/haproxy-local.sh stop >/dev/null 2>&1 || true
+  stop_server
+  scripts/stack/haproxy-local.sh stop >/dev/null 2>&1 || true
 }
 trap stop EXIT
 serve() { # port, extra env…
   local port=$1
   shift
-  env BIND=127.0.0.1:$port "$@" $bin serve >"/tmp/socialnet-lab-live-$port.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && return; sleep 0.2; done
-  echo "the server on $port did not start" >&2
-  exit 1
+  start_server "$port" "/tmp/socialnet-lab-live-$port.log" "$@"
 }
 memory=$(mktemp)
 bench() { # name, url, server pid
@@ -51,26 +45,24 @@ bench() { # name, url, server pid
 broker_env=(AMQP_URL="$amqp_url" AMQP_PREFIX="lab-live-$$" AMQP_QUEUE_EXPIRES_MS=60000)
 
 serve 8095
-in_process=$(bench in-process http://127.0.0.1:8095 "${pids[0]}")
+in_process=$(bench in-process http://127.0.0.1:8095 "$server")
 stop
 
 serve 8095 "${broker_env[@]}"
-broker=$(bench broker http://127.0.0.1:8095 "${pids[0]}")
+broker=$(bench broker http://127.0.0.1:8095 "$server")
 stop
 
 serve 8095 "${broker_env[@]}" LIVE_ROUTE_EXCHANGE=direct
-direct=$(bench broker-direct http://127.0.0.1:8095 "${pids[0]}")
+direct=$(bench broker-direct http://127.0.0.1:8095 "$server")
 stop
 
 serve 8095 "${broker_env[@]}" LIVE_ROUTE_BATCH=1
-per_follower=$(bench broker-per-follower http://127.0.0.1:8095 "${pids[0]}")
+per_follower=$(bench broker-per-follower http://127.0.0.1:8095 "$server")
 stop
 
 # Two instances behind HAProxy (the native twin of docker-compose.scale.yml).
-env "${broker_env[@]}" PORT=8100 scripts/haproxy-local.sh start 2 >/dev/null
-for port in 8101 8102; do
-  for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
-done
+env "${broker_env[@]}" PORT=8100 scripts/stack/haproxy-local.sh start 2 >/dev/null
+for port in 8101 8102; do wait_ready "$port"; done
 balanced=$(bench balanced http://127.0.0.1:8100 "$(cat /tmp/socialnet-lb/app1.pid)")
 stop
 

@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
 # The indexes report (docs/lab/indexes.md): /user/search with and without its index, measured with
 # `socialnet bench` on 1,000,000 generated users, then compared. Loopback only; about 3 minutes.
-#   scripts/lab-indexes.sh       # DURATION=10 CONNECTIONS=1,10,100,1000 PORT=8091 PG_PORT=5440
+#   scripts/lab/indexes.sh       # DURATION=10 CONNECTIONS=1,10,100,1000 PORT=8091 PG_PORT=5440
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-1,10,100,1000}
 port=${PORT:-8091}
 users=${USERS:-1000000}
-db_url=$(scripts/pg-instance.sh start "${PG_PORT:-5440}")
-cargo build --release --quiet
-bin=target/release/socialnet
+. scripts/lib/server.sh
+db_url=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}")
+build_release
 have=$(psql "$db_url" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
 [ "$have" -ge "$users" ] || $bin fake users --database-url "$db_url" --count $((users - have)) --seed 42
 
-env TOKEN_SECRET=lab RUST_LOG=warn BIND=127.0.0.1:$port DATABASE_URL=$db_url $bin serve > /tmp/socialnet-lab-indexes.log 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; $bin search-index create --database-url "$db_url" >/dev/null' EXIT
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
+trap 'stop_server; $bin search-index create --database-url "$db_url" >/dev/null' EXIT
+start_server "$port" /tmp/socialnet-lab-indexes.log DATABASE_URL="$db_url"
 
 bench() { # name
   $bin bench run --url "http://127.0.0.1:$port" --database-url "$db_url" --scenarios user-search \

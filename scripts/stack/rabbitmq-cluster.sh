@@ -3,11 +3,11 @@
 # docker-compose.scale.yml: nodes find each other through peer discovery in their config
 # (classic_config) and share one Erlang cookie; queues that must not lose events are quorum queues
 # (the application declares them). Loopback only; every node keeps its data under $RABBIT_DIR.
-#   scripts/rabbitmq-cluster.sh start [N]     # default 3; AMQP on 127.0.0.1:$RABBIT_PORT..+N-1
-#   scripts/rabbitmq-cluster.sh stop-node I   # stop node I (1-based), keeping its data
-#   scripts/rabbitmq-cluster.sh start-node I  # start it again; it rejoins the cluster
-#   scripts/rabbitmq-cluster.sh status
-#   scripts/rabbitmq-cluster.sh stop          # stop every node and delete the data
+#   scripts/stack/rabbitmq-cluster.sh start [N]     # default 3; AMQP on 127.0.0.1:$RABBIT_PORT..+N-1
+#   scripts/stack/rabbitmq-cluster.sh stop-node I   # stop node I (1-based), keeping its data
+#   scripts/stack/rabbitmq-cluster.sh start-node I  # start it again; it rejoins the cluster
+#   scripts/stack/rabbitmq-cluster.sh status
+#   scripts/stack/rabbitmq-cluster.sh stop          # stop every node and delete the data
 # Then e.g. AMQP_URL=amqp://guest:guest@127.0.0.1:5681,amqp://guest:guest@127.0.0.1:5682,...
 # Needs the rabbitmq-server package (its binaries; the system node may keep running beside).
 set -euo pipefail

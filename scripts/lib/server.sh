@@ -1,0 +1,48 @@
+# Sourced by the measurement and lab scripts: build and start a release server of this checkout on
+# a loopback port, wait until it answers /ready, stop it. Run from the repository's root.
+#   build_release                       # cargo build --release; sets $bin
+#   start_server PORT LOG [VAR=value…]  # `socialnet serve` on 127.0.0.1:PORT with TOKEN_SECRET
+#                                       # (default lab) and RUST_LOG (default warn) and the given
+#                                       # variables; sets $server to its pid; fails, showing the
+#                                       # log's tail, if it is not ready within READY_WAIT seconds
+#   stop_server                         # stops the server started last (harmless if none)
+#   wait_ready PORT [SECONDS]           # waits for /ready of a server started otherwise
+# SERVER_WRAPPER runs the binary under another program (e.g. valgrind) when set.
+
+bin=target/release/socialnet
+server=
+
+build_release() {
+  cargo build --release --quiet
+}
+
+wait_ready() { # port, [seconds]
+  local port=$1 tries=$((${2:-${READY_WAIT:-30}} * 5))
+  for _ in $(seq 1 "$tries"); do
+    curl -fs "http://127.0.0.1:$port/ready" >/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+start_server() { # port, log, [VAR=value…]
+  local port=$1 log=$2
+  shift 2
+  # shellcheck disable=SC2086 # SERVER_WRAPPER is a command line of its own
+  env TOKEN_SECRET="${TOKEN_SECRET:-lab}" RUST_LOG="${RUST_LOG:-warn}" BIND="127.0.0.1:$port" "$@" \
+    ${SERVER_WRAPPER:-} "$bin" serve >"$log" 2>&1 &
+  server=$!
+  if ! wait_ready "$port"; then
+    echo "the server on 127.0.0.1:$port did not become ready; the end of $log:" >&2
+    tail -n 20 "$log" >&2
+    return 1
+  fi
+}
+
+stop_server() {
+  if [ -n "$server" ]; then
+    kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    server=
+  fi
+  return 0
+}
