@@ -2,7 +2,7 @@
 //! profiles (one per `/user/get`, a hundred per search page).
 //!
 //! serde_json escapes a string one byte at a time through a lookup table; on a search page that
-//! loop was a quarter of the server's instructions (see docs/benchmarks/users.md). Names,
+//! loop led the server's profile (see docs/benchmarks/users.md). Names,
 //! cities and biographies almost never hold a character that needs escaping, so
 //! [`write_raw_text`] checks eight bytes at a time (a short tail padded to eight), copies runs that
 //! need nothing and jumps straight to the byte that does. The output is byte for byte what

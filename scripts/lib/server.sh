@@ -1,6 +1,7 @@
 # Sourced by the measurement and lab scripts: build and start a release server of this checkout on
 # a loopback port, wait until it answers /ready, stop it. Run from the repository's root.
-#   build_release                       # cargo build --release; sets $bin
+#   build_release                       # cargo build --release, unless SOCIALNET_BIN names
+#                                       # another binary to run (a before/after comparison)
 #   start_server PORT LOG [VAR=value…]  # `socialnet serve` on 127.0.0.1:PORT with TOKEN_SECRET
 #                                       # (default lab) and RUST_LOG (default warn) and the given
 #                                       # variables; sets $server to its pid; fails, showing the
@@ -9,11 +10,11 @@
 #   wait_ready PORT [SECONDS]           # waits for /ready of a server started otherwise
 # SERVER_WRAPPER runs the binary under another program (e.g. valgrind) when set.
 
-bin=target/release/socialnet
+bin=${SOCIALNET_BIN:-target/release/socialnet}
 server=
 
 build_release() {
-  cargo build --release --quiet
+  [ -n "${SOCIALNET_BIN:-}" ] || cargo build --release --quiet
 }
 
 wait_ready() { # port, [seconds]

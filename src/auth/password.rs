@@ -2,7 +2,8 @@
 //!
 //! Why not `spawn_blocking`: argon2 needs `m_cost` KiB per hash (19 MiB by default). Allocated per
 //! call on whichever blocking thread runs it, that memory is kept by the allocator's per-thread
-//! arenas, and resident memory climbed past 300 MB under a login load. Here `concurrency` threads
+//! arenas, and resident memory grows with the number of threads that ever hashed (see
+//! docs/benchmarks/users.md for a login load before and after). Here `concurrency` threads
 //! each own one buffer for their lifetime, so memory stays at `concurrency × m_cost`, and a
 //! semaphore with a timeout turns a login storm into fast 503s instead of an unbounded queue.
 

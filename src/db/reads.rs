@@ -1,8 +1,8 @@
 //! Reads that are one statement each can share a few connections: tokio-postgres pipelines the
 //! queries that concurrent requests send on one connection, so a burst of them costs a handful of
-//! socket writes and reads on both sides instead of one round trip per pooled connection each.
-//! Measured on user-get at 100 connections: ~1.9× the throughput of one pooled connection per
-//! request (docs/benchmarks/users.md). Writes and transactions always use the pool.
+//! socket writes and reads on both sides instead of one round trip per pooled connection each
+//! (the gain at 10 and 100 connections: docs/benchmarks/users.md). Writes and transactions
+//! always use the pool.
 //!
 //! The price is head-of-line blocking: a slow statement delays the ones queued behind it on the
 //! same connection (bounded by `statement_timeout`). Searches measurably suffered, so only

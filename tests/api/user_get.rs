@@ -1,6 +1,8 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_error, fresh_database_url, server_url, spawn_app, spawn_app_on};
+use crate::helpers::{
+    assert_error, fresh_database_url, server_url, spawn_app, spawn_app_on, DatabaseGuard,
+};
 
 #[tokio::test]
 async fn an_unknown_user_is_a_404() {
@@ -84,6 +86,8 @@ async fn pipelined_reads_answer_like_pooled_ones_and_fail_over_to_503() {
 #[tokio::test]
 async fn text_that_is_not_utf8_is_a_500_not_a_broken_body() {
     let database_url = fresh_database_url();
+    // Dropped even if the app below never starts.
+    let _database = DatabaseGuard::new(&database_url);
     let name = database_url.rsplit('/').next().unwrap().to_owned();
     let admin = socialnet::db::connect(&server_url().parse().unwrap())
         .await
