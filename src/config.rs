@@ -340,9 +340,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_defaults_are_those_the_flags_document_and_ignore_the_environment() {
-        // Set for this process only; the defaults must not pick it up.
-        std::env::set_var("REDIS_KEY_PREFIX", "from-the-environment");
+    fn the_defaults_are_those_the_flags_document() {
         let config = Config::defaults();
         assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 8000)));
         assert_eq!(config.db.database(), Some("socialnet"));

@@ -83,6 +83,7 @@ mod tests {
             "1.0",
             "abc",
             "9223372036854775808",
+            "00000000000000000001",
             "1; drop table users",
         ] {
             assert!(bad.parse::<UserId>().is_err(), "{bad:?} accepted");
