@@ -300,9 +300,9 @@ async fn create_superuser(args: SuperuserArgs) -> anyhow::Result<users::UserId> 
     let user = NewUser {
         first_name: PersonName::parse("first_name", &args.first_name)?,
         second_name: PersonName::parse("second_name", &args.second_name)?,
-        birthdate: Birthdate::parse(&args.birthdate)?,
-        biography: "administrator".to_owned(),
-        city: String::new(),
+        birthdate: Some(Birthdate::parse(&args.birthdate)?),
+        biography: Some("administrator".to_owned()),
+        city: None,
     };
     let password = Password::parse(args.password)?;
     db::wait_and_ensure_database(&args.db.database_url, args.db.startup_wait()).await?;

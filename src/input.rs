@@ -53,6 +53,86 @@ pub fn shorten(s: &str) -> String {
     }
 }
 
+/// A count or an offset as clients spell it. The public spec types the paging parameters as
+/// `number`, so a generated client may send `10.0` or `1e1` for ten: any whole, non-negative
+/// value is taken, however it is written; a fraction, a negative value or anything else is
+/// refused with a message that says so (the extractor adds the parameter's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whole(pub i64);
+
+impl std::str::FromStr for Whole {
+    type Err = Invalid;
+
+    fn from_str(text: &str) -> Result<Self, Invalid> {
+        if let Ok(n) = text.parse::<i64>() {
+            return Whole::from_i64(n);
+        }
+        // `f64` reads every JSON spelling of a number (and some more: `inf`, `NaN`, refused here).
+        match text.parse::<f64>() {
+            Ok(n) => Whole::from_f64(n),
+            Err(_) => Err(Invalid(format!("must be a number, got {}", shorten(text)))),
+        }
+    }
+}
+
+impl Whole {
+    fn from_i64(n: i64) -> Result<Self, Invalid> {
+        if n < 0 {
+            return Err(Invalid(format!("must not be negative, got {n}")));
+        }
+        Ok(Whole(n))
+    }
+
+    fn from_f64(n: f64) -> Result<Self, Invalid> {
+        // Every whole number below 2^53 is exact in an f64; no page goes that deep.
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        if !n.is_finite() || n.fract() != 0.0 {
+            return Err(Invalid(format!("must be a whole number, got {n}")));
+        }
+        if n < 0.0 {
+            return Err(Invalid(format!("must not be negative, got {n}")));
+        }
+        if n > EXACT {
+            return Err(Invalid(format!("is too large: {n}")));
+        }
+        Ok(Whole(n as i64))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Number;
+
+        impl serde::de::Visitor<'_> for Number {
+            type Value = Whole;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number at least 0")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Whole, E> {
+                text.parse().map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Whole, E> {
+                Whole::from_i64(n).map_err(E::custom)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Whole, E> {
+                i64::try_from(n)
+                    .map_err(|_| E::custom(format!("is too large: {n}")))
+                    .and_then(|n| Whole::from_i64(n).map_err(E::custom))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Whole, E> {
+                Whole::from_f64(n).map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(Number)
+    }
+}
+
 /// Deserializes a value from text through its `FromStr`, its error message kept whole: how ids
 /// in paths and queries become domain types at the edge (`Path<UserId>`).
 pub struct FromStrVisitor<T> {
@@ -88,6 +168,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_are_taken_in_any_json_spelling_and_nothing_else() {
+        for (text, n) in [
+            ("10", 10),
+            ("10.0", 10),
+            ("1e1", 10),
+            ("1E1", 10),
+            ("0", 0),
+            ("-0", 0),
+        ] {
+            assert_eq!(text.parse::<Whole>(), Ok(Whole(n)), "{text}");
+        }
+        for bad in [
+            "1.5", "-1", "-1.0", "1e-1", "NaN", "inf", "", "ten", "1e300", " 1",
+        ] {
+            assert!(bad.parse::<Whole>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            "1.5".parse::<Whole>().unwrap_err().0,
+            "must be a whole number, got 1.5"
+        );
+    }
 
     #[test]
     fn user_text_is_trimmed_bounded_and_free_of_nul() {

@@ -1,7 +1,7 @@
 //! The one error type of the API, the one place where each layer's errors become HTTP statuses,
 //! and the function that gives every error response the contract's body.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -145,12 +145,6 @@ impl From<PathRejection> for ApiError {
             },
             _ => ApiError::BadRequest(rejection.body_text()),
         }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest(rejection.body_text())
     }
 }
 

@@ -1,17 +1,62 @@
 //! Extractors whose rejections speak the API's error shape instead of axum's plain text: axum's
-//! own, wrapped by its derive with [`ApiError`] as the rejection.
+//! own, wrapped with [`ApiError`] as the rejection (by its derive where a wrapper is all it
+//! takes), and a body and a query string read as the public contract needs them read.
 
-use axum::extract::{FromRequest, FromRequestParts};
+use std::fmt;
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
 use crate::auth::TokenKeys;
 use crate::ids::UserId;
 
-/// A JSON body. Bad JSON or wrong types give 400, a wrong content type 415, a too-large body 413.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body, which must be an object (unknown fields are ignored). Bad JSON, anything but an
+/// object, or wrong types give 400, a wrong content type 415, a too-large body 413.
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(JsonObject(value)) = axum::Json::from_request(request, state).await?;
+        Ok(Json(value))
+    }
+}
+
+/// `T`, read from a JSON object only. serde's derived structs also take an array of their fields
+/// in order (`["5", "password"]` as a login), which no client of this API means to send.
+struct JsonObject<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(Object(PhantomData))
+            .map(JsonObject)
+    }
+}
 
 /// Path parameters, each parsed into its domain type (`Path<UserId>`); one that does not parse
 /// gives 400 with the type's own message.
@@ -19,10 +64,29 @@ pub struct Json<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// The query string; a missing or malformed parameter gives 400.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// The query string; a missing or malformed parameter gives 400 naming the parameter (axum's own
+/// `Query` does not say which one failed).
 pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let parameters =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(parameters)
+            .map(Query)
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => ApiError::BadRequest(format!("invalid query: {}", e.inner())),
+                path => ApiError::BadRequest(format!("{path}: {}", e.inner())),
+            })
+    }
+}
 
 /// A websocket handshake; anything that is not one gives 400.
 pub struct WebSocketUpgrade(pub axum::extract::WebSocketUpgrade);

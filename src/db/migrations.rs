@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_outbox"),
     migration!(4, "0004_dialogs"),
     migration!(5, "0005_search_index_lowered_names"),
+    migration!(6, "0006_optional_profile_fields"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

@@ -10,7 +10,7 @@ use super::sql::{self, Page, Sent};
 use super::types::{DialogKey, Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query};
 use crate::ids::UserId;
-use crate::input::positive_id;
+use crate::input::{positive_id, Whole};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,11 +67,15 @@ pub async fn send(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1..=1000 (default 100).
-    pub limit: Option<i64>,
+    /// A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<Whole>,
     /// The `id` of the last message of the previous page: this page starts below it.
     pub cursor: Option<String>,
     /// Messages to skip instead of a cursor (offset + limit ≤ 10000).
-    pub offset: Option<i64>,
+    /// A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<Whole>,
 }
 
 /// The caller's dialog with a user, newest first. Page with `cursor` (the last `id` seen), or
@@ -94,13 +98,13 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<Message>>, ApiError> {
     let other = other_party(me, user_id)?;
-    let limit = query.limit.unwrap_or(LIST_DEFAULT);
+    let limit = query.limit.map_or(LIST_DEFAULT, |w| w.0);
     if !(1..=LIST_MAX).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {LIST_MAX}"
         )));
     }
-    let page = match (query.cursor, query.offset) {
+    let page = match (query.cursor, query.offset.map(|w| w.0)) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "give a cursor or an offset, not both",

@@ -11,6 +11,7 @@ use super::sql::{self, Ownership};
 use super::types::{Post, PostText, FEED_WINDOW};
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query};
 use crate::ids::PostId;
+use crate::input::Whole;
 use crate::state::AppState;
 use crate::users::IdInput;
 
@@ -164,9 +165,13 @@ pub async fn get_post(
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Posts to skip (default 0).
-    pub offset: Option<i64>,
+    /// A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<Whole>,
     /// Page size, 1..=1000 (default 10).
-    pub limit: Option<i64>,
+    /// A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<Whole>,
 }
 
 /// Posts of the users the caller follows, newest first, from their latest 1000.
@@ -185,8 +190,8 @@ pub async fn feed(
     AuthUser(me): AuthUser,
     Query(query): Query<FeedQuery>,
 ) -> Result<axum::Json<Vec<Post>>, ApiError> {
-    let offset = query.offset.unwrap_or(0);
-    let limit = query.limit.unwrap_or(10);
+    let offset = query.offset.map_or(0, |w| w.0);
+    let limit = query.limit.map_or(10, |w| w.0);
     if offset < 0 {
         return Err(ApiError::bad_request("offset must be at least 0"));
     }

@@ -15,6 +15,7 @@ use super::types::{
 use crate::api::{json_response, ApiError, ErrorBody, Json, Path, Query};
 use crate::auth::PasswordVerdict;
 use crate::ids::UserId;
+use crate::input::Whole;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,9 +32,9 @@ pub struct RegisterRequest {
     pub first_name: String,
     #[schema(example = "Иванова", max_length = 100)]
     pub second_name: String,
-    /// `YYYY-MM-DD`, from 1900-01-01 to today.
+    /// `YYYY-MM-DD`, from 1900-01-01 to today. Optional.
     #[schema(example = "1990-05-17")]
-    pub birthdate: String,
+    pub birthdate: Option<String>,
     #[schema(example = "Хобби, интересы и т.п.", max_length = 2000)]
     pub biography: Option<String>,
     #[schema(example = "Москва", max_length = 100)]
@@ -65,7 +66,11 @@ pub async fn register(
     let user = NewUser {
         first_name: PersonName::parse("first_name", &request.first_name)?,
         second_name: PersonName::parse("second_name", &request.second_name)?,
-        birthdate: Birthdate::parse(&request.birthdate)?,
+        birthdate: request
+            .birthdate
+            .as_deref()
+            .map(Birthdate::parse)
+            .transpose()?,
         biography: optional_text(
             "biography",
             request.biography.as_deref(),
@@ -167,9 +172,13 @@ pub struct SearchQuery {
     #[param(required = true, example = "Ив")]
     pub last_name: Option<String>,
     /// Page size, 1..=1000 (default 100).
-    pub limit: Option<i64>,
+    /// A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<Whole>,
     /// Results to skip (default 0); `offset + limit` may not exceed 10000.
-    pub offset: Option<i64>,
+    /// A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<Whole>,
 }
 
 /// Users whose first and second names start with the given prefixes, ordered by id.
@@ -187,8 +196,8 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     let first = NamePrefix::parse("first_name", query.first_name.as_deref())?;
     let second = NamePrefix::parse("last_name", query.last_name.as_deref())?;
-    let limit = query.limit.unwrap_or(SEARCH_DEFAULT_LIMIT);
-    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.map_or(SEARCH_DEFAULT_LIMIT, |w| w.0);
+    let offset = query.offset.map_or(0, |w| w.0);
     if !(1..=SEARCH_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {SEARCH_MAX_LIMIT}"

@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 
 #[cfg(doc)]
 use super::types::User;
-use super::types::{NamePrefix, NewUser};
+use super::types::{Birthdate, NamePrefix, NewUser};
 use crate::db::columns::{Date, RawText};
 use crate::db::reads::ReadConn;
 use crate::db::DbError;
@@ -32,30 +32,37 @@ pub const USER_JSON_BYTES: usize = 512;
 impl UserRow {
     /// Appends the profile as the API's JSON object (see [`crate::json`]), its texts not yet
     /// checked as UTF-8: only [`UserRow::json`] and [`UserRow::page_json`] call this, and they
-    /// check the whole body.
+    /// check the whole body. A field the user does not have (a null column) is left out.
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), DbError> {
         let row = &self.0;
         let column_error = |e| DbError::internal(e, "reading a user row");
         // Unchecked here; the whole response is checked once (see `write_raw_text`).
         let text = |i| {
-            row.try_get::<_, RawText>(i)
-                .map(|t| t.0)
+            row.try_get::<_, Option<RawText>>(i)
+                .map(|t| t.map(|t| t.0))
                 .map_err(column_error)
         };
         let id: i64 = row.try_get(0).map_err(column_error)?;
-        let birthdate: Date = row.try_get(3).map_err(column_error)?;
+        let birthdate: Option<Date> = row.try_get(3).map_err(column_error)?;
         out.extend_from_slice(b"{\"id\":\"");
         out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
         out.extend_from_slice(b"\",\"first_name\":");
-        json::write_raw_text(out, text(1)?);
+        json::write_raw_text(out, text(1)?.unwrap_or_default());
         out.extend_from_slice(b",\"second_name\":");
-        json::write_raw_text(out, text(2)?);
-        out.extend_from_slice(b",\"birthdate\":\"");
-        birthdate.write_iso(out);
-        out.extend_from_slice(b"\",\"biography\":");
-        json::write_raw_text(out, text(4)?);
-        out.extend_from_slice(b",\"city\":");
-        json::write_raw_text(out, text(5)?);
+        json::write_raw_text(out, text(2)?.unwrap_or_default());
+        if let Some(birthdate) = birthdate {
+            out.extend_from_slice(b",\"birthdate\":\"");
+            birthdate.write_iso(out);
+            out.push(b'"');
+        }
+        if let Some(biography) = text(4)? {
+            out.extend_from_slice(b",\"biography\":");
+            json::write_raw_text(out, biography);
+        }
+        if let Some(city) = text(5)? {
+            out.extend_from_slice(b",\"city\":");
+            json::write_raw_text(out, city);
+        }
         out.push(b'}');
         Ok(())
     }
@@ -93,8 +100,8 @@ impl UserRow {
         .into_iter()
         .find(|&(i, _)| {
             self.0
-                .try_get::<_, RawText>(i)
-                .is_ok_and(|text| std::str::from_utf8(text.0).is_err())
+                .try_get::<_, Option<RawText>>(i)
+                .is_ok_and(|text| text.is_some_and(|t| std::str::from_utf8(t.0).is_err()))
         })
         .map(|(_, column)| (id, column))
     }
@@ -136,7 +143,7 @@ pub async fn insert_user(
             &[
                 &user.first_name.as_str(),
                 &user.second_name.as_str(),
-                &user.birthdate.date(),
+                &user.birthdate.map(Birthdate::date),
                 &user.biography,
                 &user.city,
                 &password_hash,

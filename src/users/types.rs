@@ -84,13 +84,18 @@ impl NamePrefix {
     }
 }
 
-/// A free-text field with only an upper bound (biography, city); absent means empty.
-pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<String, Invalid> {
+/// A free-text field with only an upper bound (biography, city), trimmed; absent or blank means
+/// the user has none.
+pub fn optional_text(
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, Invalid> {
     let value = raw.unwrap_or("").trim();
     // Line breaks and tabs are fine in free text; other control characters are not.
     let without_breaks: String = value.replace(['\n', '\r', '\t'], " ");
     check_text(field, &without_breaks, 0, max)?;
-    Ok(value.to_owned())
+    Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 /// A password: 8..=256 characters. Never logged, never returned.
@@ -155,14 +160,14 @@ impl Birthdate {
     }
 }
 
-/// A user ready to be stored.
+/// A user ready to be stored. Only the names are required.
 #[derive(Debug)]
 pub struct NewUser {
     pub first_name: PersonName,
     pub second_name: PersonName,
-    pub birthdate: Birthdate,
-    pub biography: String,
-    pub city: String,
+    pub birthdate: Option<Birthdate>,
+    pub biography: Option<String>,
+    pub city: Option<String>,
 }
 
 // Profiles are written as JSON by hand (`users::sql::UserRow`); the tests read them back into
@@ -178,11 +183,18 @@ pub struct User {
     pub first_name: String,
     #[schema(example = "Иванова")]
     pub second_name: String,
-    /// `YYYY-MM-DD`
-    #[schema(value_type = String, format = Date, example = "1990-05-17")]
-    pub birthdate: NaiveDate,
-    pub biography: String,
-    pub city: String,
+    /// `YYYY-MM-DD`; left out when the user gave none.
+    #[schema(value_type = String, required = false, format = Date, example = "1990-05-17")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthdate: Option<NaiveDate>,
+    /// Left out when the user gave none.
+    #[schema(nullable = false)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub biography: Option<String>,
+    /// Left out when the user gave none.
+    #[schema(nullable = false)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
 }
 
 fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {

@@ -11,6 +11,7 @@ mod bench;
 mod broker;
 mod citus;
 mod commands;
+mod contract;
 mod dialogs;
 mod fake;
 mod feed;
