@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::auth::{PasswordHasher, TokenKeys};
+use crate::auth::{secret, PasswordHasher, TokenKeys};
 use crate::broker::{Broker, BrokerDeps, PostEvents};
 use crate::cache::FeedCache;
 use crate::config::{AuthConfig, Config, DbConfig};
@@ -37,8 +37,9 @@ impl Application {
         db::wait_and_ensure_database(&config.db.database_url, config.db.startup_wait()).await?;
         let db = Db::new(&config.db)?;
         migrate(db.pool(), &config.db).await?;
+        let tokens = token_keys(&config.auth, &db).await?;
         let feed_cache = FeedCache::from_config(&config.cache, FEED_WINDOW).await;
-        let (state, broker_task) = assemble(config, db, feed_cache)?;
+        let (state, broker_task) = assemble(config, db, tokens, feed_cache)?;
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
             .await
@@ -105,6 +106,7 @@ pub async fn migrate(pool: &Pool, config: &DbConfig) -> anyhow::Result<Vec<i32>>
 pub fn assemble(
     config: Config,
     db: Db,
+    tokens: TokenKeys,
     feed_cache: Option<FeedCache>,
 ) -> anyhow::Result<(AppState, Option<JoinHandle<()>>)> {
     // At most half the pool fans posts out at once (feeds and the live feed together), so a
@@ -138,7 +140,7 @@ pub fn assemble(
     };
     let state = AppState::new(AppParts {
         db,
-        tokens: token_keys(&config.auth),
+        tokens,
         hasher: password_hasher(&config.auth)?,
         config: Arc::new(config),
         live,
@@ -148,20 +150,15 @@ pub fn assemble(
     Ok((state, broker_task))
 }
 
-/// Signing keys from the configured secret, or a random one (with a warning) for a lone dev server.
-pub fn token_keys(auth: &AuthConfig) -> TokenKeys {
-    let ttl = Duration::from_secs(auth.token_ttl_secs);
-    match &auth.token_secret {
-        Some(secret) if !secret.is_empty() => TokenKeys::new(secret.as_bytes(), ttl),
-        _ => {
-            tracing::warn!(
-                "TOKEN_SECRET is not set: using a random secret; tokens die with this process \
-                 and are not accepted by other instances"
-            );
-            let secret: [u8; 32] = rand::random();
-            TokenKeys::new(&secret, ttl)
-        }
-    }
+/// Signing keys: from `TOKEN_SECRET` (refused when short or a published placeholder), or from
+/// the secret the deployment keeps in its database (see `auth::secret`).
+pub async fn token_keys(auth: &AuthConfig, db: &Db) -> anyhow::Result<TokenKeys> {
+    let client = db.get().await.context("reading the token secret")?;
+    let secret = secret::token_secret(auth.token_secret.as_deref(), &**client).await?;
+    Ok(TokenKeys::new(
+        &secret,
+        Duration::from_secs(auth.token_ttl_secs),
+    ))
 }
 
 pub fn password_hasher(auth: &AuthConfig) -> anyhow::Result<PasswordHasher> {

@@ -248,8 +248,8 @@ impl Config {
             .config
     }
 
-    /// The settings the tests run with: the defaults on `database_url`, with a fixed token
-    /// secret, cheap password hashing (the production cost is measured by `socialnet bench`), a
+    /// The settings the tests run with: the defaults on `database_url` (the token secret too:
+    /// generated and kept in the test's database), cheap password hashing (the production cost is measured by `socialnet bench`), a
     /// small pool, a free port and no start-up wait.
     pub fn for_tests(database_url: DatabaseUrl) -> Config {
         let mut config = Config::defaults();
@@ -258,7 +258,6 @@ impl Config {
         config.db.db_pool_timeout_ms = 1_000;
         config.db.db_startup_wait_secs = 0;
         config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.auth.token_secret = Some("test-secret".to_owned());
         config.auth.token_ttl_secs = 3_600;
         config.auth.hash_concurrency = Some(2);
         config.auth.argon2_memory_kib = 1_024;

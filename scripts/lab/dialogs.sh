@@ -18,7 +18,7 @@ citus_port=${CITUS_PORT:-5450}
 out=docs/lab/dialogs
 . scripts/lib/server.sh
 build_release
-export TOKEN_SECRET=lab RUST_LOG=warn
+export RUST_LOG=warn
 mkdir -p $out
 
 stop() { stop_server; }

@@ -20,7 +20,7 @@ start() { # extra env
   start_server "$port" /tmp/socialnet-lab-feed.log DATABASE_URL="$db_url" "$@"
 }
 bench() { # name
-  TOKEN_SECRET=lab $bin bench run --url "http://127.0.0.1:$port" --database-url "$db_url" --scenarios feed \
+  $bin bench run --url "http://127.0.0.1:$port" --database-url "$db_url" --scenarios feed \
     --connections "$connections" --warmup-secs 2 --duration-secs "$duration" --server-pid "$server" \
     --out results/lab-feed --name "$1" | tail -n 1 | xargs dirname
 }

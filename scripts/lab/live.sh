@@ -18,7 +18,7 @@ amqp_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 . scripts/lib/server.sh
 db_url=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}")
 build_release
-export TOKEN_SECRET=lab RUST_LOG=warn DATABASE_URL=$db_url
+export RUST_LOG=warn DATABASE_URL=$db_url
 users=$(psql "$db_url" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
 [ "$users" -gt 10000 ] || $bin fake users --count 20000 --seed 7 >/dev/null
 

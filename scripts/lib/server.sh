@@ -2,10 +2,12 @@
 # a loopback port, wait until it answers /ready, stop it. Run from the repository's root.
 #   build_release                       # cargo build --release, unless SOCIALNET_BIN names
 #                                       # another binary to run (a before/after comparison)
-#   start_server PORT LOG [VAR=value…]  # `socialnet serve` on 127.0.0.1:PORT with TOKEN_SECRET
-#                                       # (default lab) and RUST_LOG (default warn) and the given
-#                                       # variables; sets $server to its pid; fails, showing the
-#                                       # log's tail, if it is not ready within READY_WAIT seconds
+#   start_server PORT LOG [VAR=value…]  # `socialnet serve` on 127.0.0.1:PORT with RUST_LOG
+#                                       # (default warn) and the given variables; sets $server to
+#                                       # its pid; fails, showing the log's tail, if it is not
+#                                       # ready within READY_WAIT seconds. The token secret is the
+#                                       # one the server keeps in its database, which
+#                                       # `socialnet bench` reads to mint its tokens.
 #   stop_server                         # stops the server started last (harmless if none)
 #   wait_ready PORT [SECONDS]           # waits for /ready of a server started otherwise
 # SERVER_WRAPPER runs the binary under another program (e.g. valgrind) when set.
@@ -30,7 +32,7 @@ start_server() { # port, log, [VAR=value…]
   local port=$1 log=$2
   shift 2
   # shellcheck disable=SC2086 # SERVER_WRAPPER is a command line of its own
-  env TOKEN_SECRET="${TOKEN_SECRET:-lab}" RUST_LOG="${RUST_LOG:-warn}" BIND="127.0.0.1:$port" "$@" \
+  env RUST_LOG="${RUST_LOG:-warn}" BIND="127.0.0.1:$port" "$@" \
     ${SERVER_WRAPPER:-} "$bin" serve >"$log" 2>&1 &
   server=$!
   if ! wait_ready "$port"; then

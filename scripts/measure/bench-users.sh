@@ -38,7 +38,7 @@ psql "${db_url%/*}/postgres" -X -Atq -c "select 1 from pg_database where datname
 scripts/measure/prefix-pairs.sh "$db_url" > "$out/pairs.txt"
 
 trap stop_server EXIT
-TOKEN_SECRET=bench start_server "$port" "$out/server.log" DATABASE_URL="$db_url" ${POOL:+DB_POOL_SIZE=$POOL}
+start_server "$port" "$out/server.log" DATABASE_URL="$db_url" ${POOL:+DB_POOL_SIZE=$POOL}
 
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$server/status; }
 peak_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$server/status; }

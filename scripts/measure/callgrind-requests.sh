@@ -34,7 +34,7 @@ scripts/measure/prefix-pairs.sh "$db_url" > "$out/pairs.txt"
 trap stop_server EXIT
 # Under valgrind the server starts some twenty times slower.
 SERVER_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.out" READY_WAIT=75 \
-  TOKEN_SECRET=bench start_server "$port" "$out/server.log" DATABASE_URL="$db_url"
+  start_server "$port" "$out/server.log" DATABASE_URL="$db_url"
 
 export MAX_ID=$max_id PAIRS_FILE=$out/pairs.txt
 wrk -t1 -c10 -d"${warmup}s" -s "$script" "http://127.0.0.1:$port" > /dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The scaled-out stack on this machine, the native twin of docker-compose.scale.yml:
 # N socialnet instances on 127.0.0.1:8101.. behind HAProxy on 127.0.0.1:$PORT (default 8100),
-# sharing DATABASE_URL, TOKEN_SECRET and, when set, REDIS_URL and AMQP_URL (cross-instance live feed).
+# sharing DATABASE_URL (and with it the token secret the first instance keeps there, unless
+# TOKEN_SECRET is set) and, when set, REDIS_URL and AMQP_URL (cross-instance live feed).
 #   scripts/stack/haproxy-local.sh start [N]    # default 2
 #   scripts/stack/haproxy-local.sh reload       # new HAProxy workers; established connections finish
 #   scripts/stack/haproxy-local.sh stop
@@ -12,7 +13,6 @@ state=${SOCIALNET_LB_DIR:-/tmp/socialnet-lb}
 port=${PORT:-8100}
 n=${2:-2}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/socialnet}
-export TOKEN_SECRET=${TOKEN_SECRET:-local-balancer-secret}
 export RUST_LOG=${RUST_LOG:-info}
 
 case "${1:-}" in

@@ -1,6 +1,7 @@
-//! Who the caller is: signed tokens and password hashing.
+//! Who the caller is: signed tokens, their secret, and password hashing.
 
 mod password;
+pub mod secret;
 mod token;
 
 pub use password::{HashError, PasswordHasher, PasswordVerdict};

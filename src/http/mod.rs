@@ -138,6 +138,7 @@ mod tests {
 
     use super::*;
     use crate::api::AuthUser;
+    use crate::auth::TokenKeys;
     use crate::ids::UserId;
 
     /// State whose pool never connects (pools open connections lazily), for routes that need none.
@@ -146,13 +147,14 @@ mod tests {
         config.db.db_pool_size = Some(1);
         config.db.db_pool_timeout_ms = 100;
         config.db.db_statement_timeout_ms = 100;
-        config.auth.token_secret = Some("unit-secret".into());
+
         config.auth.hash_concurrency = Some(1);
         config.auth.hash_queue_timeout_ms = 100;
         config.request_timeout_ms = 200;
         config.body_limit_bytes = 1024;
         let db = crate::db::Db::new(&config.db).unwrap();
-        crate::app::assemble(config, db, None).unwrap().0
+        let tokens = TokenKeys::new(b"unit-secret", Duration::from_secs(60));
+        crate::app::assemble(config, db, tokens, None).unwrap().0
     }
 
     async fn whoami(AuthUser(user): AuthUser) -> String {

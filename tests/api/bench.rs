@@ -124,7 +124,7 @@ async fn an_open_loop_run_holds_roughly_its_rate() {
         out: out.clone(),
         name: None,
         db: lab_db_config(&app.database_url),
-        token_secret: Some("test-secret".into()),
+        token_secret: None,
     })
     .await
     .unwrap();

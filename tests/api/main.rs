@@ -26,4 +26,5 @@ mod posts;
 mod rabbit;
 mod register;
 mod search;
+mod tokens;
 mod user_get;

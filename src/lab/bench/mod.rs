@@ -56,9 +56,10 @@ pub struct BenchRunArgs {
     /// The server's database, from which ids and name prefixes are sampled.
     #[command(flatten)]
     pub db: DbConfig,
-    /// The server's token secret: tokens for `feed` and `post-create` are then minted here.
-    /// Without it, those users log in through `/login` before the measurement (password of
-    /// `socialnet fake users`).
+    /// The server's token secret, when it was given one: tokens for the scenarios that need
+    /// them are then minted here. Without it, the secret the server keeps in the database is
+    /// used; before a server has made one, those users log in through `/login` first (password
+    /// of `socialnet fake users`).
     #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
 }
@@ -88,6 +89,10 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
         .get()
         .await
         .context("connecting to the database to sample request data")?;
+    let secret = match &args.token_secret {
+        Some(secret) if !secret.is_empty() => Some(secret.as_bytes().to_vec()),
+        _ => crate::auth::secret::stored_secret(&**client).await?,
+    };
 
     let name = args.name.clone().unwrap_or_else(|| {
         args.scenarios
@@ -126,7 +131,7 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
     load::probe(&plan).await?;
     for &scenario in &args.scenarios {
         if scenario == Scenario::WsFanout {
-            let steps = fanout_steps(args, &plan, &client).await?;
+            let steps = fanout_steps(args, &plan, &client, secret.as_deref()).await?;
             result.scenarios.push(ScenarioResult {
                 scenario: scenario.name().to_owned(),
                 steps,
@@ -134,8 +139,7 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
             continue;
         }
         let mut workload = scenario::Workload::load(scenario, &client).await?;
-        workload.tokens =
-            tokens_for(workload.token_users(), &plan, args.token_secret.as_deref()).await?;
+        workload.tokens = tokens_for(workload.token_users(), &plan, secret.as_deref()).await?;
         let workload = Arc::new(workload);
         let mut steps = Vec::new();
         for &connections in &args.connections {
@@ -177,12 +181,13 @@ async fn fanout_steps(
     args: &BenchRunArgs,
     plan: &StepPlan,
     client: &tokio_postgres::Client,
+    secret: Option<&[u8]>,
 ) -> anyhow::Result<Vec<StepResult>> {
     let most = args.connections.iter().copied().max().unwrap_or(1);
     let (author, followers) = fanout::prepare(client, most).await?;
     let mut users = vec![author];
     users.extend(&followers);
-    let tokens = tokens_for(&users, plan, args.token_secret.as_deref()).await?;
+    let tokens = tokens_for(&users, plan, secret).await?;
     let mut steps = Vec::new();
     for &connections in &args.connections {
         let mut plan = plan.clone();
@@ -210,12 +215,11 @@ async fn fanout_steps(
 async fn tokens_for(
     users: &[i64],
     plan: &StepPlan,
-    secret: Option<&str>,
+    secret: Option<&[u8]>,
 ) -> anyhow::Result<Vec<String>> {
     match secret {
         Some(secret) => {
-            let keys =
-                crate::auth::TokenKeys::new(secret.as_bytes(), Duration::from_secs(24 * 3600));
+            let keys = crate::auth::TokenKeys::new(secret, Duration::from_secs(24 * 3600));
             users
                 .iter()
                 .map(|&id| keys.issue(crate::ids::UserId(id)))
