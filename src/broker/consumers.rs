@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{user_key, Names, Shared};
 use crate::backoff::Backoff;
-use crate::ids::UserId;
+use crate::ids::{PostId, UserId};
 use crate::live::{Audience, LiveFanout, LiveHub, LivePost};
 use crate::posts::feed::Feeds;
 use crate::posts::PostEvent;
@@ -184,7 +184,8 @@ pub(super) async fn route_live(
             else {
                 return Ok(Handled::Done);
             };
-            let followers = match live.followers(UserId(author_id), Audience::Everyone).await {
+            let audience = Audience::Everyone;
+            let followers = match live.followers(UserId(author_id), PostId(post_id), audience).await {
                 Ok(followers) => {
                     pause.lock().unwrap_or_else(|p| p.into_inner()).reset();
                     followers

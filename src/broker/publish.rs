@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::Broker;
-use crate::ids::UserId;
+use crate::ids::{PostId, UserId};
 use crate::live::{LiveFanout, LivePost};
 use crate::posts::feed::Feeds;
 use crate::posts::PostEvent;
@@ -51,6 +51,7 @@ impl PostEvents {
         } = event
         {
             live.publish_here(
+                PostId(post_id),
                 LivePost::new(post_id, author_id, text.clone()),
                 UserId(author_id),
             );

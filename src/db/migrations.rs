@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_search_index_lowered_names"),
     migration!(6, "0006_optional_profile_fields"),
     migration!(7, "0007_server_secrets"),
+    migration!(8, "0008_follow_changes"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 
 use crate::db::DbError;
-use crate::ids::UserId;
+use crate::ids::{PostId, UserId};
 
 /// Outcome of a follow.
 pub enum Follow {
@@ -12,6 +12,10 @@ pub enum Follow {
     UnknownUser,
 }
 
+/// How long follow changes are kept to correct late live routing (see `followers_at`).
+const CHANGES_KEPT: &str = "1 day";
+
+/// Follows, and records the change for the live feed (see [`followers_at`]), in one statement.
 #[tracing::instrument(name = "sql.follow", skip(db))]
 pub async fn follow(
     db: &impl GenericClient,
@@ -19,12 +23,21 @@ pub async fn follow(
     friend: UserId,
 ) -> Result<Follow, DbError> {
     let statement = db
-        .prepare_cached(
-            "insert into friends (user_id, friend_id) values ($1, $2) on conflict do nothing",
-        )
+        .prepare_cached(&format!(
+            "with added as (
+                 insert into friends (user_id, friend_id) values ($1, $2) on conflict do nothing
+                 returning user_id, friend_id
+             ), logged as (
+                 insert into follow_changes (friend_id, user_id, followed)
+                 select friend_id, user_id, true from added
+             ), pruned as (
+                 delete from follow_changes where at < now() - interval '{CHANGES_KEPT}'
+             )
+             select count(*) from added"
+        ))
         .await?;
-    match db.execute(&statement, &[&user.0, &friend.0]).await {
-        Ok(1) => Ok(Follow::Added),
+    match db.query_one(&statement, &[&user.0, &friend.0]).await {
+        Ok(row) if row.get::<_, i64>(0) == 1 => Ok(Follow::Added),
         Ok(_) => Ok(Follow::AlreadyFollowing),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
             Ok(Follow::UnknownUser)
@@ -33,7 +46,7 @@ pub async fn follow(
     }
 }
 
-/// Returns whether a follow existed.
+/// Unfollows, and records the change for the live feed; returns whether a follow existed.
 #[tracing::instrument(name = "sql.unfollow", skip(db))]
 pub async fn unfollow(
     db: &impl GenericClient,
@@ -41,9 +54,96 @@ pub async fn unfollow(
     friend: UserId,
 ) -> Result<bool, DbError> {
     let statement = db
-        .prepare_cached("delete from friends where user_id = $1 and friend_id = $2")
+        .prepare_cached(&format!(
+            "with gone as (
+                 delete from friends where user_id = $1 and friend_id = $2
+                 returning user_id, friend_id
+             ), logged as (
+                 insert into follow_changes (friend_id, user_id, followed)
+                 select friend_id, user_id, false from gone
+             ), pruned as (
+                 delete from follow_changes where at < now() - interval '{CHANGES_KEPT}'
+             )
+             select count(*) from gone"
+        ))
         .await?;
-    Ok(db.execute(&statement, &[&user.0, &friend.0]).await? > 0)
+    Ok(db
+        .query_one(&statement, &[&user.0, &friend.0])
+        .await?
+        .get::<_, i64>(0)
+        > 0)
+}
+
+/// The users who followed `author` when the post `post` was made (among `candidates`, when
+/// given): exactly the readers whose sockets get it live, however late it is routed.
+///
+/// Who follows now, corrected by each user's first follow change after the post: the posts' id
+/// sequence stamps both, so a change made after the post was written has a larger clock. A first
+/// change that is a follow means they did not follow yet; an unfollow means they did. One
+/// statement: the followers' scan is the index-only scan of before, and the changes since the
+/// post are an index range over the author's changes of the last moments (normally none).
+#[tracing::instrument(name = "sql.followers_at", skip(db, candidates))]
+pub async fn followers_at(
+    db: &impl GenericClient,
+    author: UserId,
+    post: PostId,
+    candidates: Option<&[i64]>,
+) -> Result<Vec<i64>, DbError> {
+    let rows = match candidates {
+        None => {
+            let statement = db
+                .prepare_cached(
+                    "select user_id, null::boolean from friends where friend_id = $1
+                     union all
+                     select * from (
+                         select distinct on (user_id) user_id, followed from follow_changes
+                         where friend_id = $1 and clock > $2
+                         order by user_id, clock
+                     ) first_change",
+                )
+                .await?;
+            db.query(&statement, &[&author.0, &post.0]).await?
+        }
+        Some(candidates) => {
+            let statement = db
+                .prepare_cached(
+                    "select user_id, null::boolean from friends
+                     where friend_id = $1 and user_id = any($3)
+                     union all
+                     select * from (
+                         select distinct on (user_id) user_id, followed from follow_changes
+                         where friend_id = $1 and clock > $2 and user_id = any($3)
+                         order by user_id, clock
+                     ) first_change",
+                )
+                .await?;
+            db.query(&statement, &[&author.0, &post.0, &candidates])
+                .await?
+        }
+    };
+    // Users with a change after the post followed exactly when their first change undid it.
+    let mut now = Vec::with_capacity(rows.len());
+    let mut changed = std::collections::HashMap::new();
+    for row in &rows {
+        let user: i64 = row.get(0);
+        match row.get::<_, Option<bool>>(1) {
+            None => now.push(user),
+            Some(first_was_a_follow) => {
+                changed.insert(user, first_was_a_follow);
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(now);
+    }
+    now.retain(|user| !changed.contains_key(user));
+    now.extend(
+        changed
+            .into_iter()
+            .filter(|&(_, first_was_a_follow)| !first_was_a_follow)
+            .map(|(user, _)| user),
+    );
+    Ok(now)
 }
 
 /// Up to `limit` of the users who follow `author` (`i64::MAX` for all of them): the readers whose
@@ -59,24 +159,6 @@ pub async fn followers(
         .await?;
     Ok(db
         .query(&statement, &[&author.0, &limit])
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
-}
-
-/// The followers of `author` among `candidates` (the users connected to this instance).
-#[tracing::instrument(name = "sql.followers_among", skip(db, candidates))]
-pub async fn followers_among(
-    db: &impl GenericClient,
-    author: UserId,
-    candidates: &[i64],
-) -> Result<Vec<i64>, DbError> {
-    let statement = db
-        .prepare_cached("select user_id from friends where friend_id = $1 and user_id = any($2)")
-        .await?;
-    Ok(db
-        .query(&statement, &[&author.0, &candidates])
         .await?
         .iter()
         .map(|row| row.get(0))

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use super::hub::{LiveHub, LivePost};
 use crate::db::{Db, DbError};
 use crate::friends;
-use crate::ids::UserId;
+use crate::ids::{PostId, UserId};
 
 /// Among whom an author's followers are looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +39,14 @@ impl LiveFanout {
         &self.hub
     }
 
-    /// The author's followers among `audience`: who gets the author's new post live.
-    pub async fn followers(&self, author: UserId, audience: Audience) -> Result<Vec<i64>, DbError> {
+    /// Who gets the author's new post live: the users among `audience` who followed the author
+    /// when the post was made (see `friends::sql::followers_at`), however late this runs.
+    pub async fn followers(
+        &self,
+        author: UserId,
+        post: PostId,
+        audience: Audience,
+    ) -> Result<Vec<i64>, DbError> {
         let connected = match audience {
             Audience::ConnectedHere => {
                 let connected = self.hub.connected_users();
@@ -53,10 +59,7 @@ impl LiveFanout {
         };
         let _slot = self.slots.acquire().await;
         let db = self.db.get().await?;
-        match connected {
-            Some(connected) => friends::sql::followers_among(&db, author, &connected).await,
-            None => friends::sql::followers(&db, author, i64::MAX).await,
-        }
+        friends::sql::followers_at(&db, author, post, connected.as_deref()).await
     }
 
     /// Queues the frame for every socket on this instance of these followers (the others are
@@ -67,13 +70,13 @@ impl LiveFanout {
 
     /// Without a broker: the whole road of a new post, on this instance and in the background
     /// (the create call does not wait for it).
-    pub fn publish_here(&self, post: LivePost, author: UserId) {
+    pub fn publish_here(&self, id: PostId, post: LivePost, author: UserId) {
         if !self.hub.has_sockets() {
             return;
         }
         let fanout = self.clone();
         tokio::spawn(async move {
-            match fanout.followers(author, Audience::ConnectedHere).await {
+            match fanout.followers(author, id, Audience::ConnectedHere).await {
                 Ok(followers) => match post.frame() {
                     Ok(frame) => {
                         fanout.deliver(&followers, frame);

@@ -72,3 +72,54 @@ async fn friend_calls_need_a_valid_token() {
         assert_error(response, StatusCode::UNAUTHORIZED).await;
     }
 }
+
+/// Who gets a post live is who followed its author when it was written, however late it is
+/// routed: decided by the order of the writes, from the follow changes recorded beside follows.
+#[tokio::test]
+async fn who_followed_when_a_post_was_made_is_decided_by_the_order_of_the_writes() {
+    use socialnet::friends::sql::followers_at;
+    use socialnet::posts::PostId;
+    use socialnet::users::UserId;
+
+    let app = spawn_app().await;
+    let anna = app.user("Анна", "Иванова").await;
+    let carl = app.user("Карл", "Смирнов").await;
+    let boris = app.user("Борис", "Петров").await;
+    app.follow(&anna, &boris).await;
+    app.follow(&carl, &boris).await;
+    let p1 = app.post(&boris, "p1").await;
+    app.unfollow(&anna, &boris).await;
+    let p2 = app.post(&boris, "p2").await;
+    app.follow(&anna, &boris).await;
+    app.unfollow(&carl, &boris).await;
+    let p3 = app.post(&boris, "p3").await;
+    // Anna leaves and comes back once more: her first change after p3 is an unfollow.
+    app.unfollow(&anna, &boris).await;
+    app.follow(&anna, &boris).await;
+
+    let pool =
+        socialnet::db::build_pool(&crate::helpers::test_config(&app.database_url).db).unwrap();
+    let db = pool.get().await.unwrap();
+    let (a, c) = (
+        anna.id.parse::<i64>().unwrap(),
+        carl.id.parse::<i64>().unwrap(),
+    );
+    let at = |post: &str, among: Option<Vec<i64>>| {
+        let post = PostId(post.parse().unwrap());
+        let author = UserId(boris.id.parse().unwrap());
+        let db = &db;
+        async move {
+            let mut users = followers_at(db, author, post, among.as_deref())
+                .await
+                .unwrap();
+            users.sort_unstable();
+            users
+        }
+    };
+    assert_eq!(at(&p1, None).await, [a, c]);
+    assert_eq!(at(&p2, None).await, [c]);
+    assert_eq!(at(&p3, None).await, [a]);
+    assert_eq!(at(&p1, Some(vec![a])).await, [a]);
+    assert_eq!(at(&p2, Some(vec![a])).await, Vec::<i64>::new());
+    assert_eq!(at(&p3, Some(vec![a, c])).await, [a]);
+}

@@ -337,6 +337,13 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
+    pub async fn unfollow(&self, follower: &TestUser, author: &TestUser) {
+        let response = self
+            .put_as(follower, &format!("/friend/delete/{}", author.id), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
     /// Creates a post and returns its id.
     pub async fn post(&self, author: &TestUser, text: &str) -> String {
         let response = self

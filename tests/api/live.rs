@@ -116,3 +116,26 @@ async fn the_handshake_without_a_valid_token_is_refused_with_401() {
         }
     }
 }
+
+/// A socket receives exactly the posts created while its user followed the author: one made
+/// just before an unfollow, and one made just after a follow, but none made in between.
+#[tokio::test]
+async fn a_socket_gets_exactly_the_posts_made_while_its_user_followed() {
+    let app = spawn_app().await;
+    let author = app.user("Автор", "Постов").await;
+    let fan = app.user("Фанат", "Первый").await;
+    let mut socket = connect(&app, &fan).await;
+    wait_for_sockets(&app, 1).await;
+    app.follow(&fan, &author).await;
+    app.post(&author, "до отписки").await;
+    app.unfollow(&fan, &author).await;
+    app.post(&author, "без подписки").await;
+    app.follow(&fan, &author).await;
+    app.post(&author, "после подписки").await;
+    let mut seen = Vec::new();
+    while let Some(frame) = next_post(&mut socket, Duration::from_secs(2)).await {
+        seen.push(frame["postText"].as_str().unwrap().to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ["до отписки", "после подписки"]);
+}
