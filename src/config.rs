@@ -274,16 +274,22 @@ pub struct DatabaseUrl(tokio_postgres::Config);
 
 /// Why a text is not a PostgreSQL URL.
 #[derive(Debug, thiserror::Error)]
-#[error("not a valid PostgreSQL URL: {0}")]
-pub struct InvalidDatabaseUrl(tokio_postgres::Error);
+pub enum InvalidDatabaseUrl {
+    #[error("not a valid PostgreSQL URL: {0}")]
+    Malformed(tokio_postgres::Error),
+    #[error("the PostgreSQL URL names no host (postgres://USER@HOST:PORT/DATABASE)")]
+    NoHost,
+}
 
 impl FromStr for DatabaseUrl {
     type Err = InvalidDatabaseUrl;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        tokio_postgres::Config::from_str(text)
-            .map(DatabaseUrl)
-            .map_err(InvalidDatabaseUrl)
+        let pg = tokio_postgres::Config::from_str(text).map_err(InvalidDatabaseUrl::Malformed)?;
+        if pg.get_hosts().is_empty() && pg.get_hostaddrs().is_empty() {
+            return Err(InvalidDatabaseUrl::NoHost);
+        }
+        Ok(DatabaseUrl(pg))
     }
 }
 
@@ -360,5 +366,10 @@ mod tests {
         assert!("postgres://host:notaport/db"
             .parse::<DatabaseUrl>()
             .is_err());
+        // An empty DATABASE_URL is refused where it enters, not when the first connection fails.
+        assert!(matches!(
+            "".parse::<DatabaseUrl>(),
+            Err(InvalidDatabaseUrl::NoHost)
+        ));
     }
 }

@@ -22,7 +22,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SendRequest {
     /// 1 to 4000 characters.
-    #[schema(example = "Привет! Как дела?")]
+    #[schema(
+        example = "Привет! Как дела?",
+        min_length = 1,
+        max_length = 4000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+    )]
     pub text: String,
 }
 
@@ -37,7 +42,7 @@ fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
 /// Sends a message to a user.
 #[utoipa::path(
     post, path = "/dialog/{user_id}/send", tag = "dialogs",
-    params(("user_id" = String, Path, description = "The recipient")),
+    params(("user_id" = String, Path, description = "The recipient", pattern = "^[1-9][0-9]{0,17}$")),
     request_body = SendRequest,
     security(("bearer" = [])),
     responses(
@@ -45,6 +50,9 @@ fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
         (status = 400, description = "Invalid id or text, or the caller's own id", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
+        (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn send(
@@ -68,13 +76,14 @@ pub async fn send(
 pub struct ListQuery {
     /// Page size, 1..=1000 (default 100).
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<Whole>,
     /// The `id` of the last message of the previous page: this page starts below it.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
     /// Messages to skip instead of a cursor (offset + limit ≤ 10000).
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 9999)]
     pub offset: Option<Whole>,
 }
 
@@ -82,13 +91,14 @@ pub struct ListQuery {
 /// with `offset` for shallow pages.
 #[utoipa::path(
     get, path = "/dialog/{user_id}/list", tag = "dialogs",
-    params(("user_id" = String, Path, description = "The other party"), ListQuery),
+    params(("user_id" = String, Path, description = "The other party", pattern = "^[1-9][0-9]{0,17}$"), ListQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Messages, newest first", body = Vec<Message>),
         (status = 400, description = "Invalid id, limit, cursor or offset", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn list(

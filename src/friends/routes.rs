@@ -18,13 +18,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Follows a user: their posts appear in the caller's feed. Idempotent.
 #[utoipa::path(
     put, path = "/friend/set/{user_id}", tag = "friends",
-    params(("user_id" = String, Path, description = "The user to follow")),
+    params(("user_id" = String, Path, description = "The user to follow", pattern = "^[1-9][0-9]{0,17}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Following"),
         (status = 400, description = "Invalid id, or the caller's own", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn set_friend(
@@ -49,12 +50,13 @@ pub async fn set_friend(
 /// Stops following a user: their posts leave the caller's feed. Idempotent.
 #[utoipa::path(
     put, path = "/friend/delete/{user_id}", tag = "friends",
-    params(("user_id" = String, Path, description = "The user to unfollow")),
+    params(("user_id" = String, Path, description = "The user to unfollow", pattern = "^[1-9][0-9]{0,17}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Not following (any more)"),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn delete_friend(

@@ -40,6 +40,7 @@ struct TokenQuery {
     security(("bearer" = [])),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
+        (status = 400, description = "Not a websocket handshake", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
     )
 )]

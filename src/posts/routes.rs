@@ -27,7 +27,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreatePostRequest {
     /// 1 to 5000 characters.
-    #[schema(example = "Привет, мир!")]
+    #[schema(
+        example = "Привет, мир!",
+        min_length = 1,
+        max_length = 5000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+    )]
     pub text: String,
 }
 
@@ -37,9 +42,12 @@ pub struct CreatePostRequest {
     request_body = CreatePostRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The new post's id", body = String, example = json!("1024")),
+        (status = 200, description = "The new post's id", body = String, content_type = "application/json", example = json!("1024")),
         (status = 400, description = "Invalid text", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
+        (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn create_post(
@@ -64,9 +72,15 @@ pub async fn create_post(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdatePostRequest {
-    #[schema(value_type = String, example = "1024")]
+    #[schema(value_type = String, example = "1024", pattern = "^[1-9][0-9]{0,17}$")]
     pub id: IdInput,
-    #[schema(example = "Исправленный текст")]
+    /// 1 to 5000 characters.
+    #[schema(
+        example = "Исправленный текст",
+        min_length = 1,
+        max_length = 5000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+    )]
     pub text: String,
 }
 
@@ -81,6 +95,9 @@ pub struct UpdatePostRequest {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Someone else's post", body = ErrorBody),
         (status = 404, description = "No such post", body = ErrorBody),
+        (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
+        (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn update_post(
@@ -104,7 +121,7 @@ pub async fn update_post(
 /// Deletes a post. Only its author may; afterwards it is gone from `get` and from feeds.
 #[utoipa::path(
     put, path = "/post/delete/{id}", tag = "posts",
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = String, Path, description = "Post id", pattern = "^[1-9][0-9]{0,17}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deleted"),
@@ -112,6 +129,7 @@ pub async fn update_post(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Someone else's post", body = ErrorBody),
         (status = 404, description = "No such post", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn delete_post(
@@ -143,11 +161,12 @@ fn written(outcome: Ownership) -> Result<(), ApiError> {
 /// A post. No token needed.
 #[utoipa::path(
     get, path = "/post/get/{id}", tag = "posts",
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = String, Path, description = "Post id", pattern = "^[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, description = "The post", body = Post),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 404, description = "No such post", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn get_post(
@@ -166,11 +185,11 @@ pub async fn get_post(
 pub struct FeedQuery {
     /// Posts to skip (default 0).
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<Whole>,
     /// Page size, 1..=1000 (default 10).
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<Whole>,
 }
 
@@ -183,6 +202,7 @@ pub struct FeedQuery {
         (status = 200, description = "Newest first; past the 1000th post, nothing", body = Vec<Post>),
         (status = 400, description = "Invalid offset or limit", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn feed(

@@ -28,16 +28,39 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "Анна", max_length = 100)]
+    /// 1 to 100 characters once trimmed, no control characters.
+    #[schema(
+        example = "Анна",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+    )]
     pub first_name: String,
-    #[schema(example = "Иванова", max_length = 100)]
+    /// 1 to 100 characters once trimmed, no control characters.
+    #[schema(
+        example = "Иванова",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+    )]
     pub second_name: String,
     /// `YYYY-MM-DD`, from 1900-01-01 to today. Optional.
-    #[schema(example = "1990-05-17")]
+    #[schema(example = "1990-05-17", format = Date)]
     pub birthdate: Option<String>,
-    #[schema(example = "Хобби, интересы и т.п.", max_length = 2000)]
+    /// Up to 2000 characters; line breaks and tabs allowed, no other control characters.
+    /// Optional.
+    #[schema(
+        example = "Хобби, интересы и т.п.",
+        max_length = 2000,
+        pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+    )]
     pub biography: Option<String>,
-    #[schema(example = "Москва", max_length = 100)]
+    /// Up to 100 characters, no control characters. Optional.
+    #[schema(
+        example = "Москва",
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+    )]
     pub city: Option<String>,
     #[schema(example = "correct horse battery", min_length = 8, max_length = 256)]
     pub password: String,
@@ -56,6 +79,8 @@ pub struct RegisterResponse {
     responses(
         (status = 200, description = "Registered", body = RegisterResponse),
         (status = 400, description = "Invalid data", body = ErrorBody),
+        (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
+        (status = 415, description = "Body not sent as application/json", body = ErrorBody),
         (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
     )
 )]
@@ -91,9 +116,9 @@ pub async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// The user id returned by registration.
-    #[schema(value_type = String, example = "42")]
+    #[schema(value_type = String, example = "42", pattern = "^[1-9][0-9]{0,17}$")]
     pub id: IdInput,
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 1, max_length = 256)]
     pub password: String,
 }
 
@@ -111,6 +136,8 @@ pub struct LoginResponse {
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 400, description = "Invalid data or wrong password", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
+        (status = 415, description = "Body not sent as application/json", body = ErrorBody),
         (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
     )
 )]
@@ -138,11 +165,12 @@ pub async fn login(
 /// A user's public profile.
 #[utoipa::path(
     get, path = "/user/get/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", pattern = "^[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, description = "The user", body = User),
         (status = 400, description = "Not a valid id", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn get_user(
@@ -166,18 +194,30 @@ pub const SEARCH_MAX_DEPTH: i64 = 10_000;
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Prefix of the first name (case-insensitive). Required.
-    #[param(required = true, example = "Ан")]
+    #[param(
+        required = true,
+        example = "Ан",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+    )]
     pub first_name: Option<String>,
     /// Prefix of the second name (case-insensitive). Required.
-    #[param(required = true, example = "Ив")]
+    #[param(
+        required = true,
+        example = "Ив",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+    )]
     pub last_name: Option<String>,
     /// Page size, 1..=1000 (default 100).
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<Whole>,
     /// Results to skip (default 0); `offset + limit` may not exceed 10000.
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 9999)]
     pub offset: Option<Whole>,
 }
 
@@ -188,6 +228,7 @@ pub struct SearchQuery {
     responses(
         (status = 200, description = "Matching users, ordered by id", body = Vec<User>),
         (status = 400, description = "Missing or invalid parameter", body = ErrorBody),
+        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn search(
