@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{secret, PasswordHasher, TokenKeys};
@@ -17,7 +17,7 @@ use crate::cache::FeedCache;
 use crate::config::{AuthConfig, Config, DbConfig};
 use crate::db::{self, Db};
 use crate::http;
-use crate::live::{LiveFanout, LiveHub};
+use crate::live::{LiveFanout, LiveHub, SocketLimits};
 use crate::posts::feed::Feeds;
 use crate::posts::FEED_WINDOW;
 use crate::shards::{self, CitusLayout, Sharding};
@@ -26,6 +26,8 @@ use crate::state::{AppParts, AppState};
 /// A server whose listener is bound and whose database is migrated, ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// `METRICS_BIND`'s own listener, when `/metrics` is kept off the API's port.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     /// The broker supervisor, stopped when the server stops.
     broker_task: Option<JoinHandle<()>>,
@@ -44,8 +46,17 @@ impl Application {
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("binding {}", state.config.bind))?;
+        let metrics_listener = match state.config.serve.metrics_bind {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} for /metrics"))?,
+            ),
+            None => None,
+        };
         Ok(Application {
             listener,
+            metrics_listener,
             state,
             broker_task,
         })
@@ -55,11 +66,20 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The port of `/metrics`' own listener, when `METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (for at most
+    /// `SHUTDOWN_GRACE_MS`).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -67,19 +87,34 @@ impl Application {
         let address = self.listener.local_addr()?;
         tracing::info!(%address, "listening");
         let pool = self.state.db.pool().clone();
-        // No Nagle delay: a response or a live-feed frame goes out as soon as it is written, not
-        // when the client's (possibly delayed) ACK of the previous segment arrives.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
+        let (stopping, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
         });
-        axum::serve(
-            listener,
-            axum::ServiceExt::into_make_service(http::router(self.state.clone())),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
+            drop(stop.wait_for(|stopping| *stopping).await);
+        };
+        let config = &self.state.config.serve;
+        let api = http::serve::serve(
+            self.listener,
+            http::router(self.state.clone()),
+            config,
+            stopped(stop.clone()),
+        );
+        match self.metrics_listener {
+            Some(metrics_listener) => {
+                tracing::info!(address = %metrics_listener.local_addr()?, "serving /metrics");
+                let metrics = http::serve::serve(
+                    metrics_listener,
+                    http::metrics_router(self.state.clone()),
+                    config,
+                    stopped(stop),
+                );
+                tokio::join!(api, metrics);
+            }
+            None => api.await,
+        }
         if let Some(task) = self.broker_task {
             task.abort();
         }
@@ -114,7 +149,10 @@ pub fn assemble(
     let fanout_slots = Arc::new(tokio::sync::Semaphore::new(
         (config.db.pool_size() / 2).max(1),
     ));
-    let live = LiveHub::default();
+    let live = LiveHub::new(SocketLimits {
+        per_user: config.live.live_sockets_per_user,
+        total: config.live.live_max_sockets,
+    });
     let live_fanout = LiveFanout::new(db.clone(), fanout_slots.clone(), live.clone());
     let feeds = Feeds::new(
         db.clone(),

@@ -30,6 +30,12 @@ pub struct Config {
     pub body_limit_bytes: usize,
 
     #[command(flatten)]
+    pub serve: ServeConfig,
+
+    #[command(flatten)]
+    pub live: LiveConfig,
+
+    #[command(flatten)]
     pub cache: CacheConfig,
 
     #[command(flatten)]
@@ -44,6 +50,62 @@ pub struct Config {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// How connections are served: the timeouts and caps that keep slow or greedy clients from
+/// holding the server (see docs/hardening.md).
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Longest a client may take to send a request's headers, on a new connection or between two
+    /// requests of a kept-alive one (so also the idle timeout); then the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Largest request head (request line and headers) accepted; a larger one is answered 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most connections (websockets included) open at once; past it, new ones wait to be
+    /// accepted. Default: the descriptor limit, raised to its hard limit at start-up, less 256
+    /// for the pools, the broker and files.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// How long requests in flight may run on after a shutdown signal; then every connection
+    /// still open is closed.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Serves `/metrics` on this address instead of the API's, to keep it off a public port.
+    /// Unset: `/metrics` is served on BIND with the API (a lone server, the lab).
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+/// The live feed's websockets on one instance.
+#[derive(Debug, Clone, Args)]
+pub struct LiveConfig {
+    /// Sockets one user may hold open on an instance; opening one more closes that user's
+    /// oldest (a reconnect after a network change replaces the socket it left behind).
+    #[arg(long, env = "LIVE_SOCKETS_PER_USER", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub live_sockets_per_user: usize,
+
+    /// Sockets open on an instance at most (about 8 KB each); past it a handshake is refused
+    /// with 503 and `Retry-After`.
+    #[arg(long, env = "LIVE_MAX_SOCKETS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub live_max_sockets: usize,
+}
+
+impl ServeConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
 }
 
 /// The primary PostgreSQL database and its connection pool.

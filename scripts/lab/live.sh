@@ -18,7 +18,8 @@ amqp_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 . scripts/lib/server.sh
 db_url=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}")
 build_release
-export RUST_LOG=warn DATABASE_URL=$db_url
+# The 10,000-follower step opens 10,000 sockets on one instance: room above the default cap.
+export RUST_LOG=warn DATABASE_URL=$db_url LIVE_MAX_SOCKETS=20000
 users=$(psql "$db_url" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
 [ "$users" -gt 10000 ] || $bin fake users --count 20000 --seed 7 >/dev/null
 

@@ -77,6 +77,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        // The parser below replaces bytes that are not UTF-8; a prefix or an id silently
+        // rewritten is worse than a 400.
+        if let Some(bad) = query.split('&').find(|pair| !decodes_as_utf8(pair)) {
+            return Err(ApiError::BadRequest(format!(
+                "the query string is not UTF-8 after percent-decoding, at {}",
+                crate::input::shorten(bad)
+            )));
+        }
         let parameters =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(parameters)
@@ -86,6 +94,15 @@ where
                 path => ApiError::BadRequest(format!("{path}: {}", e.inner())),
             })
     }
+}
+
+/// Whether a `key=value` pair of a query string is UTF-8 once percent-decoded.
+fn decodes_as_utf8(pair: &str) -> bool {
+    // Percent-escapes are the only way a query string (ASCII on the wire) carries other bytes.
+    !pair.contains('%')
+        || percent_encoding::percent_decode_str(pair)
+            .decode_utf8()
+            .is_ok()
 }
 
 /// A websocket handshake; anything that is not one gives 400.

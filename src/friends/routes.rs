@@ -44,6 +44,7 @@ pub async fn set_friend(
         }
         Follow::AlreadyFollowing => Ok(()),
         Follow::UnknownUser => Err(ApiError::not_found("user not found")),
+        Follow::UnknownFollower => Err(ApiError::unknown_token_user()),
     }
 }
 

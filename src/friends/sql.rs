@@ -9,7 +9,10 @@ use crate::ids::{PostId, UserId};
 pub enum Follow {
     Added,
     AlreadyFollowing,
+    /// The user to follow does not exist.
     UnknownUser,
+    /// The follower does not exist (a token that outlived its user).
+    UnknownFollower,
 }
 
 /// How long follow changes are kept to correct late live routing (see `followers_at`).
@@ -40,7 +43,15 @@ pub async fn follow(
         Ok(row) if row.get::<_, i64>(0) == 1 => Ok(Follow::Added),
         Ok(_) => Ok(Follow::AlreadyFollowing),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
-            Ok(Follow::UnknownUser)
+            let follower_missing = e
+                .as_db_error()
+                .and_then(|db| db.constraint())
+                .is_some_and(|constraint| constraint == "friends_user_id_fkey");
+            Ok(if follower_missing {
+                Follow::UnknownFollower
+            } else {
+                Follow::UnknownUser
+            })
         }
         Err(e) => Err(e.into()),
     }

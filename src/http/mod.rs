@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod openapi;
 mod ops;
 pub mod request_id;
+pub mod serve;
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -27,24 +28,38 @@ use request_id::{RequestId, REQUEST_ID_HEADER};
 
 /// Every domain's routes and the operational ones, each with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AppState> {
+    routes_with(true)
+}
+
+fn routes_with(metrics: bool) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(crate::users::routes::router())
         .merge(crate::friends::routes::router())
         .merge(crate::posts::routes::router())
         .merge(crate::live::routes::router())
         .merge(crate::dialogs::routes::router())
-        .merge(ops::router())
+        .merge(ops::router(metrics))
 }
 
-/// The whole application: every route plus docs, inside the middleware stack.
+/// The whole application: every route plus docs, inside the middleware stack. `/metrics` is
+/// among them unless `METRICS_BIND` gives it a listener of its own ([`metrics_router`]).
 pub fn router(state: AppState) -> App {
     let config = state.config.clone();
-    let (api, doc) = routes().split_for_parts();
+    let (api, doc) = routes_with(config.serve.metrics_bind.is_none()).split_for_parts();
     let api = api
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)
         .with_state(state);
     with_middleware(api.merge(openapi::docs_router(doc)), &config)
+}
+
+/// `/metrics` alone, for the listener of `METRICS_BIND`.
+pub fn metrics_router(state: AppState) -> App {
+    let config = state.config.clone();
+    let (routes, _) = OpenApiRouter::new()
+        .merge(ops::metrics_only())
+        .split_for_parts();
+    with_middleware(routes.fallback(not_found).with_state(state), &config)
 }
 
 /// The served application: the routes inside the middleware stack.

@@ -16,11 +16,22 @@ use crate::state::AppState;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// Health and readiness, and `/metrics` when `with_metrics` (unless it has a listener of its
+/// own, see `METRICS_BIND`).
+pub fn router(with_metrics: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
         .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(metrics))
+        .routes(routes!(ready));
+    if with_metrics {
+        router.routes(routes!(metrics))
+    } else {
+        router
+    }
+}
+
+/// `/metrics` alone.
+pub fn metrics_only() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

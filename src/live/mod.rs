@@ -11,4 +11,4 @@ mod hub;
 pub mod routes;
 
 pub use fanout::{Audience, LiveFanout};
-pub use hub::{LiveHub, LivePost, Subscription, SOCKET_QUEUE};
+pub use hub::{HubFull, LiveHub, LivePost, SocketLimits, Subscription, SOCKET_QUEUE};

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -42,30 +44,34 @@ struct TokenQuery {
         (status = 101, description = "Switching to the websocket protocol"),
         (status = 400, description = "Not a websocket handshake", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The instance holds its most sockets (LIVE_MAX_SOCKETS); retry later", body = ErrorBody),
     )
 )]
 pub async fn feed_posted(
     State(state): State<AppState>,
-    LiveUser(user): LiveUser,
+    LiveUser(user, expires): LiveUser,
     WebSocketUpgrade(upgrade): WebSocketUpgrade,
-) -> Response {
-    let subscription = state.live.subscribe(user);
+) -> Result<Response, ApiError> {
+    let subscription = state
+        .live
+        .subscribe(user)
+        .map_err(|full| ApiError::Unavailable(full.to_string()))?;
     // Routed here before the handshake completes: a post made right after it reaches this
     // socket. Bounded: with the broker away the socket opens anyway and is routed on reconnect.
     state.events.route_here(user, ROUTING_WAIT).await;
-    upgrade
+    Ok(upgrade
         // Small buffers: thousands of idle sockets must stay cheap.
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(socket, subscription))
+        .on_upgrade(move |socket| serve_socket(socket, subscription, expires)))
 }
 
-/// The caller of the live feed: the token from `Authorization: Bearer`, or from `?token=` for
-/// browsers, which cannot set headers on a websocket. Extracted before the upgrade, so that a
-/// missing or bad token is a 401 and no handshake.
-pub struct LiveUser(pub UserId);
+/// The caller of the live feed and when their token expires: the token from `Authorization:
+/// Bearer`, or from `?token=` for browsers, which cannot set headers on a websocket. Extracted
+/// before the upgrade, so that a missing or bad token is a 401 and no handshake.
+pub struct LiveUser(pub UserId, pub SystemTime);
 
 impl FromRequestParts<AppState> for LiveUser {
     type Rejection = ApiError;
@@ -75,17 +81,23 @@ impl FromRequestParts<AppState> for LiveUser {
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
         {
-            return Ok(LiveUser(state.tokens.verify_header(&parts.headers)?));
+            let (user, exp) = state.tokens.verify_header_until(&parts.headers)?;
+            return Ok(LiveUser(user, expiry(exp)));
         }
         match parts.uri.query().map(token_from_query) {
             Some(TokenQuery { token: Some(token) }) if !token.is_empty() => {
-                Ok(LiveUser(state.tokens.verify(&token)?))
+                let (user, exp) = state.tokens.verify_until(&token)?;
+                Ok(LiveUser(user, expiry(exp)))
             }
             _ => Err(ApiError::Unauthorized(
                 "missing token: send Authorization: Bearer <token> or ?token=".into(),
             )),
         }
     }
+}
+
+fn expiry(exp: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(exp)
 }
 
 fn token_from_query(query: &str) -> TokenQuery {
@@ -107,13 +119,28 @@ async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
 }
 
 /// One task owns the socket: it forwards queued frames, answers the peer, pings, and ends when
-/// either side goes away or the hub drops a client too slow to keep up.
-async fn serve_socket(mut socket: WebSocket, mut subscription: Subscription) {
+/// either side goes away, the hub drops it (a client too slow to keep up, or replaced by the
+/// user's newer socket), or its token expires (closed with code 1008, "token expired": the
+/// client logs in again and reconnects).
+async fn serve_socket(mut socket: WebSocket, mut subscription: Subscription, expires: SystemTime) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut awaiting_pong = false;
+    let left = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let expired = tokio::time::sleep(left);
+    let mut expired = std::pin::pin!(expired);
     loop {
         tokio::select! {
+            () = expired.as_mut() => {
+                let close = CloseFrame {
+                    code: close_code::POLICY,
+                    reason: "token expired".into(),
+                };
+                send_within(&mut socket, Message::Close(Some(close))).await;
+                break;
+            }
             frame = subscription.frames.recv() => match frame {
                 Some(text) => {
                     if !send_within(&mut socket, Message::Text(text.as_ref().into())).await {

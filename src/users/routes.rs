@@ -28,20 +28,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// 1 to 100 characters once trimmed, no control characters.
+    /// 1 to 100 characters once trimmed, no control or invisible format characters.
     #[schema(
         example = "Анна",
         min_length = 1,
         max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*$"
     )]
     pub first_name: String,
-    /// 1 to 100 characters once trimmed, no control characters.
+    /// 1 to 100 characters once trimmed, no control or invisible format characters.
     #[schema(
         example = "Иванова",
         min_length = 1,
         max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*$"
     )]
     pub second_name: String,
     /// `YYYY-MM-DD`, from 1900-01-01 to today. Optional.
@@ -199,7 +199,7 @@ pub struct SearchQuery {
         example = "Ан",
         min_length = 1,
         max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*$"
     )]
     pub first_name: Option<String>,
     /// Prefix of the second name (case-insensitive). Required.
@@ -208,7 +208,7 @@ pub struct SearchQuery {
         example = "Ив",
         min_length = 1,
         max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*$"
     )]
     pub last_name: Option<String>,
     /// Page size, 1..=1000 (default 100).

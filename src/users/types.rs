@@ -6,6 +6,8 @@ use std::fmt;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 use crate::ids::UserId;
 use crate::input::{shorten, Invalid};
 
@@ -53,7 +55,7 @@ pub struct PersonName(String);
 impl PersonName {
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
         let value = raw.trim();
-        check_text(field, value, 1, NAME_MAX_CHARS)?;
+        check_name(field, value)?;
         Ok(PersonName(value.to_owned()))
     }
 
@@ -75,7 +77,7 @@ impl NamePrefix {
     pub fn parse(field: &str, raw: Option<&str>) -> Result<Self, Invalid> {
         let raw = raw.ok_or_else(|| Invalid(format!("{field} is required")))?;
         let value = raw.trim();
-        check_text(field, value, 1, NAME_MAX_CHARS)?;
+        check_name(field, value)?;
         Ok(NamePrefix(value.to_owned()))
     }
 
@@ -197,6 +199,23 @@ pub struct User {
     pub city: Option<String>,
 }
 
+/// A name: 1..=100 characters, none of them a control, non- or format character. Format
+/// characters (Unicode category Cf: bidi overrides like U+202E, zero-width spaces and joiners)
+/// are invisible, and in a name they only serve to make one look like another or to reverse
+/// how the text around it is shown.
+fn check_name(field: &str, value: &str) -> Result<(), Invalid> {
+    check_text(field, value, 1, NAME_MAX_CHARS)?;
+    if value
+        .chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(Invalid(format!(
+            "{field} contains invisible format characters"
+        )));
+    }
+    Ok(())
+}
+
 fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     let chars = value.chars().count();
     if chars < min {
@@ -253,6 +272,17 @@ mod tests {
         assert!(PersonName::parse("first_name", &"я".repeat(101)).is_err());
         assert!(PersonName::parse("first_name", "a\u{0}b").is_err());
         assert!(PersonName::parse("first_name", "a\u{10FFFF}").is_err());
+        // Bidi overrides, zero-width spaces and joiners, soft hyphens, byte-order marks.
+        for invisible in [
+            '\u{202E}', '\u{200B}', '\u{200D}', '\u{00AD}', '\u{FEFF}', '\u{2066}',
+        ] {
+            assert!(
+                PersonName::parse("first_name", &format!("Ан{invisible}на")).is_err(),
+                "{:04X}",
+                invisible as u32
+            );
+            assert!(NamePrefix::parse("first_name", Some(&format!("А{invisible}н"))).is_err());
+        }
     }
 
     #[test]

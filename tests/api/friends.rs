@@ -123,3 +123,19 @@ async fn who_followed_when_a_post_was_made_is_decided_by_the_order_of_the_writes
     assert_eq!(at(&p2, Some(vec![a])).await, Vec::<i64>::new());
     assert_eq!(at(&p3, Some(vec![a, c])).await, [a]);
 }
+
+/// A token that outlived its user (the account gone, the token still signed right) is a 401 on
+/// a follow, as on every other call, not a 404 about the user to follow.
+#[tokio::test]
+async fn a_follow_with_the_token_of_a_user_who_no_longer_exists_is_a_401() {
+    let app = spawn_app().await;
+    let boris = app.user("Борис", "Петров").await;
+    let ghost = app
+        .client
+        .put(app.url(&format!("/friend/set/{}", boris.id)))
+        .bearer_auth(app.token_for(999_999).await)
+        .send()
+        .await
+        .unwrap();
+    assert_error(ghost, StatusCode::UNAUTHORIZED).await;
+}

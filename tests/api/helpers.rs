@@ -337,6 +337,18 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
+    /// A valid token for any id, signed with the secret the server keeps in its database: what
+    /// a user holds whose account was deleted after logging in.
+    pub async fn token_for(&self, user: i64) -> String {
+        let secret = socialnet::auth::secret::stored_secret(&self.db().await)
+            .await
+            .unwrap()
+            .expect("the server made its secret");
+        socialnet::auth::TokenKeys::new(&secret, Duration::from_secs(60))
+            .issue(socialnet::users::UserId(user))
+            .unwrap()
+    }
+
     pub async fn unfollow(&self, follower: &TestUser, author: &TestUser) {
         let response = self
             .put_as(follower, &format!("/friend/delete/{}", author.id), None)

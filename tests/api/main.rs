@@ -17,6 +17,7 @@ mod fake;
 mod feed;
 mod feed_cache;
 mod friends;
+mod hardening;
 mod helpers;
 mod http_shell;
 mod live;

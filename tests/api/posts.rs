@@ -139,9 +139,17 @@ async fn writing_posts_needs_a_valid_token() {
 #[tokio::test]
 async fn a_valid_token_of_a_user_who_no_longer_exists_is_a_401() {
     let app = spawn_app().await;
-    let token = socialnet::auth::TokenKeys::new(b"test-secret", std::time::Duration::from_secs(60))
-        .issue(socialnet::users::UserId(999_999))
+    let token = app.token_for(999_999).await;
+    // The token itself is good: it works for a user who exists.
+    let real = app.register_user("Анна", "Иванова").await;
+    let works = app
+        .client
+        .get(app.url("/post/feed"))
+        .bearer_auth(app.token_for(real.parse().unwrap()).await)
+        .send()
+        .await
         .unwrap();
+    assert_eq!(works.status(), StatusCode::OK);
     let response = app
         .client
         .post(app.url("/post/create"))

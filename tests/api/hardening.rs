@@ -1,0 +1,379 @@
+//! Protections against hostile and heavy clients (docs/hardening.md lists each with its test).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{
+    assert_error, fresh_database_url, registration, spawn_app, ChildGuard, DatabaseGuard,
+};
+
+#[tokio::test]
+async fn a_refused_token_is_only_called_invalid_or_expired() {
+    let app = spawn_app().await;
+    let anna = app.user("Анна", "Иванова").await;
+    let mut tampered = anna.token.clone();
+    tampered.pop();
+    for token in ["garbage", "a.b.c", tampered.as_str()] {
+        let response = app
+            .client
+            .get(app.url("/post/feed"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let message = assert_error(response, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(message, "invalid token", "{token}");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    let anna = app.user("Анна", "Иванова").await;
+    for scheme in ["BEARER", "bearer", "Bearer"] {
+        let response = app
+            .client
+            .get(app.url("/post/feed"))
+            .header("authorization", format!("{scheme} {}", anna.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn a_query_string_that_is_not_utf8_is_a_400() {
+    let app = spawn_app().await;
+    let anna = app.user("Анна", "Иванова").await;
+    for path in [
+        "/user/search?first_name=%D0&last_name=%D0%98",
+        "/user/search?first_name=%FF%FE&last_name=Ив",
+        "/post/feed?limit=%C0%AF",
+    ] {
+        assert_error(app.get_as(&anna, path).await, StatusCode::BAD_REQUEST).await;
+    }
+    // Percent-encoded UTF-8 is fine.
+    assert_eq!(
+        app.get("/user/search?first_name=%D0%90%D0%BD&last_name=%D0%98")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn names_with_invisible_format_characters_are_refused() {
+    let app = spawn_app().await;
+    for name in [
+        "Ан\u{202E}на",
+        "Ан\u{200B}на",
+        "\u{FEFF}Анна",
+        "Ан\u{200D}на",
+    ] {
+        let mut body = registration("Анна", "Иванова");
+        body["first_name"] = json!(name);
+        assert_error(app.register(&body).await, StatusCode::BAD_REQUEST).await;
+        let path = format!("/user/search?first_name={name}&last_name=Ив");
+        assert_error(app.get(&path).await, StatusCode::BAD_REQUEST).await;
+    }
+}
+
+/// Text logs carry colour codes on a terminal only: a file or a pipe gets plain text.
+#[tokio::test]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    let database_url = fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
+    let log = std::env::temp_dir().join(format!("socialnet-log-{}", uuid::Uuid::new_v4().simple()));
+    let file = std::fs::File::create(&log).unwrap();
+    let _server = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_socialnet"))
+            .args([
+                "serve",
+                "--database-url",
+                &database_url,
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "info")
+            .env("ARGON2_MEMORY_KIB", "1024")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap(),
+    );
+    let text = crate::helpers::eventually(Duration::from_secs(30), || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("listening") {
+            Ok(text)
+        } else {
+            Err(format!("no \"listening\" line yet: {text}"))
+        }
+    })
+    .await;
+    let _ = std::fs::remove_file(&log);
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
+/// A raw connection to the app, for what an HTTP client library would not do.
+async fn raw(app: &crate::helpers::TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; returns what it sent and how long it took.
+async fn until_closed(stream: &mut tokio::net::TcpStream, wait: Duration) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(wait, stream.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the connection was still open after {wait:?}");
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_half_sent_request_and_an_idle_connection_are_cut_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = crate::helpers::spawn_app_with(|c| c.serve.header_read_timeout_ms = 500).await;
+    // Slowloris: a request line and one header, then nothing.
+    let mut slow = raw(&app).await;
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (_, took) = until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(400), "cut after {took:?}");
+    // Kept alive after an answered request, then silent: closed the same way.
+    let mut idle = raw(&app).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn headers_over_the_cap_are_a_431() {
+    use tokio::io::AsyncWriteExt;
+    let app = crate::helpers::spawn_app_with(|c| c.serve.max_header_bytes = 8 * 1024).await;
+    let mut greedy = raw(&app).await;
+    let padding = "a".repeat(16 * 1024);
+    greedy
+        .write_all(
+            format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = until_closed(&mut greedy, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A request under the cap is served.
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.serve.max_connections = Some(2);
+        c.serve.header_read_timeout_ms = 60_000;
+    })
+    .await;
+    let holders = [raw(&app).await, raw(&app).await];
+    // Accepted slots are taken one by one; give the server a moment to take both.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = raw(&app).await;
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut answer)).await;
+    assert!(
+        early.is_err(),
+        "served past the cap: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(holders);
+    let (answer, _) = until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_within_its_grace_with_a_slow_client_attached() {
+    use tokio::io::AsyncWriteExt;
+    let database_url = fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
+    let mut config = crate::helpers::test_config(&database_url);
+    config.serve.header_read_timeout_ms = 60_000;
+    config.serve.shutdown_grace_ms = 500;
+    let app = socialnet::Application::build(config).await.unwrap();
+    let address = format!("127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stopped within 5 s")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_be_kept_off_the_api_port() {
+    let database_url = fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
+    let mut config = crate::helpers::test_config(&database_url);
+    config.serve.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let app = socialnet::Application::build(config).await.unwrap();
+    let api = format!("http://127.0.0.1:{}", app.port());
+    let metrics = format!("http://127.0.0.1:{}", app.metrics_port().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{api}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let hidden = client.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_error(hidden, StatusCode::NOT_FOUND).await;
+    let text = client
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("db_pool_max_size"), "{text}");
+}
+
+#[tokio::test]
+async fn a_websocket_keeps_its_connection_slot_after_the_upgrade() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.serve.max_connections = Some(1);
+        // reqwest keeps its connection open after the login: the header timeout frees the slot.
+        c.serve.header_read_timeout_ms = 300;
+    })
+    .await;
+    let anna = app.user("Анна", "Иванова").await;
+    let app_client_free = crate::live::connect(&app, &anna).await;
+    let mut waiting = raw(&app).await;
+    waiting
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(500), waiting.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "served while the websocket held the slot");
+    drop(app_client_free);
+    let (answer, _) = until_closed(&mut waiting, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Whether the server closed `socket` (a close frame or the end of the stream) within `wait`,
+/// and the close frame's code if it sent one.
+async fn closed_by_server(socket: &mut crate::live::Socket, wait: Duration) -> Option<Option<u16>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Close(frame)))) => return Some(frame.map(|f| u16::from(f.code))),
+            Ok(None) | Ok(Some(Err(_))) => return Some(None),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_past_the_per_user_socket_cap_loses_the_oldest_socket() {
+    let app = crate::helpers::spawn_app_with(|c| c.live.live_sockets_per_user = 2).await;
+    let author = app.user("Автор", "Постов").await;
+    let fan = app.user("Фанат", "Первый").await;
+    app.follow(&fan, &author).await;
+    let mut oldest = crate::live::connect(&app, &fan).await;
+    let mut second = crate::live::connect(&app, &fan).await;
+    let mut newest = crate::live::connect(&app, &fan).await;
+    assert!(
+        closed_by_server(&mut oldest, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the oldest socket stayed open"
+    );
+    app.post(&author, "после замены").await;
+    for socket in [&mut second, &mut newest] {
+        let frame = crate::live::next_post(socket, Duration::from_secs(5)).await;
+        assert_eq!(frame.unwrap()["postText"], "после замены");
+    }
+}
+
+#[tokio::test]
+async fn past_the_instance_socket_cap_a_handshake_is_a_503() {
+    let app = crate::helpers::spawn_app_with(|c| c.live.live_max_sockets = 2).await;
+    let users = [
+        app.user("Анна", "Иванова").await,
+        app.user("Борис", "Петров").await,
+        app.user("Вера", "Павлова").await,
+    ];
+    let _open = [
+        crate::live::connect(&app, &users[0]).await,
+        crate::live::connect(&app, &users[1]).await,
+    ];
+    let url = format!(
+        "{}/post/feed/posted?token={}",
+        app.address.replace("http://", "ws://"),
+        users[2].token
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_socket_is_closed_when_its_token_expires() {
+    let app = crate::helpers::spawn_app_with(|c| c.auth.token_ttl_secs = 2).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let mut socket = crate::live::connect(&app, &anna).await;
+    let started = std::time::Instant::now();
+    let closed = closed_by_server(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(
+        closed,
+        Some(Some(1008)),
+        "closed with 1008 (policy): token expired"
+    );
+    assert!(
+        started.elapsed() <= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
