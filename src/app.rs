@@ -17,6 +17,7 @@ use crate::cache::FeedCache;
 use crate::config::{AuthConfig, Config, DbConfig};
 use crate::db::{self, Db};
 use crate::http;
+use crate::limits::{RateLimits, TrustedProxies};
 use crate::live::{LiveFanout, LiveHub, SocketLimits};
 use crate::posts::feed::Feeds;
 use crate::posts::FEED_WINDOW;
@@ -41,7 +42,8 @@ impl Application {
         migrate(db.pool(), &config.db).await?;
         let tokens = token_keys(&config.auth, &db).await?;
         let feed_cache = FeedCache::from_config(&config.cache, FEED_WINDOW).await;
-        let (state, broker_task) = assemble(config, db, tokens, feed_cache)?;
+        let limits = RateLimits::from_config(&config.rate, &config.cache).await?;
+        let (state, broker_task) = assemble(config, db, tokens, feed_cache, limits)?;
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
             .await
@@ -143,6 +145,7 @@ pub fn assemble(
     db: Db,
     tokens: TokenKeys,
     feed_cache: Option<FeedCache>,
+    limits: RateLimits,
 ) -> anyhow::Result<(AppState, Option<JoinHandle<()>>)> {
     // At most half the pool fans posts out at once (feeds and the live feed together), so a
     // burst of posts cannot take every connection from requests.
@@ -180,6 +183,8 @@ pub fn assemble(
         db,
         tokens,
         hasher: password_hasher(&config.auth)?,
+        limits,
+        trusted_proxies: TrustedProxies(config.rate.trusted_proxies.clone()),
         config: Arc::new(config),
         live,
         feeds,

@@ -36,6 +36,16 @@ pub struct Config {
     pub live: LiveConfig,
 
     #[command(flatten)]
+    pub rate: RateConfig,
+
+    /// Users one user may follow at most; one more follow is a 400. A feed shows the latest
+    /// 1,000 posts of the users followed, and its cost (a rebuild reads up to 1,000 posts of
+    /// each) grows with their number.
+    #[arg(long, env = "MAX_FOLLOWS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_follows: i64,
+
+    #[command(flatten)]
     pub cache: CacheConfig,
 
     #[command(flatten)]
@@ -80,6 +90,48 @@ pub struct ServeConfig {
     /// Unset: `/metrics` is served on BIND with the API (a lone server, the lab).
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Rate limits (see `crate::limits` and docs/hardening.md). A quota is `N/s`, `N/min` or `N/h`:
+/// N at once, then one every period / N.
+#[derive(Debug, Clone, Args)]
+pub struct RateConfig {
+    /// Off only to measure the server without its limiter (the lab does, and says so).
+    #[arg(long, env = "RATE_LIMITS", value_enum, default_value_t = OnOff::On)]
+    pub rate_limits: OnOff,
+
+    /// Logins from one client address.
+    #[arg(long, env = "RATE_LOGIN_PER_ADDRESS", default_value = "20/min")]
+    pub rate_login_per_address: crate::limits::Rate,
+
+    /// Logins to one account, from anywhere (guesses at one password).
+    #[arg(long, env = "RATE_LOGIN_PER_ACCOUNT", default_value = "5/min")]
+    pub rate_login_per_account: crate::limits::Rate,
+
+    /// Registrations from one client address.
+    #[arg(long, env = "RATE_REGISTER_PER_ADDRESS", default_value = "10/h")]
+    pub rate_register_per_address: crate::limits::Rate,
+
+    /// Writes (posts, messages, follows) of one account.
+    #[arg(long, env = "RATE_WRITES_PER_ACCOUNT", default_value = "120/min")]
+    pub rate_writes_per_account: crate::limits::Rate,
+
+    /// Writes from one client address.
+    #[arg(long, env = "RATE_WRITES_PER_ADDRESS", default_value = "300/min")]
+    pub rate_writes_per_address: crate::limits::Rate,
+
+    /// Proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` names the
+    /// client: the balancers in front of the instances. Unset: the connection's peer is the
+    /// client, whatever a request claims.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The live feed's websockets on one instance.
@@ -324,6 +376,8 @@ impl Config {
         config.auth.hash_concurrency = Some(2);
         config.auth.argon2_memory_kib = 1_024;
         config.auth.argon2_iterations = 1;
+        // Tests log in and post far more often than people; the limits have tests of their own.
+        config.rate.rate_limits = OnOff::Off;
         config
     }
 }

@@ -23,6 +23,7 @@ pub mod ids;
 pub mod input;
 pub mod json;
 pub mod lab;
+pub mod limits;
 pub mod live;
 pub mod posts;
 pub mod shards;

@@ -6,6 +6,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::broker::PostEvents;
 use crate::config::Config;
 use crate::db::Db;
+use crate::limits::{RateLimits, TrustedProxies};
 use crate::live::LiveHub;
 use crate::posts::feed::Feeds;
 
@@ -36,6 +37,20 @@ impl AsRef<TokenKeys> for AppState {
     }
 }
 
+/// The proxies whose `X-Forwarded-For` names the client (the `ClientIp` extractor).
+impl AsRef<TrustedProxies> for AppState {
+    fn as_ref(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
+}
+
+/// The limits the `Writer` extractor checks.
+impl AsRef<RateLimits> for AppState {
+    fn as_ref(&self) -> &RateLimits {
+        &self.limits
+    }
+}
+
 /// The parts of [`AppState`].
 pub struct AppParts {
     pub db: Db,
@@ -49,4 +64,7 @@ pub struct AppParts {
     /// Where a post's event goes after its write: applied here, or through the outbox and
     /// RabbitMQ when `AMQP_URL` is set.
     pub events: PostEvents,
+    /// Limits on logins, registrations and writes (off in tests and in lab runs).
+    pub limits: RateLimits,
+    pub trusted_proxies: TrustedProxies,
 }

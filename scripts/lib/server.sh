@@ -3,7 +3,10 @@
 #   build_release                       # cargo build --release, unless SOCIALNET_BIN names
 #                                       # another binary to run (a before/after comparison)
 #   start_server PORT LOG [VAR=value…]  # `socialnet serve` on 127.0.0.1:PORT with RUST_LOG
-#                                       # (default warn) and the given variables; sets $server to
+#                                       # (default warn), RATE_LIMITS (default off: the lab
+#                                       # measures the server, not its limiter, and one load
+#                                       # generator is one address) and the given variables;
+#                                       # sets $server to
 #                                       # its pid; fails, showing the log's tail, if it is not
 #                                       # ready within READY_WAIT seconds. The token secret is the
 #                                       # one the server keeps in its database, which
@@ -32,7 +35,7 @@ start_server() { # port, log, [VAR=value…]
   local port=$1 log=$2
   shift 2
   # shellcheck disable=SC2086 # SERVER_WRAPPER is a command line of its own
-  env RUST_LOG="${RUST_LOG:-warn}" BIND="127.0.0.1:$port" "$@" \
+  env RUST_LOG="${RUST_LOG:-warn}" RATE_LIMITS="${RATE_LIMITS:-off}" BIND="127.0.0.1:$port" "$@" \
     ${SERVER_WRAPPER:-} "$bin" serve >"$log" 2>&1 &
   server=$!
   if ! wait_ready "$port"; then

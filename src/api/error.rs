@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::auth::{HashError, TokenError};
 use crate::db::DbError;
 use crate::input::Invalid;
+use crate::limits::Limited;
 
 /// Seconds a client is told to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -29,6 +30,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A rate limit refused the call; the client may retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A dependency is down or saturated; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -51,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,6 +94,14 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = status.into_response();
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         response.extensions_mut().insert(ErrorMessage(message));
         response
     }
@@ -96,6 +112,22 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Unavailable(reason) => ApiError::Unavailable(reason),
             DbError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+/// 429 with `Retry-After`: whole seconds, rounded up, so a client that waits them is let in.
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        let retry_after_secs =
+            limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+        ApiError::TooManyRequests {
+            message: format!(
+                "too many requests ({}); try again in {} s",
+                limited.limit.name(),
+                retry_after_secs.max(1)
+            ),
+            retry_after_secs: retry_after_secs.max(1),
         }
     }
 }

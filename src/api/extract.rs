@@ -4,8 +4,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::error::ApiError;
 use crate::auth::TokenKeys;
 use crate::ids::UserId;
+use crate::limits::{RateLimits, TrustedProxies};
 
 /// A JSON body, which must be an object (unknown fields are ignored). Bad JSON, anything but an
 /// object, or wrong types give 400, a wrong content type 415, a too-large body 413.
@@ -130,5 +132,53 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(AuthUser(state.as_ref().verify_header(&parts.headers)?))
+    }
+}
+
+/// The address of the client that sent the request: the connection's peer, or, behind a
+/// trusted proxy (`TRUSTED_PROXIES`), the client it names in `X-Forwarded-For`. A request that
+/// did not come through the serving loop (a router called directly) has the unspecified address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: AsRef<TrustedProxies> + Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |info| info.0.ip());
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        Ok(ClientIp(state.as_ref().client(peer, &forwarded)))
+    }
+}
+
+/// The authenticated caller of an endpoint that writes (a post, a message, a follow), let through
+/// by the write limits of its account and of its address: 401 without a valid token, 429 past a
+/// limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer(pub UserId);
+
+impl<S> FromRequestParts<S> for Writer
+where
+    S: AsRef<TokenKeys> + AsRef<TrustedProxies> + AsRef<RateLimits> + Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        let ClientIp(address) = ClientIp::from_request_parts(parts, state).await?;
+        let limits: &RateLimits = state.as_ref();
+        limits.check_write(user, address).await?;
+        Ok(Writer(user))
     }
 }

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::sql::{self, Page, Sent};
 use super::types::{DialogKey, Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
-use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
 use crate::ids::UserId;
 use crate::input::{positive_id, Whole};
 use crate::state::AppState;
@@ -52,12 +52,13 @@ fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn send(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    Writer(me): Writer,
     Path(user_id): Path<UserId>,
     Json(request): Json<SendRequest>,
 ) -> Result<(), ApiError> {

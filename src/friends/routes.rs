@@ -5,7 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::sql::{self, Follow};
-use crate::api::{ApiError, AuthUser, ErrorBody, Path};
+use crate::api::{ApiError, ErrorBody, Path, Writer};
 use crate::ids::UserId;
 use crate::state::AppState;
 
@@ -22,22 +22,24 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Following"),
-        (status = 400, description = "Invalid id, or the caller's own", body = ErrorBody),
+        (status = 400, description = "Invalid id, the caller's own, or the caller follows MAX_FOLLOWS users already", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn set_friend(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    Writer(me): Writer,
     Path(friend): Path<UserId>,
 ) -> Result<(), ApiError> {
     if friend == me {
         return Err(ApiError::bad_request("you cannot befriend yourself"));
     }
     let db = state.db.get().await?;
-    match sql::follow(&db, me, friend).await? {
+    let cap = state.config.max_follows;
+    match sql::follow(&db, me, friend, cap).await? {
         Follow::Added => {
             state.feeds.after_follow_change(me).await;
             Ok(())
@@ -45,6 +47,9 @@ pub async fn set_friend(
         Follow::AlreadyFollowing => Ok(()),
         Follow::UnknownUser => Err(ApiError::not_found("user not found")),
         Follow::UnknownFollower => Err(ApiError::unknown_token_user()),
+        Follow::AtCap => Err(ApiError::bad_request(format!(
+            "you follow {cap} users, the most allowed: unfollow someone first"
+        ))),
     }
 }
 
@@ -57,12 +62,13 @@ pub async fn set_friend(
         (status = 200, description = "Not following (any more)"),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn delete_friend(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    Writer(me): Writer,
     Path(friend): Path<UserId>,
 ) -> Result<(), ApiError> {
     let db = state.db.get().await?;

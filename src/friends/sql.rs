@@ -13,22 +13,29 @@ pub enum Follow {
     UnknownUser,
     /// The follower does not exist (a token that outlived its user).
     UnknownFollower,
+    /// The follower follows as many users as allowed already.
+    AtCap,
 }
 
 /// How long follow changes are kept to correct late live routing (see `followers_at`).
 const CHANGES_KEPT: &str = "1 day";
 
-/// Follows, and records the change for the live feed (see [`followers_at`]), in one statement.
+/// Follows, unless `user` follows `cap` users already, and records the change for the live
+/// feed (see [`followers_at`]), in one statement. Two follows racing at the cap may both pass
+/// it: the cap holds to within the follows one user makes at the same moment.
 #[tracing::instrument(name = "sql.follow", skip(db))]
 pub async fn follow(
     db: &impl GenericClient,
     user: UserId,
     friend: UserId,
+    cap: i64,
 ) -> Result<Follow, DbError> {
     let statement = db
         .prepare_cached(&format!(
             "with added as (
-                 insert into friends (user_id, friend_id) values ($1, $2) on conflict do nothing
+                 insert into friends (user_id, friend_id)
+                 select $1, $2 where (select count(*) from friends where user_id = $1) < $3
+                 on conflict do nothing
                  returning user_id, friend_id
              ), logged as (
                  insert into follow_changes (friend_id, user_id, followed)
@@ -36,12 +43,15 @@ pub async fn follow(
              ), pruned as (
                  delete from follow_changes where at < now() - interval '{CHANGES_KEPT}'
              )
-             select count(*) from added"
+             select (select count(*) from added),
+                    exists (select 1 from friends where user_id = $1 and friend_id = $2)"
         ))
         .await?;
-    match db.query_one(&statement, &[&user.0, &friend.0]).await {
+    match db.query_one(&statement, &[&user.0, &friend.0, &cap]).await {
         Ok(row) if row.get::<_, i64>(0) == 1 => Ok(Follow::Added),
-        Ok(_) => Ok(Follow::AlreadyFollowing),
+        // The statement's snapshot: whether they followed before it.
+        Ok(row) if row.get::<_, bool>(1) => Ok(Follow::AlreadyFollowing),
+        Ok(_) => Ok(Follow::AtCap),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
             let follower_missing = e
                 .as_db_error()

@@ -169,7 +169,9 @@ mod tests {
         config.body_limit_bytes = 1024;
         let db = crate::db::Db::new(&config.db).unwrap();
         let tokens = TokenKeys::new(b"unit-secret", Duration::from_secs(60));
-        crate::app::assemble(config, db, tokens, None).unwrap().0
+        crate::app::assemble(config, db, tokens, None, crate::limits::RateLimits::off())
+            .unwrap()
+            .0
     }
 
     async fn whoami(AuthUser(user): AuthUser) -> String {

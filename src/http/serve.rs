@@ -11,6 +11,7 @@
 //!   still open is closed: a slow client cannot keep the process from exiting.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -86,9 +87,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_RETRY).await;
@@ -105,6 +106,7 @@ pub async fn serve(
         let watchdog = Arc::new(Watchdog::new());
         let service = TowerToHyperService::new(Watched {
             app: app.clone(),
+            peer: ConnectInfo(peer),
             watchdog: watchdog.clone(),
         });
         // The slot goes with the socket, so that it stays taken by a websocket after the upgrade
@@ -247,6 +249,9 @@ impl Watchdog {
 #[derive(Clone)]
 struct Watched {
     app: App,
+    /// The connection's peer, in every request's extensions (the client's address, or its
+    /// proxy's: `crate::api::ClientIp`).
+    peer: ConnectInfo<SocketAddr>,
     watchdog: Arc<Watchdog>,
 }
 
@@ -261,8 +266,10 @@ impl tower::Service<Request<Incoming>> for Watched {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         self.watchdog.request_started();
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.peer);
         WatchedResponse {
-            response: self.app.call(request.map(Body::new)),
+            response: self.app.call(request),
             watchdog: Some(self.watchdog.clone()),
         }
     }

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::events::PostEvent;
 use super::sql::{self, Ownership};
 use super::types::{Post, PostText, FEED_WINDOW};
-use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
 use crate::ids::PostId;
 use crate::input::Whole;
 use crate::state::AppState;
@@ -47,12 +47,13 @@ pub struct CreatePostRequest {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn create_post(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    Writer(me): Writer,
     Json(request): Json<CreatePostRequest>,
 ) -> Result<axum::Json<String>, ApiError> {
     let text = PostText::parse(&request.text)?;
@@ -97,12 +98,13 @@ pub struct UpdatePostRequest {
         (status = 404, description = "No such post", body = ErrorBody),
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn update_post(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    Writer(me): Writer,
     Json(request): Json<UpdatePostRequest>,
 ) -> Result<(), ApiError> {
     let id: PostId = request.id.into_text().parse()?;
@@ -129,12 +131,13 @@ pub async fn update_post(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Someone else's post", body = ErrorBody),
         (status = 404, description = "No such post", body = ErrorBody),
+        (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn delete_post(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    Writer(me): Writer,
     Path(id): Path<PostId>,
 ) -> Result<(), ApiError> {
     {

@@ -12,10 +12,11 @@ use super::types::{
     optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User,
     BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
 };
-use crate::api::{json_response, ApiError, ErrorBody, Json, Path, Query};
+use crate::api::{json_response, ApiError, ClientIp, ErrorBody, Json, Path, Query};
 use crate::auth::PasswordVerdict;
 use crate::ids::UserId;
 use crate::input::Whole;
+use crate::limits::{address_key, Limit};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -81,11 +82,13 @@ pub struct RegisterResponse {
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (RATE_REGISTER_PER_ADDRESS); see Retry-After", body = ErrorBody),
         (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
     )
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(address): ClientIp,
     Json(request): Json<RegisterRequest>,
 ) -> Result<axum::Json<RegisterResponse>, ApiError> {
     let user = NewUser {
@@ -104,6 +107,12 @@ pub async fn register(
         city: optional_text("city", request.city.as_deref(), CITY_MAX_CHARS)?,
     };
     let password = Password::parse(request.password)?;
+    // After validation, so that a form sent back with a mistake costs no cell; before the hash,
+    // which is the expensive part.
+    state
+        .limits
+        .check(Limit::RegisterPerAddress, &address_key(address))
+        .await?;
     let hash = state.hasher.hash(password.into_inner()).await?;
     let db = state.db.get().await?;
     let id = sql::insert_user(&db, &user, &hash, false).await?;
@@ -138,14 +147,26 @@ pub struct LoginResponse {
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
+        (status = 429, description = "Too many logins from this address or to this account (RATE_LOGIN_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(address): ClientIp,
     Json(request): Json<LoginRequest>,
 ) -> Result<axum::Json<LoginResponse>, ApiError> {
-    let id = request.id.parse()?;
+    let id: UserId = request.id.parse()?;
+    // Every attempt counts, found or not, right or wrong, and before the password is looked at:
+    // guesses are what the limits are for.
+    state
+        .limits
+        .check(Limit::LoginPerAddress, &address_key(address))
+        .await?;
+    state
+        .limits
+        .check(Limit::LoginPerAccount, &id.to_string())
+        .await?;
     if request.password.is_empty() || request.password.chars().count() > PASSWORD_MAX_CHARS {
         return Err(ApiError::bad_request("wrong password"));
     }

@@ -139,3 +139,25 @@ async fn a_follow_with_the_token_of_a_user_who_no_longer_exists_is_a_401() {
         .unwrap();
     assert_error(ghost, StatusCode::UNAUTHORIZED).await;
 }
+
+#[tokio::test]
+async fn follows_stop_at_the_cap_and_following_again_someone_followed_still_works() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_follows = 2).await;
+    let reader = app.user("Читатель", "Лентов").await;
+    let authors = [
+        app.user("Анна", "Иванова").await,
+        app.user("Борис", "Петров").await,
+        app.user("Вера", "Павлова").await,
+    ];
+    app.follow(&reader, &authors[0]).await;
+    app.follow(&reader, &authors[1]).await;
+    let third = app
+        .put_as(&reader, &format!("/friend/set/{}", authors[2].id), None)
+        .await;
+    let message = assert_error(third, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("most allowed"), "{message}");
+    // At the cap, a follow that exists already is the idempotent 200 it always was.
+    app.follow(&reader, &authors[1]).await;
+    app.unfollow(&reader, &authors[0]).await;
+    app.follow(&reader, &authors[2]).await;
+}

@@ -20,6 +20,7 @@ mod friends;
 mod hardening;
 mod helpers;
 mod http_shell;
+mod limits;
 mod live;
 mod login;
 mod openapi;

@@ -160,6 +160,13 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
                 "{scenario} c={connections}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, failed {}",
                 step.throughput_rps, step.latency_ms.p50, step.latency_ms.p99, step.failed
             );
+            if let Some(limited) = step.statuses.get("429") {
+                eprintln!(
+                    "  {limited} requests were refused by the server's rate limits: this measures \
+                     the limiter, not the server. Start the server with RATE_LIMITS=off to \
+                     measure it (the lab's scripts do)."
+                );
+            }
             steps.push(step);
         }
         result.scenarios.push(ScenarioResult {
