@@ -175,6 +175,7 @@ pub fn assemble(
             feeds: feeds.clone(),
             live: live_fanout,
             live_route_batch: config.broker.live_route_batch,
+            live_broadcast_followers: config.broker.live_broadcast_followers,
         };
         let (broker, task) = Broker::start(&config.broker, deps);
         (PostEvents::Outbox(broker), Some(task))

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -99,6 +100,42 @@ pub enum OnOff {
     Off,
 }
 
+/// A quota as written in the settings: `N/s`, `N/min` or `N/h` (N at once, then one every
+/// period / N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub period: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (count, unit) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not N/s, N/min or N/h"))?;
+        let count: NonZeroU32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("{count:?} is not a positive count"))?;
+        let period = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("{other:?} is not s, min or h")),
+        };
+        Ok(Rate { count, period })
+    }
+}
+
+impl Rate {
+    /// The time between two cells.
+    pub fn interval(self) -> Duration {
+        self.period / self.count.get()
+    }
+}
+
 /// Rate limits (see `crate::limits` and docs/hardening.md). A quota is `N/s`, `N/min` or `N/h`:
 /// N at once, then one every period / N.
 #[derive(Debug, Clone, Args)]
@@ -109,23 +146,23 @@ pub struct RateConfig {
 
     /// Logins from one client address.
     #[arg(long, env = "RATE_LOGIN_PER_ADDRESS", default_value = "20/min")]
-    pub rate_login_per_address: crate::limits::Rate,
+    pub rate_login_per_address: Rate,
 
     /// Logins to one account, from anywhere (guesses at one password).
     #[arg(long, env = "RATE_LOGIN_PER_ACCOUNT", default_value = "5/min")]
-    pub rate_login_per_account: crate::limits::Rate,
+    pub rate_login_per_account: Rate,
 
     /// Registrations from one client address.
     #[arg(long, env = "RATE_REGISTER_PER_ADDRESS", default_value = "10/h")]
-    pub rate_register_per_address: crate::limits::Rate,
+    pub rate_register_per_address: Rate,
 
     /// Writes (posts, messages, follows) of one account.
     #[arg(long, env = "RATE_WRITES_PER_ACCOUNT", default_value = "120/min")]
-    pub rate_writes_per_account: crate::limits::Rate,
+    pub rate_writes_per_account: Rate,
 
     /// Writes from one client address.
     #[arg(long, env = "RATE_WRITES_PER_ADDRESS", default_value = "300/min")]
-    pub rate_writes_per_address: crate::limits::Rate,
+    pub rate_writes_per_address: Rate,
 
     /// Proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` names the
     /// client: the balancers in front of the instances. Unset: the connection's peer is the
@@ -257,11 +294,32 @@ pub struct BrokerConfig {
           value_parser = clap::value_parser!(u16).range(1..=4000).map(usize::from))]
     pub live_route_batch: usize,
 
+    /// Authors with more followers have each live post broadcast to every instance, which finds
+    /// its own connected followers among the users with a socket there (one index probe each),
+    /// on a queue of its own, instead of the router reading every follower, connected or not,
+    /// and naming them all. 0 broadcasts every post; `never` routes every post by follower, as
+    /// before broadcasts existed (the lab compares the two). See docs/events.md.
+    #[arg(long, env = "LIVE_BROADCAST_FOLLOWERS", default_value = "10000",
+          value_parser = parse_broadcast_over)]
+    pub live_broadcast_followers: i64,
+
     /// Kind of the exchange that routes live posts to instances. `topic` looks each key of a
     /// message up in a trie; `direct` (for the lab) matches a message with several keys against
     /// every binding of the exchange, which costs followers × connected users per post.
     #[arg(long, env = "LIVE_ROUTE_EXCHANGE", value_enum, default_value_t = LiveRouteExchange::Topic)]
     pub live_route_exchange: LiveRouteExchange,
+}
+
+/// `LIVE_BROADCAST_FOLLOWERS`: a count, or `never` (`i64::MAX`: no author has more).
+fn parse_broadcast_over(text: &str) -> Result<i64, String> {
+    if text.trim() == "never" {
+        return Ok(i64::MAX);
+    }
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|&n| n >= 0)
+        .ok_or_else(|| format!("{text:?} is neither a follower count nor \"never\""))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -287,8 +345,9 @@ impl BrokerConfig {
 /// Tokens and password hashing.
 #[derive(Debug, Clone, Args)]
 pub struct AuthConfig {
-    /// Secret that signs tokens (HS256). Every instance must share it; if unset, a random one is
-    /// made at start-up and tokens do not survive a restart or work on another instance.
+    /// Secret that signs tokens (HS256), at least 32 bytes and no published placeholder. Unset or
+    /// empty: the secret kept in the database, generated by the first instance (see
+    /// `auth::secret`), which every instance on that database shares.
     #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
 
@@ -459,6 +518,16 @@ fn available_cpus() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_broadcast_threshold_is_a_count_or_never() {
+        assert_eq!(parse_broadcast_over("10000"), Ok(10_000));
+        assert_eq!(parse_broadcast_over("0"), Ok(0));
+        assert_eq!(parse_broadcast_over("never"), Ok(i64::MAX));
+        assert!(parse_broadcast_over("-1").is_err());
+        assert!(parse_broadcast_over("always").is_err());
+        assert_eq!(Config::defaults().broker.live_broadcast_followers, 10_000);
+    }
 
     #[test]
     fn the_defaults_are_those_the_flags_document() {

@@ -10,8 +10,6 @@
 //! they count per instance.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +18,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use redis::aio::ConnectionManager;
 
-use crate::config::{CacheConfig, OnOff, RateConfig};
+use crate::config::{CacheConfig, OnOff, Rate, RateConfig};
 
 /// What a client is limited on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,46 +69,11 @@ impl Limit {
     }
 }
 
-/// A quota as written in the settings: `N/s`, `N/min` or `N/h` (N at once, then one every
-/// period / N).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: NonZeroU32,
-    pub period: Duration,
-}
-
-impl FromStr for Rate {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (count, unit) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not N/s, N/min or N/h"))?;
-        let count: NonZeroU32 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("{count:?} is not a positive count"))?;
-        let period = match unit.trim() {
-            "s" => Duration::from_secs(1),
-            "min" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            other => return Err(format!("{other:?} is not s, min or h")),
-        };
-        Ok(Rate { count, period })
-    }
-}
-
-impl Rate {
-    /// The time between two cells.
-    fn interval(self) -> Duration {
-        self.period / self.count.get()
-    }
-
-    fn quota(self) -> Quota {
-        Quota::with_period(self.interval().max(Duration::from_nanos(1)))
-            .map(|quota| quota.allow_burst(self.count))
-            .unwrap_or_else(|| Quota::per_second(self.count))
-    }
+/// governor's quota of a rate: `count` at once, then one cell every `interval`.
+fn quota(rate: Rate) -> Quota {
+    Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
+        .map(|quota| quota.allow_burst(rate.count))
+        .unwrap_or_else(|| Quota::per_second(rate.count))
 }
 
 /// A call refused by a limit, and when the client may try again.
@@ -214,7 +177,7 @@ impl RateLimits {
             return Ok(RateLimits::off());
         }
         let rates = LIMITS.map(|limit| limit.rate(config));
-        let local = rates.map(|rate| DefaultKeyedRateLimiter::keyed(rate.quota()));
+        let local = rates.map(|rate| DefaultKeyedRateLimiter::keyed(quota(rate)));
         let shared = match cache.redis_url.as_deref().filter(|url| !url.is_empty()) {
             None => None,
             Some(url) => {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{user_key, Names, Shared};
 use crate::backoff::Backoff;
 use crate::ids::{PostId, UserId};
-use crate::live::{Audience, LiveFanout, LiveHub, LivePost};
+use crate::live::{Audience, LiveFanout, LiveHub, LivePost, LiveRoute};
 use crate::posts::feed::Feeds;
 use crate::posts::PostEvent;
 
@@ -37,6 +37,18 @@ const ROUTE_RETRY_LAST: Duration = Duration::from_secs(5);
 const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 const BINDS_PER_PASS: usize = 5_000;
 const UNBINDS_PER_PASS: usize = 200;
+
+/// The routing key of broadcast live posts: every instance's broadcast queue is bound to it.
+pub(super) const BROADCAST_KEY: &str = "broadcast";
+
+/// A celebrity's live post, broadcast to every instance: each finds the followers among its own
+/// connected users.
+#[derive(Debug, Serialize, Deserialize)]
+struct Broadcast<'a> {
+    post_id: i64,
+    author_id: i64,
+    frame: Cow<'a, str>,
+}
 
 /// Live posts on their way to the sockets of `to` (those connected to the receiving instance).
 #[derive(Debug, Serialize, Deserialize)]
@@ -152,21 +164,33 @@ pub(super) async fn apply_to_feeds(
     .await
 }
 
-/// Routes each new post to the followers of its author on `P.sockets`: one message per
-/// `LIVE_ROUTE_BATCH` followers, the first one's key as routing key and the others' in the `BCC`
-/// header, so the broker hands one copy to each instance queue bound to any of them.
+/// How the router sends posts on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RouteSettings {
+    /// Followers named by one message (`LIVE_ROUTE_BATCH`).
+    pub batch: usize,
+    /// Authors with more followers are broadcast (`LIVE_BROADCAST_FOLLOWERS`).
+    pub broadcast_over: i64,
+}
+
+/// Routes each new post on `P.sockets`. An author with few followers: to each of them, one
+/// message per `LIVE_ROUTE_BATCH` followers, the first one's key as routing key and the others'
+/// in the `BCC` header, so the broker hands one copy to each instance queue bound to any of them.
+/// A celebrity: one message to every instance's broadcast queue (see [`deliver_broadcasts`]), so
+/// the router's work per post stays small however many followers there are, and a burst of a
+/// celebrity's posts does not hold up other authors' behind it.
 pub(super) async fn route_live(
     consumer_channel: Channel,
     publisher: Channel,
     live: LiveFanout,
-    batch: usize,
+    settings: RouteSettings,
     names: Names,
 ) -> anyhow::Result<()> {
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let publisher = Arc::new(publisher);
-    let batch = batch.max(1);
+    let batch = settings.batch.max(1);
     // One schedule for the router: consecutive failures wait longer, a success starts over.
     let pause = Arc::new(std::sync::Mutex::new(Backoff::new(
         ROUTE_RETRY_FIRST,
@@ -184,11 +208,11 @@ pub(super) async fn route_live(
             else {
                 return Ok(Handled::Done);
             };
-            let audience = Audience::Everyone;
-            let followers = match live.followers(UserId(author_id), PostId(post_id), audience).await {
-                Ok(followers) => {
+            let (author, post) = (UserId(author_id), PostId(post_id));
+            let route = match live.route(author, post, settings.broadcast_over).await {
+                Ok(route) => {
                     pause.lock().unwrap_or_else(|p| p.into_inner()).reset();
-                    followers
+                    route
                 }
                 Err(e) => {
                     let delay = pause.lock().unwrap_or_else(|p| p.into_inner()).next_delay();
@@ -198,6 +222,29 @@ pub(super) async fn route_live(
                 }
             };
             let frame = LivePost::new(post_id, author_id, text).frame()?;
+            let followers = match route {
+                LiveRoute::Followers(followers) => followers,
+                LiveRoute::Broadcast => {
+                    let body = serde_json::to_vec(&Broadcast {
+                        post_id,
+                        author_id,
+                        frame: Cow::Borrowed(&frame),
+                    })?;
+                    let confirm = publisher
+                        .basic_publish(
+                            sockets.as_str().into(),
+                            BROADCAST_KEY.into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default(),
+                        )
+                        .await?;
+                    super::confirmed(vec![confirm], "a broadcast live post").await?;
+                    metrics::counter!("live_posts_broadcast").increment(1);
+                    tracing::debug!(post_id, "live post broadcast");
+                    return Ok(Handled::Done);
+                }
+            };
             let mut confirms = Vec::new();
             for chunk in followers.chunks(batch) {
                 let body = serde_json::to_vec(&SocketBatch {
@@ -253,6 +300,47 @@ pub(super) async fn deliver_live(
         }
     }
     Err(anyhow::anyhow!("the live queue consumer was cancelled"))
+}
+
+/// Hands each broadcast live post to this instance's connected followers of its author, found
+/// among the users with a socket here as of the post ([`Audience::ConnectedHere`], the in-process
+/// road's query). Its own queue and consumer: a celebrity's burst waits here, not in front of
+/// other authors' posts. One post at a time, so a celebrity's posts arrive in order; acknowledged
+/// on receipt, as a live post is worth nothing later (a follower who missed one finds it in their
+/// feed).
+pub(super) async fn deliver_broadcasts(
+    channel: Channel,
+    queue: String,
+    live: LiveFanout,
+) -> anyhow::Result<()> {
+    let mut deliveries = consume(&channel, &queue, true).await?;
+    while let Some(delivery) = deliveries.next().await {
+        let delivery = delivery?;
+        let post = match serde_json::from_slice::<Broadcast>(&delivery.data) {
+            Ok(post) => post,
+            Err(e) => {
+                tracing::error!(error = %e, "dropping an unreadable broadcast live post");
+                continue;
+            }
+        };
+        let (author, id) = (UserId(post.author_id), PostId(post.post_id));
+        match live.followers(author, id, Audience::ConnectedHere).await {
+            Ok(followers) => {
+                let sockets = live.deliver(&followers, post.frame.into());
+                tracing::debug!(
+                    post_id = post.post_id,
+                    sockets,
+                    "broadcast live post delivered"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, post_id = post.post_id, "broadcast live post not delivered: followers unavailable");
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "the broadcast queue consumer was cancelled"
+    ))
 }
 
 /// Binds the routing keys of `added` users to this instance's queue, unbinds those of `removed`.

@@ -10,7 +10,8 @@
 //!   and route the post to them through `P.sockets`.
 //! - `P.sockets`, a topic exchange keyed `user.<id>`: each instance has an exclusive queue bound
 //!   to the keys of the users connected to it, so a post reaches only the instances that hold one
-//!   of its followers' sockets.
+//!   of its followers' sockets; and one bound to `broadcast`, for the posts of celebrities
+//!   (`LIVE_BROADCAST_FOLLOWERS`), which every instance gets and matches against its own sockets.
 //!
 //! The client library is not left to reconnect: one supervisor task per instance owns the
 //! connection and every part that uses it, and on any failure tears all of them down and starts
@@ -147,6 +148,8 @@ pub struct BrokerDeps {
     pub live: LiveFanout,
     /// Followers named by one routed live post (`LIVE_ROUTE_BATCH`).
     pub live_route_batch: usize,
+    /// Authors with more followers have their live posts broadcast (`LIVE_BROADCAST_FOLLOWERS`).
+    pub live_broadcast_followers: i64,
 }
 
 impl Broker {
@@ -269,11 +272,35 @@ async fn session(
                 FieldTable::default(),
             )
             .await?;
-        Ok::<_, lapin::Error>((connection, channel, own))
+        // The instance's queue of broadcast live posts (celebrities'), consumed apart from `own`.
+        let broadcasts = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?
+            .name()
+            .to_string();
+        channel
+            .queue_bind(
+                broadcasts.as_str().into(),
+                shared.names.sockets.as_str().into(),
+                consumers::BROADCAST_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((connection, channel, own, broadcasts))
     };
-    let (connection, setup, own) = tokio::time::timeout(SETUP_TIMEOUT, setup)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer in {} s", SETUP_TIMEOUT.as_secs()))??;
+    let (connection, setup, own, broadcasts) =
+        tokio::time::timeout(SETUP_TIMEOUT, setup)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer in {} s", SETUP_TIMEOUT.as_secs()))??;
     let mut events = connection.events_listener();
     // Sockets already open here are routed before anything is published on this session.
     shared.set_connected(true);
@@ -290,7 +317,10 @@ async fn session(
         connection.create_channel().await?,
         connection.create_channel().await?,
         deps.live.clone(),
-        deps.live_route_batch,
+        consumers::RouteSettings {
+            batch: deps.live_route_batch,
+            broadcast_over: deps.live_broadcast_followers,
+        },
         shared.names.clone(),
     ));
     if deps.feeds.cached() {
@@ -303,6 +333,11 @@ async fn session(
     parts.spawn(consumers::deliver_live(
         connection.create_channel().await?,
         own.clone(),
+        deps.live.clone(),
+    ));
+    parts.spawn(consumers::deliver_broadcasts(
+        connection.create_channel().await?,
+        broadcasts,
         deps.live.clone(),
     ));
     parts.spawn(consumers::bind_connected_users(

@@ -186,6 +186,20 @@ pub async fn followers(
         .collect())
 }
 
+/// Whether `author` has more than `count` followers: reads at most `count` + 1 entries of the
+/// followers index, however many there are.
+#[tracing::instrument(name = "sql.has_more_followers_than", skip(db))]
+pub async fn has_more_followers_than(
+    db: &impl GenericClient,
+    author: UserId,
+    count: i64,
+) -> Result<bool, DbError> {
+    let statement = db
+        .prepare_cached("select exists (select 1 from friends where friend_id = $1 offset $2)")
+        .await?;
+    Ok(db.query_one(&statement, &[&author.0, &count]).await?.get(0))
+}
+
 /// Which of `candidates` the user follows.
 #[tracing::instrument(name = "sql.followed_among", skip(db, candidates))]
 pub async fn followed_among(

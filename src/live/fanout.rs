@@ -21,6 +21,17 @@ pub enum Audience {
     Everyone,
 }
 
+/// How the broker's router sends a new post on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveRoute {
+    /// To these followers (every one, connected or not), by their routing keys.
+    Followers(Vec<i64>),
+    /// To every instance, each finding its connected followers itself
+    /// ([`Audience::ConnectedHere`]): the author has more followers than the broadcast threshold,
+    /// and reading them all would cost more than the instances' probes.
+    Broadcast,
+}
+
 /// The live feed's fan-out: the followers query and the hub it delivers to.
 #[derive(Clone)]
 pub struct LiveFanout {
@@ -60,6 +71,27 @@ impl LiveFanout {
         let _slot = self.slots.acquire().await;
         let db = self.db.get().await?;
         friends::sql::followers_at(&db, author, post, connected.as_deref()).await
+    }
+
+    /// The router's choice for a new post: broadcast when the author has more than
+    /// `broadcast_over` followers (found by reading at most that many + 1; `i64::MAX` never
+    /// broadcasts and skips the check), otherwise every follower as of the post.
+    pub async fn route(
+        &self,
+        author: UserId,
+        post: PostId,
+        broadcast_over: i64,
+    ) -> Result<LiveRoute, DbError> {
+        let _slot = self.slots.acquire().await;
+        let db = self.db.get().await?;
+        if broadcast_over < i64::MAX
+            && friends::sql::has_more_followers_than(&db, author, broadcast_over).await?
+        {
+            return Ok(LiveRoute::Broadcast);
+        }
+        friends::sql::followers_at(&db, author, post, None)
+            .await
+            .map(LiveRoute::Followers)
     }
 
     /// Queues the frame for every socket on this instance of these followers (the others are

@@ -10,5 +10,5 @@ pub mod fanout;
 mod hub;
 pub mod routes;
 
-pub use fanout::{Audience, LiveFanout};
+pub use fanout::{Audience, LiveFanout, LiveRoute};
 pub use hub::{HubFull, LiveHub, LivePost, SocketLimits, Subscription, SOCKET_QUEUE};

@@ -41,8 +41,9 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
     let args = BenchRunArgs {
         url: app.address.clone(),
         scenarios: Scenario::ALL.to_vec(),
-        // ws-fanout: 1 and 3 followers on websockets.
+        // ws-fanout: 1 and 3 followers on websockets; ws-burst: 1 and 3 of a celebrity's 10.
         connections: vec![1, 3],
+        celebrity_followers: 10,
         warmup_secs: 0.1,
         duration_secs: 0.4,
         rate: None,
@@ -56,7 +57,8 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
 
     // What was returned is what was written.
     let written = RunResult::read(&dir).unwrap();
-    assert_eq!(written.scenarios.len(), Scenario::ALL.len());
+    // ws-burst reports two: the other author's post and the burst's deliveries.
+    assert_eq!(written.scenarios.len(), Scenario::ALL.len() + 1);
     assert_eq!(written.mode, "closed");
     for scenario in &result.scenarios {
         assert_eq!(
@@ -120,6 +122,7 @@ async fn an_open_loop_run_holds_roughly_its_rate() {
         warmup_secs: 0.0,
         duration_secs: 1.0,
         rate: Some(50.0),
+        celebrity_followers: 0,
         server_pid: None,
         out: out.clone(),
         name: None,

@@ -54,15 +54,9 @@ pub async fn run_step(
     author_token: &str,
     follower_tokens: &[String],
 ) -> anyhow::Result<(Tally, Duration)> {
-    let url = format!("ws://{}/post/feed/posted", plan.address);
     let mut sockets = Vec::with_capacity(plan.connections);
     for token in follower_tokens.iter().take(plan.connections) {
-        let mut request = url.as_str().into_client_request()?;
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse()?);
-        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-        sockets.push(socket);
+        sockets.push(connect(plan, token).await?);
     }
     // Let the server register every subscription before the first post.
     tokio::time::sleep(Duration::from_millis(300) + plan.warmup).await;
@@ -73,26 +67,7 @@ pub async fn run_step(
     let collect_until = stop_posting + GRACE;
     let readers: Vec<_> = sockets
         .into_iter()
-        .map(|mut socket| {
-            tokio::spawn(async move {
-                let mut arrivals: Vec<(String, Instant)> = Vec::new();
-                let deadline = tokio::time::Instant::from_std(collect_until);
-                while let Ok(Some(Ok(message))) =
-                    tokio::time::timeout_at(deadline, socket.next()).await
-                {
-                    if let Message::Text(text) = message {
-                        let at = Instant::now();
-                        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
-                            if let Some(id) = value["postId"].as_str() {
-                                arrivals.push((id.to_owned(), at));
-                            }
-                        }
-                    }
-                }
-                let _ = socket.close(None).await;
-                arrivals
-            })
-        })
+        .map(|socket| tokio::spawn(arrivals(socket, collect_until)))
         .collect();
 
     let mut created: HashMap<String, Instant> = HashMap::new();
@@ -132,7 +107,37 @@ pub async fn run_step(
     Ok((tally, plan.duration))
 }
 
-async fn create_post(plan: &StepPlan, token: &str) -> anyhow::Result<String> {
+pub(super) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A live-feed socket of the user whose token this is.
+pub(super) async fn connect(plan: &StepPlan, token: &str) -> anyhow::Result<Socket> {
+    let mut request = format!("ws://{}/post/feed/posted", plan.address).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(tokio_tungstenite::connect_async(request).await?.0)
+}
+
+/// The post ids of the frames `socket` receives until `until`, each with its arrival.
+async fn arrivals(mut socket: Socket, until: Instant) -> Vec<(String, Instant)> {
+    let mut arrivals = Vec::new();
+    let deadline = tokio::time::Instant::from_std(until);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
+        if let Message::Text(text) = message {
+            let at = Instant::now();
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(id) = value["postId"].as_str() {
+                    arrivals.push((id.to_owned(), at));
+                }
+            }
+        }
+    }
+    let _ = socket.close(None).await;
+    arrivals
+}
+
+pub(super) async fn create_post(plan: &StepPlan, token: &str) -> anyhow::Result<String> {
     let stream = TcpStream::connect(plan.address).await?;
     let _ = stream.set_nodelay(true);
     let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;

@@ -2,6 +2,7 @@
 //! connection counts, and writes JSON, a Markdown table and SVG plots; `compare` sets two runs
 //! side by side with their ratios.
 
+mod burst;
 mod fanout;
 mod load;
 pub mod plot;
@@ -44,6 +45,9 @@ pub struct BenchRunArgs {
     /// request as soon as the previous one is answered (closed loop).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// `ws-burst`: followers of the celebrity (`--connections` of them connect).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub celebrity_followers: usize,
     /// Pid of the server, to report its CPU per request.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -130,6 +134,18 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
     };
     load::probe(&plan).await?;
     for &scenario in &args.scenarios {
+        if scenario == Scenario::WsBurst {
+            let (other, burst) = burst_steps(args, &plan, &client, secret.as_deref()).await?;
+            result.scenarios.push(ScenarioResult {
+                scenario: scenario.name().to_owned(),
+                steps: other,
+            });
+            result.scenarios.push(ScenarioResult {
+                scenario: format!("{}-deliveries", scenario.name()),
+                steps: burst,
+            });
+            continue;
+        }
         if scenario == Scenario::WsFanout {
             let steps = fanout_steps(args, &plan, &client, secret.as_deref()).await?;
             result.scenarios.push(ScenarioResult {
@@ -216,6 +232,67 @@ async fn fanout_steps(
         steps.push(step);
     }
     Ok(steps)
+}
+
+/// `ws-burst`: per step, `connections` of the celebrity's followers on websockets. Returns the
+/// other author's post latency per step (`ws-burst`) and the burst's deliveries
+/// (`ws-burst-deliveries`).
+async fn burst_steps(
+    args: &BenchRunArgs,
+    plan: &StepPlan,
+    client: &tokio_postgres::Client,
+    secret: Option<&[u8]>,
+) -> anyhow::Result<(Vec<StepResult>, Vec<StepResult>)> {
+    let most = args.connections.iter().copied().max().unwrap_or(1);
+    let cast = burst::prepare(client, args.celebrity_followers.max(most)).await?;
+    let tokens = tokens_for(&cast.users(most), plan, secret).await?;
+    let tokens = burst::Tokens {
+        celebrity: &tokens[0],
+        other: &tokens[1],
+        reader: &tokens[2],
+        fans: &tokens[3..],
+    };
+    let (mut other_steps, mut burst_steps) = (Vec::new(), Vec::new());
+    for &connections in &args.connections {
+        let mut plan = plan.clone();
+        plan.connections = connections;
+        let clock = CpuClock::start(args.server_pid);
+        let measured = burst::run_step(&plan, &tokens).await?;
+        let (own, server) = clock.read();
+        let seconds = measured.seconds.as_secs_f64();
+        // CPU over the whole step, on both: the burst and the other post share it.
+        let other = StepResult::from_tally(
+            connections,
+            &measured.other,
+            seconds,
+            own.unwrap_or(0.0),
+            server,
+        );
+        let burst = StepResult::from_tally(
+            connections,
+            &measured.burst,
+            seconds,
+            own.unwrap_or(0.0),
+            server,
+        );
+        eprintln!(
+            "ws-burst connected={connections} followers={}: {} rounds of {} posts; the other author's post p50 {:.2} ms, max {:.2} ms (missing {}); the burst's {} deliveries p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, missing {}",
+            cast.fans.len(),
+            measured.rounds,
+            burst::BURST,
+            other.latency_ms.p50,
+            other.latency_ms.max,
+            other.failed,
+            burst.requests - burst.failed,
+            burst.latency_ms.p50,
+            burst.latency_ms.p99,
+            burst.latency_ms.max,
+            burst.failed,
+        );
+        other_steps.push(other);
+        burst_steps.push(burst);
+    }
+    Ok((other_steps, burst_steps))
 }
 
 /// Tokens for the users a scenario acts as, obtained before any measurement.

@@ -21,6 +21,9 @@ pub enum Scenario {
     PostCreate,
     /// Followers on websockets, their author posting; delivery latency from the create response.
     WsFanout,
+    /// A celebrity with many followers (some on websockets) posting in bursts, another author
+    /// posting meanwhile; that other post's latency, and the burst's (see burst.rs).
+    WsBurst,
     /// A message from one of the token users to a random user.
     DialogSend,
     /// The latest 20 messages of an existing dialog of one of the token users.
@@ -28,7 +31,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::UserGet,
         Scenario::UserSearch,
         Scenario::Login,
@@ -36,6 +39,7 @@ impl Scenario {
         Scenario::Feed,
         Scenario::PostCreate,
         Scenario::WsFanout,
+        Scenario::WsBurst,
         Scenario::DialogSend,
         Scenario::DialogList,
     ];
@@ -57,6 +61,7 @@ impl Scenario {
             Scenario::Feed => "feed",
             Scenario::PostCreate => "post-create",
             Scenario::WsFanout => "ws-fanout",
+            Scenario::WsBurst => "ws-burst",
             Scenario::DialogSend => "dialog-send",
             Scenario::DialogList => "dialog-list",
         }
@@ -118,8 +123,11 @@ impl Workload {
             tokens: Vec::new(),
             partners: Vec::new(),
         };
-        // Register needs no data; ws-fanout prepares its own (see fanout.rs).
-        if matches!(scenario, Scenario::Register | Scenario::WsFanout) {
+        // Register needs no data; the websocket scenarios prepare their own.
+        if matches!(
+            scenario,
+            Scenario::Register | Scenario::WsFanout | Scenario::WsBurst
+        ) {
             return Ok(workload);
         }
         let row = db
@@ -235,8 +243,8 @@ impl Workload {
                 body: None,
                 token: None,
             },
-            // Driven by fanout.rs, never through this request loop.
-            Scenario::WsFanout => PlannedRequest {
+            // Driven by fanout.rs and burst.rs, never through this request loop.
+            Scenario::WsFanout | Scenario::WsBurst => PlannedRequest {
                 post: false,
                 path: "/health".to_owned(),
                 body: None,
