@@ -41,7 +41,14 @@ impl Application {
         let db = Db::new(&config.db)?;
         migrate(db.pool(), &config.db).await?;
         let tokens = token_keys(&config.auth, &db).await?;
-        let feed_cache = FeedCache::from_config(&config.cache, FEED_WINDOW).await;
+        let feed_cache = match config.cache.redis_url.as_deref() {
+            Some(url) if !url.is_empty() => {
+                let client = db.get().await.context("reading the database's identity")?;
+                let namespace = db::cache_namespace(&**client).await?;
+                FeedCache::from_config(&config.cache, FEED_WINDOW, &namespace).await
+            }
+            _ => None,
+        };
         let limits = RateLimits::from_config(&config.rate, &config.cache).await?;
         let (state, broker_task) = assemble(config, db, tokens, feed_cache, limits)?;
         http::metrics::handle();

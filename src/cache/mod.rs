@@ -1,7 +1,8 @@
 //! The feed cache in Redis: per reader, the latest (up to 1000) post ids of the users they follow;
 //! per post, its body as JSON.
 //!
-//! Keys: `{prefix}:feed:{user}` (list of post ids, highest first, kept in that order however
+//! Keys (`{prefix}` is `REDIS_KEY_PREFIX`, then the name of the database cached, see
+//! `FeedCache::from_config`): `{prefix}:feed:{user}` (list of post ids, highest first, kept in that order however
 //! fan-outs arrive; a built feed always exists and, until full, ends with the marker `end`) and
 //! `{prefix}:post:{id}` (string). Lists rather than sorted sets: a full feed is ~4 KB as a list,
 //! ~100 KB as a sorted set past Redis' default compact-encoding limit of 128 entries.
@@ -133,10 +134,18 @@ impl FeedCache {
     /// Connects when `REDIS_URL` is set. A Redis that cannot be reached at start-up is reported
     /// and left out: the service runs on PostgreSQL alone rather than not at all.
     /// Lists keep `window` ids.
-    pub async fn from_config(config: &CacheConfig, window: i64) -> Option<FeedCache> {
+    /// The cache of `config`, its keys under `REDIS_KEY_PREFIX` and then `namespace`, the name
+    /// of the database it caches (`db::cache_namespace`): entries made for another database, or
+    /// for this one before it was recreated, restored or failed over, are never read.
+    pub async fn from_config(
+        config: &CacheConfig,
+        window: i64,
+        namespace: &str,
+    ) -> Option<FeedCache> {
         let url = config.redis_url.as_deref().filter(|u| !u.is_empty())?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
-        match FeedCache::connect(url, &config.redis_key_prefix, timeout, window).await {
+        let prefix = format!("{}:{namespace}", config.redis_key_prefix);
+        match FeedCache::connect(url, &prefix, timeout, window).await {
             Ok(cache) => {
                 tracing::info!("feed cache: Redis connected");
                 Some(cache)

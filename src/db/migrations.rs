@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_optional_profile_fields"),
     migration!(7, "0007_server_secrets"),
     migration!(8, "0008_follow_changes"),
+    migration!(9, "0009_database_identity"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

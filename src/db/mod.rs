@@ -2,6 +2,7 @@
 
 pub mod columns;
 mod error;
+mod identity;
 mod migrations;
 pub mod reads;
 
@@ -13,6 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use tokio_postgres::NoTls;
 
 pub use error::DbError;
+pub use identity::cache_namespace;
 pub use migrations::{migrate, MIGRATIONS};
 
 use crate::backoff::Backoff;

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use socialnet::config::Config;
 
@@ -221,10 +221,18 @@ async fn redis_connection(app: &TestApp) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Where the app's cache keys start: its prefix, then the name of its database.
+pub async fn cache_prefix(app: &TestApp) -> String {
+    let namespace = socialnet::db::cache_namespace(&app.db().await)
+        .await
+        .unwrap();
+    format!("{}:{namespace}", app.config.cache.redis_key_prefix)
+}
+
 /// A whole cached list (`feed:<reader>`, `recent:<author>`) of the app's prefix, as stored.
 pub async fn cached_list(app: &TestApp, key: &str) -> Vec<String> {
     redis::cmd("LRANGE")
-        .arg(format!("{}:{key}", app.config.cache.redis_key_prefix))
+        .arg(format!("{}:{key}", cache_prefix(app).await))
         .arg(0)
         .arg(-1)
         .query_async(&mut redis_connection(app).await)
@@ -252,6 +260,45 @@ pub async fn clear_redis(app: &TestApp) {
             .await
             .unwrap();
     }
+}
+
+/// A database dropped and created again under the same cache settings starts its ids over: its
+/// first post has the old one's id, and must not show the old one's text, still in Redis.
+#[tokio::test]
+async fn a_recreated_database_never_reads_the_cache_of_the_one_before() {
+    let before = spawn_app_with(|c| use_redis(c, &redis_url())).await;
+    let reader = before.user("Читатель", "Лентов").await;
+    let author = before.user("Анна", "Иванова").await;
+    before.follow(&reader, &author).await;
+    let old_id = before.post(&author, "старый текст").await;
+    feed_becomes(&before, &reader, "", &["старый текст"]).await;
+    let old_prefix = cache_prefix(&before).await;
+
+    // The same database name, dropped and made again, the cache left as it was.
+    let (client, connection) =
+        tokio_postgres::connect(&crate::helpers::server_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "drop database \"{}\" with (force)",
+            before.database_name()
+        ))
+        .await
+        .unwrap();
+    let config = before.config.clone();
+    let after = crate::helpers::spawn_app_on(&before.database_url, move |c| *c = config).await;
+    let reader = after.user("Читатель", "Лентов").await;
+    let author = after.user("Анна", "Иванова").await;
+    after.follow(&reader, &author).await;
+    let id = after.post(&author, "новый текст").await;
+    assert_eq!(id, old_id, "the new database reuses the id");
+    assert_ne!(cache_prefix(&after).await, old_prefix);
+    feed_becomes(&after, &reader, "", &["новый текст"]).await;
+    let post: Value = after.get_json(&format!("/post/get/{id}")).await;
+    assert_eq!(post["text"], "новый текст");
+    clear_redis(&after).await;
 }
 
 #[tokio::test]
