@@ -32,6 +32,8 @@ pub struct Application {
     state: AppState,
     /// The broker supervisor, stopped when the server stops.
     broker_task: Option<JoinHandle<()>>,
+    /// The replicas' watcher (`DATABASE_READ_URLS`), stopped when the server stops.
+    replica_watcher: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -50,6 +52,7 @@ impl Application {
             _ => None,
         };
         let limits = RateLimits::from_config(&config.rate, &config.cache).await?;
+        let replica_watcher = db.watch_replicas();
         let (state, broker_task) = assemble(config, db, tokens, feed_cache, limits)?;
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
@@ -68,6 +71,7 @@ impl Application {
             metrics_listener,
             state,
             broker_task,
+            replica_watcher,
         })
     }
 
@@ -124,7 +128,10 @@ impl Application {
             }
             None => api.await,
         }
-        if let Some(task) = self.broker_task {
+        for task in [self.broker_task, self.replica_watcher]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         pool.close();

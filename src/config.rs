@@ -229,6 +229,24 @@ pub struct DbConfig {
     #[arg(long, env = "DB_PIPELINED_READS")]
     pub db_pipelined_reads: Option<usize>,
 
+    /// PostgreSQL URLs of streaming replicas, comma-separated: each gets a read pool (and its
+    /// pipelined connections) of the primary's size. Profile reads, searches, SQL feeds and
+    /// `/post/get` go to a healthy replica; writes, transactions, logins and dialogs stay on the
+    /// primary. A caller who just wrote reads from the primary until a replica has replayed the
+    /// write. Unset: everything runs on the primary. See docs/lab/replicas.md.
+    #[arg(long, env = "DATABASE_READ_URLS", value_delimiter = ',')]
+    pub database_read_urls: Vec<DatabaseUrl>,
+
+    /// A replica further behind the primary than this is skipped until it catches up.
+    #[arg(long, env = "READ_MAX_LAG_MS", default_value_t = 1_000)]
+    pub read_max_lag_ms: u64,
+
+    /// How often each replica's health and replay position are checked (and the primary's WAL
+    /// position sampled, which is what lag and read-your-writes are measured against).
+    #[arg(long, env = "REPLICA_CHECK_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub replica_check_ms: u64,
+
     /// Shards of each dialog table when they are first distributed over Citus workers (change it
     /// later with `socialnet shards set-count`).
     #[arg(long, env = "CITUS_SHARD_COUNT", default_value_t = 32)]
@@ -396,6 +414,14 @@ impl DbConfig {
 
     pub fn pool_timeout(&self) -> Duration {
         Duration::from_millis(self.db_pool_timeout_ms)
+    }
+
+    pub fn read_max_lag(&self) -> Duration {
+        Duration::from_millis(self.read_max_lag_ms)
+    }
+
+    pub fn replica_check(&self) -> Duration {
+        Duration::from_millis(self.replica_check_ms)
     }
 }
 

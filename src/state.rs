@@ -37,6 +37,13 @@ impl AsRef<TokenKeys> for AppState {
     }
 }
 
+/// The database, whose replicas the `Reader` extractor asks about.
+impl AsRef<Db> for AppState {
+    fn as_ref(&self) -> &Db {
+        &self.db
+    }
+}
+
 /// The proxies whose `X-Forwarded-For` names the client (the `ClientIp` extractor).
 impl AsRef<TrustedProxies> for AppState {
     fn as_ref(&self) -> &TrustedProxies {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
 use crate::auth::TokenKeys;
+use crate::db::Db;
 use crate::ids::UserId;
 use crate::limits::{RateLimits, TrustedProxies};
 
@@ -132,6 +133,33 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(AuthUser(state.as_ref().verify_header(&parts.headers)?))
+    }
+}
+
+/// Who reads, on an endpoint anyone may read: the token's user when the request carries a valid
+/// token and reads may go to replicas (so that a user who just wrote reads it back, see
+/// `db::replicas`), nobody in particular otherwise. Never refuses a request: a missing, bad or
+/// expired token on a public read is no error, as it was none before replicas.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader(pub Option<UserId>);
+
+impl<S> FromRequestParts<S> for Reader
+where
+    S: AsRef<TokenKeys> + AsRef<Db> + Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let db: &Db = state.as_ref();
+        if !db.has_replicas()
+            || !parts
+                .headers
+                .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(Reader(None));
+        }
+        let keys: &TokenKeys = state.as_ref();
+        Ok(Reader(keys.verify_header(&parts.headers).ok()))
     }
 }
 

@@ -5,6 +5,7 @@ mod error;
 mod identity;
 mod migrations;
 pub mod reads;
+pub mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +20,22 @@ pub use migrations::{migrate, MIGRATIONS};
 
 use crate::backoff::Backoff;
 use crate::config::{DatabaseUrl, DbConfig};
-use reads::{PipelinedReads, ReadConn};
+use crate::ids::UserId;
+use reads::{Fallback, PipelinedReads, ReadConn};
+use replicas::Replicas;
 
 /// How long opening one connection may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds the bounded pool of the primary. Connections are opened lazily.
 pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
+    build_pool_on(config, &config.database_url)
+}
+
+/// A pool like the primary's, on the server at `url` (a replica).
+fn build_pool_on(config: &DbConfig, url: &DatabaseUrl) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
-        connection_config(config),
+        connection_config_on(config, url),
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -46,44 +54,122 @@ pub fn build_pool(config: &DbConfig) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-/// The service's database: its pool, and the shared connections that primary-key reads are
-/// pipelined on (see [`reads`]). Cheap to clone.
+/// The service's database: its pool, the shared connections that primary-key reads are
+/// pipelined on (see [`reads`]), and the replicas reads may go to (see [`replicas`]). Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
     reads: Option<Arc<PipelinedReads>>,
+    replicas: Option<Arc<Replicas>>,
+}
+
+/// Which connection a read takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadKind {
+    /// A primary-key lookup: pipelined on a shared connection when `DB_PIPELINED_READS` is on.
+    Key,
+    /// A read whose cost varies (a search, an SQL feed): pipelined, a slow one would hold up the
+    /// reads queued behind it, so always pooled.
+    Pooled,
 }
 
 impl Db {
-    /// The pool of `config`, and `DB_PIPELINED_READS` shared connections unless that is 0.
+    /// The pool of `config`, and `DB_PIPELINED_READS` shared connections unless that is 0; the
+    /// same for each of `DATABASE_READ_URLS`.
     pub fn new(config: &DbConfig) -> anyhow::Result<Self> {
-        let reads = match config.pipelined_reads() {
+        let pipelined = |url: &DatabaseUrl| match config.pipelined_reads() {
             0 => None,
-            n => Some(Arc::new(PipelinedReads::new(connection_config(config), n))),
+            n => Some(PipelinedReads::new(connection_config_on(config, url), n)),
+        };
+        let replicas = match config.database_read_urls.as_slice() {
+            [] => None,
+            urls => {
+                let nodes = urls
+                    .iter()
+                    .map(|url| {
+                        let (host, port) = url.host_and_port();
+                        Ok((
+                            format!("{host}:{port}"),
+                            build_pool_on(config, url)?,
+                            pipelined(url),
+                        ))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Some(Arc::new(Replicas::new(
+                    nodes,
+                    config.read_max_lag(),
+                    config.replica_check(),
+                )))
+            }
         };
         Ok(Db {
             pool: build_pool(config)?,
-            reads,
+            reads: pipelined(&config.database_url).map(Arc::new),
+            replicas,
         })
     }
 
-    /// A pooled connection: for writes, transactions, and reads that may be slow.
+    /// A pooled connection to the primary: for writes, transactions, and reads that must see
+    /// the latest commit.
     pub async fn get(&self) -> Result<deadpool_postgres::Object, DbError> {
         Ok(self.pool.get().await?)
     }
 
-    /// A connection for a primary-key lookup: pipelined on a shared connection when
-    /// `DB_PIPELINED_READS` is on, pooled otherwise.
-    pub async fn key_read(&self) -> Result<ReadConn, DbError> {
-        ReadConn::get(&self.pool, self.reads.as_deref()).await
+    /// A connection for a primary-key lookup by `reader` (`None`: anonymous), on a replica
+    /// that serves them (see [`replicas`]) or on the primary.
+    pub async fn key_read(&self, reader: Option<UserId>) -> Result<ReadConn, DbError> {
+        self.read(reader, ReadKind::Key).await
     }
 
-    /// A pooled connection for a read whose cost varies (a search, an SQL feed): pipelined, a
-    /// slow one would hold up the reads queued behind it.
-    pub async fn pooled_read(&self) -> Result<ReadConn, DbError> {
-        Ok(ReadConn::Pooled(self.get().await?))
+    /// A pooled connection for a read whose cost varies, by `reader`, on a replica that serves
+    /// them or on the primary.
+    pub async fn pooled_read(&self, reader: Option<UserId>) -> Result<ReadConn, DbError> {
+        self.read(reader, ReadKind::Pooled).await
     }
 
+    async fn read(&self, reader: Option<UserId>, kind: ReadKind) -> Result<ReadConn, DbError> {
+        let pipelined = kind == ReadKind::Key;
+        if let Some(node) = self.replicas.as_ref().and_then(|r| r.choose(reader)) {
+            metrics::counter!("db_replica_reads", "replica" => node.name.clone()).increment(1);
+            return ReadConn::on_replica(Fallback {
+                node: node.clone(),
+                primary: self.pool.clone(),
+                primary_reads: self.reads.clone(),
+                pipelined,
+            })
+            .await;
+        }
+        match kind {
+            ReadKind::Key => ReadConn::get(&self.pool, self.reads.as_deref()).await,
+            ReadKind::Pooled => ReadConn::pooled(&self.pool).await,
+        }
+    }
+
+    /// Notes that `user`'s write has committed: their next reads see it (read-your-writes).
+    /// Nothing without replicas.
+    pub fn wrote(&self, user: UserId) {
+        if let Some(replicas) = &self.replicas {
+            replicas.wrote(user);
+        }
+    }
+
+    /// Whether reads may go to replicas (`DATABASE_READ_URLS`).
+    pub fn has_replicas(&self) -> bool {
+        self.replicas.is_some()
+    }
+
+    pub fn replicas(&self) -> Option<&Arc<Replicas>> {
+        self.replicas.as_ref()
+    }
+
+    /// The task that keeps the replicas' health and lag, when there are replicas.
+    pub fn watch_replicas(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let replicas = self.replicas.clone()?;
+        Some(tokio::spawn(replicas.watch(self.pool.clone())))
+    }
+
+    /// The primary's pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -111,7 +197,12 @@ pub async fn wait_and_ensure_database(url: &DatabaseUrl, wait: Duration) -> anyh
 
 /// How every connection of the service is opened: connect timeout, statement timeout, name.
 pub fn connection_config(config: &DbConfig) -> tokio_postgres::Config {
-    let mut pg = config.database_url.pg().clone();
+    connection_config_on(config, &config.database_url)
+}
+
+/// The same, to the server at `url`.
+fn connection_config_on(config: &DbConfig, url: &DatabaseUrl) -> tokio_postgres::Config {
+    let mut pg = url.pg().clone();
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(CONNECT_TIMEOUT);
     }

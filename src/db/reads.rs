@@ -15,6 +15,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
+use super::replicas::ReadNode;
 use super::DbError;
 
 /// A few shared connections for pipelined single-statement reads.
@@ -116,24 +117,72 @@ impl SharedClient {
     }
 }
 
-/// Where a read runs: on a pooled connection, or pipelined on a shared one.
+/// Where a read runs: on a pooled connection, or pipelined on a shared one; on the primary or on
+/// a replica, from which it falls back to the primary if the replica fails under it.
+pub struct ReadConn {
+    conn: Conn,
+    fallback: Option<Fallback>,
+}
+
 #[expect(
     clippy::large_enum_variant,
     reason = "lives on the stack for one request; boxing the pooled variant would only add an \
               allocation per request"
 )]
-pub enum ReadConn {
+enum Conn {
     Pooled(deadpool_postgres::Object),
     Shared(Arc<SharedClient>),
+}
+
+/// What a read on a replica needs to run again on the primary.
+pub(super) struct Fallback {
+    pub node: Arc<ReadNode>,
+    pub primary: Pool,
+    pub primary_reads: Option<Arc<PipelinedReads>>,
+    pub pipelined: bool,
+}
+
+impl Fallback {
+    /// The replica failed as a dead server fails (`why`): skip it until its next check, and
+    /// connect to the primary instead.
+    async fn primary(&self, why: &str) -> Result<ReadConn, DbError> {
+        self.node.failed(why);
+        metrics::counter!("db_replica_fallbacks").increment(1);
+        let reads = self.primary_reads.as_deref().filter(|_| self.pipelined);
+        ReadConn::get(&self.primary, reads).await
+    }
 }
 
 impl ReadConn {
     /// A shared connection when pipelined reads are on, a pooled one otherwise.
     pub async fn get(pool: &Pool, reads: Option<&PipelinedReads>) -> Result<Self, DbError> {
-        Ok(match reads {
-            Some(reads) => ReadConn::Shared(reads.client().await?),
-            None => ReadConn::Pooled(pool.get().await?),
+        let conn = match reads {
+            Some(reads) => Conn::Shared(reads.client().await?),
+            None => Conn::Pooled(pool.get().await?),
+        };
+        Ok(ReadConn {
+            conn,
+            fallback: None,
         })
+    }
+
+    /// A pooled connection from `pool`.
+    pub async fn pooled(pool: &Pool) -> Result<Self, DbError> {
+        ReadConn::get(pool, None).await
+    }
+
+    /// A connection to the replica of `fallback`, or to the primary if the replica does not
+    /// give one.
+    pub(super) async fn on_replica(fallback: Fallback) -> Result<Self, DbError> {
+        let reads = fallback.node.reads.as_ref().filter(|_| fallback.pipelined);
+        match ReadConn::get(&fallback.node.pool, reads).await {
+            Ok(conn) => Ok(ReadConn {
+                fallback: Some(fallback),
+                ..conn
+            }),
+            Err(DbError::Unavailable(why)) => fallback.primary(&why).await,
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn query(
@@ -141,16 +190,12 @@ impl ReadConn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
-        Ok(match self {
-            ReadConn::Pooled(client) => {
-                let statement = client.prepare_cached(sql).await?;
-                client.query(&statement, params).await?
+        match (self.conn.query(sql, params).await, &self.fallback) {
+            (Err(DbError::Unavailable(why)), Some(fallback)) => {
+                fallback.primary(&why).await?.conn.query(sql, params).await
             }
-            ReadConn::Shared(shared) => {
-                let statement = shared.statement(sql).await?;
-                shared.client.query(&statement, params).await?
-            }
-        })
+            (result, _) => result,
+        }
     }
 
     pub async fn query_opt(
@@ -159,5 +204,20 @@ impl ReadConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params).await?.into_iter().next())
+    }
+}
+
+impl Conn {
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        Ok(match self {
+            Conn::Pooled(client) => {
+                let statement = client.prepare_cached(sql).await?;
+                client.query(&statement, params).await?
+            }
+            Conn::Shared(shared) => {
+                let statement = shared.statement(sql).await?;
+                shared.client.query(&statement, params).await?
+            }
+        })
     }
 }

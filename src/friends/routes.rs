@@ -41,6 +41,7 @@ pub async fn set_friend(
     let cap = state.config.max_follows;
     match sql::follow(&db, me, friend, cap).await? {
         Follow::Added => {
+            state.db.wrote(me);
             state.feeds.after_follow_change(me).await;
             Ok(())
         }
@@ -73,6 +74,7 @@ pub async fn delete_friend(
 ) -> Result<(), ApiError> {
     let db = state.db.get().await?;
     if sql::unfollow(&db, me, friend).await? {
+        state.db.wrote(me);
         state.feeds.after_follow_change(me).await;
     }
     Ok(())

@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{ApiError, ErrorBody};
+use crate::db::replicas::{Health, Replicas};
 use crate::db::DbError;
 use crate::state::AppState;
 
@@ -47,35 +48,98 @@ pub async fn health() -> axum::Json<Status> {
     axum::Json(Status { status: "ok" })
 }
 
-/// Every dependency answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`; or `read-only` when the primary does not answer but a replica serves reads.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// Each replica of `DATABASE_READ_URLS` as the last check found it (absent without them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaStatus {
+    #[schema(example = "127.0.0.1:5461")]
+    pub name: String,
+    /// `up`, `lagging` (further behind than `READ_MAX_LAG_MS`), `down`, `not a replica`
+    /// (promoted) or `unknown` (not checked yet).
+    #[schema(example = "up")]
+    pub state: &'static str,
+    /// How far behind the primary its reads may be, when it answers.
+    #[schema(example = 0)]
+    pub lag_ms: Option<u64>,
+}
+
+/// The database answers: the primary, or at least a replica for reads.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready to serve", body = Status),
+        (status = 200, description = "Ready to serve (all of it, or reads)", body = Readiness),
         (status = 503, description = "A dependency is unreachable", body = ErrorBody),
     ))]
-pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Status>, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
     let check = async {
         let db = state.db.get().await?;
         db.simple_query("select 1").await?;
         Ok::<_, DbError>(())
     };
-    tokio::time::timeout(READY_TIMEOUT, check)
+    let primary = tokio::time::timeout(READY_TIMEOUT, check)
         .await
-        .map_err(|_| ApiError::Unavailable("database did not answer in time".into()))??;
-    Ok(axum::Json(Status { status: "ready" }))
+        .map_err(|_| ApiError::Unavailable("database did not answer in time".into()))
+        .and_then(|answered| answered.map_err(ApiError::from));
+    let replicas = state
+        .db
+        .replicas()
+        .map_or_else(Vec::new, |r| replica_statuses(r));
+    let status = match primary {
+        Ok(()) => "ready",
+        Err(_) if replicas.iter().any(|r| r.state == "up") => "read-only",
+        Err(e) => return Err(e),
+    };
+    Ok(axum::Json(Readiness { status, replicas }))
+}
+
+fn replica_statuses(replicas: &Replicas) -> Vec<ReplicaStatus> {
+    replicas
+        .nodes()
+        .iter()
+        .map(|node| {
+            let (state, lag) = match node.health() {
+                Health::Up { lag, .. } if lag > replicas.max_lag() => ("lagging", Some(lag)),
+                Health::Up { lag, .. } => ("up", Some(lag)),
+                Health::Down(_) => ("down", None),
+                Health::NotReplica => ("not a replica", None),
+                Health::Unknown => ("unknown", None),
+            };
+            ReplicaStatus {
+                name: node.name.clone(),
+                state,
+                lag_ms: lag.map(|lag| lag.as_millis().min(u128::from(u64::MAX)) as u64),
+            }
+        })
+        .collect()
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let pool = state.db.pool().status();
-    metrics::gauge!("db_pool_max_size").set(pool.max_size as f64);
-    metrics::gauge!("db_pool_connections").set(pool.size as f64);
-    metrics::gauge!("db_pool_available").set(pool.available as f64);
-    metrics::gauge!("db_pool_waiting").set(pool.waiting as f64);
+    pool_gauges("primary", state.db.pool());
+    for node in state.db.replicas().map_or(&[][..], |r| r.nodes()) {
+        pool_gauges(&node.name, node.pool());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         super::metrics::handle().render(),
     )
+}
+
+/// The gauges of one pool, labelled `primary` or with the replica's name.
+fn pool_gauges(name: &str, pool: &deadpool_postgres::Pool) {
+    let status = pool.status();
+    let name = name.to_owned();
+    metrics::gauge!("db_pool_max_size", "pool" => name.clone()).set(status.max_size as f64);
+    metrics::gauge!("db_pool_connections", "pool" => name.clone()).set(status.size as f64);
+    metrics::gauge!("db_pool_available", "pool" => name.clone()).set(status.available as f64);
+    metrics::gauge!("db_pool_waiting", "pool" => name).set(status.waiting as f64);
 }

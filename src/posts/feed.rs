@@ -74,7 +74,7 @@ impl Feeds {
             }
         }
         // A join over every followed author: too slow to share a pipelined connection.
-        let db = self.db.pooled_read().await?;
+        let db = self.db.pooled_read(Some(reader)).await?;
         sql::feed(&db, reader, limit, offset).await
     }
 

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::events::PostEvent;
 use super::sql::{self, Ownership};
 use super::types::{Post, PostText, FEED_WINDOW};
-use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Reader, Writer};
 use crate::ids::PostId;
 use crate::input::Whole;
 use crate::state::AppState;
@@ -63,6 +63,7 @@ pub async fn create_post(
             .await?
             .ok_or_else(ApiError::unknown_token_user)?
     };
+    state.db.wrote(me);
     state.events.written(|| PostEvent::Created {
         post_id: id.0,
         author_id: me.0,
@@ -113,6 +114,7 @@ pub async fn update_post(
         let db = state.db.get().await?;
         written(sql::update_post(&db, me, id, &text, state.events.through_outbox()).await?)?;
     }
+    state.db.wrote(me);
     state.events.written(|| PostEvent::Updated {
         post_id: id.0,
         author_id: me.0,
@@ -144,6 +146,7 @@ pub async fn delete_post(
         let db = state.db.get().await?;
         written(sql::delete_post(&db, me, id, state.events.through_outbox()).await?)?;
     }
+    state.db.wrote(me);
     state.events.written(|| PostEvent::Deleted {
         post_id: id.0,
         author_id: me.0,
@@ -174,9 +177,10 @@ fn written(outcome: Ownership) -> Result<(), ApiError> {
 )]
 pub async fn get_post(
     State(state): State<AppState>,
+    Reader(reader): Reader,
     Path(id): Path<PostId>,
 ) -> Result<axum::Json<Post>, ApiError> {
-    let db = state.db.key_read().await?;
+    let db = state.db.key_read(reader).await?;
     sql::find_post(&db, id)
         .await?
         .map(axum::Json)

@@ -12,7 +12,7 @@ use super::types::{
     optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User,
     BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
 };
-use crate::api::{json_response, ApiError, ClientIp, ErrorBody, Json, Path, Query};
+use crate::api::{json_response, ApiError, ClientIp, ErrorBody, Json, Path, Query, Reader};
 use crate::auth::PasswordVerdict;
 use crate::ids::UserId;
 use crate::input::Whole;
@@ -116,6 +116,7 @@ pub async fn register(
     let hash = state.hasher.hash(password.into_inner()).await?;
     let db = state.db.get().await?;
     let id = sql::insert_user(&db, &user, &hash, false).await?;
+    state.db.wrote(id);
     tracing::info!(user_id = %id, "registered user");
     Ok(axum::Json(RegisterResponse {
         user_id: id.to_string(),
@@ -196,9 +197,10 @@ pub async fn login(
 )]
 pub async fn get_user(
     State(state): State<AppState>,
+    Reader(reader): Reader,
     Path(id): Path<UserId>,
 ) -> Result<Response, ApiError> {
-    let db = state.db.key_read().await?;
+    let db = state.db.key_read(reader).await?;
     let user = sql::find_user(&db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("user not found"))?;
@@ -254,6 +256,7 @@ pub struct SearchQuery {
 )]
 pub async fn search(
     State(state): State<AppState>,
+    Reader(reader): Reader,
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, ApiError> {
     let first = NamePrefix::parse("first_name", query.first_name.as_deref())?;
@@ -270,7 +273,7 @@ pub async fn search(
             "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"
         )));
     }
-    let db = state.db.pooled_read().await?;
+    let db = state.db.pooled_read(reader).await?;
     let users = sql::search_users(&db, &first, &second, limit, offset).await?;
     Ok(json_response(sql::UserRow::page_json(&users)?))
 }

@@ -99,7 +99,10 @@ async fn health_ready_and_metrics_answer() {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("http_requests_total{"), "{metrics}");
     assert!(metrics.contains("route=\"/user/get/{id}\""), "{metrics}");
-    assert!(metrics.contains("db_pool_max_size 4"), "{metrics}");
+    assert!(
+        metrics.contains("db_pool_max_size{pool=\"primary\"} 4"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ mod openapi;
 mod posts;
 mod rabbit;
 mod register;
+mod replicas;
 mod search;
 mod tokens;
 mod user_get;
