@@ -8,7 +8,9 @@
 #   PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth; TEST_DATABASE_URL to change it)
 #   Redis on 127.0.0.1:6379, and the redis-server binary (one test runs a private server)
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest), and its binaries (two tests run private nodes)
-#   haproxy (one test puts two instances behind it)
+#   PostgreSQL's server binaries (initdb, pg_basebackup: the replica tests start their own
+#   primary and replicas with scripts/stack/replicas-local.sh)
+#   haproxy and nginx (the balancer tests put instances behind each)
 # Where the services already run (TEST_*_URL pointing elsewhere, say), plain `cargo test` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,7 @@ command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=()

@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # The scaled-out stack on this machine, the native twin of docker-compose.scale.yml:
-# N socialnet instances on 127.0.0.1:8101.. behind HAProxy on 127.0.0.1:$PORT (default 8100),
+# N socialnet instances on 127.0.0.1:PORT+1.. behind HAProxy on 127.0.0.1:PORT (default 8100),
 # sharing DATABASE_URL (and with it the token secret the first instance keeps there, unless
 # TOKEN_SECRET is set) and, when set, REDIS_URL and AMQP_URL (cross-instance live feed).
-#   scripts/stack/haproxy-local.sh start [N]    # default 2
+#   scripts/stack/haproxy-local.sh start [N]    # default 2; prints the balancer's URL
+#   scripts/stack/haproxy-local.sh kill-instance I [SIGNAL]   # default KILL: an instance dies
+#   scripts/stack/haproxy-local.sh start-instance I           # starts it again
 #   scripts/stack/haproxy-local.sh reload       # new HAProxy workers; established connections finish
 #   scripts/stack/haproxy-local.sh stop
-# Needs haproxy (apt-get install haproxy) and a release build (cargo build --release).
+# What HAProxy does with a dying instance (the same lines as deploy/haproxy/haproxy.cfg): a
+# request whose connection fails, or that gets an empty answer or none in time, is sent again,
+# to another instance (retry-on, redispatch), unless it is a POST: one that may have been applied
+# is answered 502, never sent twice. The health check (GET /ready every second) takes the
+# instance out after one failure.
+# Needs haproxy (apt-get install haproxy) and a build; SOCIALNET_BIN names the binary (default
+# target/release/socialnet), SOCIALNET_LB_DIR the state folder (default /tmp/socialnet-lb).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 state=${SOCIALNET_LB_DIR:-/tmp/socialnet-lb}
 port=${PORT:-8100}
-n=${2:-2}
+bin=${SOCIALNET_BIN:-target/release/socialnet}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/socialnet}
 export RUST_LOG=${RUST_LOG:-info}
 
+. scripts/lib/instances.sh
+
 case "${1:-}" in
   start)
+    n=${2:-2}
     mkdir -p "$state"
     {
       cat <<CFG
@@ -30,9 +41,11 @@ global
 defaults
     mode http
     option http-server-close
+    option forwardfor
     option redispatch
     retries 2
-    timeout connect 2s
+    retry-on conn-failure empty-response response-timeout
+    timeout connect 1s
     timeout client 30s
     timeout server 30s
     timeout tunnel 1h
@@ -43,30 +56,34 @@ frontend api
 
 backend socialnet
     balance leastconn
+    http-request disable-l7-retry if METH_POST
     option httpchk GET /ready
     http-check expect status 200
     http-response set-header x-served-by %s
-    default-server check inter 1s fall 2 rise 2
+    default-server check inter 1s fall 1 rise 2
 CFG
-      for i in $(seq 1 "$n"); do echo "    server app$i 127.0.0.1:$((8100 + i))"; done
-    } > "$state/haproxy.cfg"
-    for i in $(seq 1 "$n"); do
-      BIND=127.0.0.1:$((8100 + i)) target/release/socialnet serve > "$state/app$i.log" 2>&1 &
-      echo $! > "$state/app$i.pid"
-    done
+      for i in $(seq 1 "$n"); do echo "    server app$i 127.0.0.1:$((port + i))"; done
+    } >"$state/haproxy.cfg"
+    # The first instance creates and migrates the database; the others then find it ready.
+    for i in $(seq 1 "$n"); do start_instance "$i"; done
     haproxy -D -f "$state/haproxy.cfg"
-    echo "http://127.0.0.1:$port  ($n instances; logs in $state)"
+    echo "http://127.0.0.1:$port"
+    ;;
+  kill-instance)
+    kill_instance "${2:?which instance}" "${3:-KILL}"
+    ;;
+  start-instance)
+    start_instance "${2:?which instance}"
     ;;
   reload)
     kill -USR2 "$(cat "$state/haproxy.pid")"
     ;;
   stop)
     [ -f "$state/haproxy.pid" ] && kill "$(cat "$state/haproxy.pid")" 2>/dev/null || true
-    for pid in "$state"/app*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
-    rm -f "$state"/*.pid
+    stop_instances
     ;;
   *)
-    echo "usage: $0 start [N] | reload | stop" >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -156,3 +156,252 @@ backend socialnet
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Instances of this build behind a balancer, started by its native script
+/// (`scripts/stack/haproxy-local.sh` or `nginx-local.sh`) on free ports; stopped, with their
+/// database dropped, when the test ends however it ends.
+struct Balanced {
+    script: &'static str,
+    port: u16,
+    dir: std::path::PathBuf,
+    database_url: String,
+    url: String,
+}
+
+impl Balanced {
+    fn start(script: &'static str, instances: u16) -> Balanced {
+        // The balancer on `port`, instance I on `port + I`.
+        let port = loop {
+            let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 20_000) as u16;
+            if (0..=instances).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+            {
+                break base;
+            }
+        };
+        let mut stack = Balanced {
+            script,
+            port,
+            dir: std::env::temp_dir()
+                .join(format!("socialnet-lb-{}", uuid::Uuid::new_v4().simple())),
+            database_url: fresh_database_url(),
+            url: String::new(),
+        };
+        let out = stack.run(&["start", &instances.to_string()]);
+        stack.url = out.lines().last().unwrap().to_owned();
+        stack
+    }
+
+    /// The stack's script, pointed at this stack's ports and folder.
+    fn script(&self) -> Command {
+        let mut command = Command::new(format!(
+            "{}/scripts/stack/{}",
+            env!("CARGO_MANIFEST_DIR"),
+            self.script
+        ));
+        command
+            .env("PORT", self.port.to_string())
+            .env("SOCIALNET_LB_DIR", &self.dir);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self
+            .script()
+            .args(args)
+            .env("SOCIALNET_BIN", env!("CARGO_BIN_EXE_socialnet"))
+            .env("DATABASE_URL", &self.database_url)
+            .env("RUST_LOG", "warn")
+            .env("RATE_LIMITS", "off")
+            .env("ARGON2_MEMORY_KIB", "1024")
+            .env("ARGON2_ITERATIONS", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.script,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Balanced {
+    fn drop(&mut self) {
+        let _ = self.script().arg("stop").status();
+        drop(DatabaseGuard::new(&self.database_url));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Readers and writers through the balancer while one of two instances is killed (SIGKILL, no
+/// goodbye): no read may fail, every acknowledged post must exist, and a write may fail only
+/// when it was in flight on the dead instance (it is not sent again: it may have been applied),
+/// answered 502 or, by HAProxy on a kept-alive connection, by closing it.
+async fn an_instance_killed_under_load_fails_no_read(script: &'static str) {
+    let stack = Balanced::start(script, 2);
+    let base = stack.url.clone();
+    let client = reqwest::Client::new();
+    let id = client
+        .post(format!("{base}/user/register"))
+        .json(&registration("Ирина", "Балансова"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = client
+        .post(format!("{base}/login"))
+        .json(&serde_json::json!({"id": id, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The live-feed handshake passes through the balancer.
+    let url = format!(
+        "{}/post/feed/posted?token={token}",
+        base.replace("http", "ws")
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    drop(socket);
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for task in 0..6usize {
+        let (client, base, token, id, done) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            id.clone(),
+            done.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            let paths = [
+                format!("/user/get/{id}"),
+                "/post/feed".to_owned(),
+                "/health".to_owned(),
+            ];
+            let (mut served, mut failed, mut by) = (0u64, Vec::new(), HashSet::new());
+            let mut i = task;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = &paths[i % paths.len()];
+                i += 1;
+                match client
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        served += 1;
+                        if let Some(server) = r.headers().get("x-served-by") {
+                            by.insert(server.to_str().unwrap().to_owned());
+                        }
+                    }
+                    Ok(r) => failed.push(format!("{path}: {}", r.status())),
+                    Err(e) => failed.push(format!("{path}: {e}")),
+                }
+            }
+            (served, failed, by)
+        }));
+    }
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let (client, base, token, done) =
+            (client.clone(), base.clone(), token.clone(), done.clone());
+        writers.push(tokio::spawn(async move {
+            let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = client
+                    .post(format!("{base}/post/create"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"text": "пишу, пока балансир работает"}))
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        acknowledged.push(r.json::<String>().await.unwrap());
+                    }
+                    Ok(r) => failed.push(r.status().to_string()),
+                    // HAProxy's answer to a request cut off on a kept-alive client connection: it
+                    // closes that too, telling the client the request got no answer (a fresh
+                    // connection would get a 502).
+                    Err(e) if e.is_request() => failed.push("closed without an answer".to_owned()),
+                    Err(e) => panic!("a write failed on the client's side: {e:?}"),
+                }
+            }
+            (acknowledged, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stack.run(&["kill-instance", "1"]);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let (mut served, mut failed, mut by) = (0, Vec::new(), HashSet::new());
+    for reader in readers {
+        let (s, f, b) = reader.await.unwrap();
+        served += s;
+        failed.extend(f);
+        by.extend(b);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(served > 100, "only {served} reads");
+    // Both instances served before the kill (nginx names them by address, HAProxy by name).
+    assert!(by.len() >= 2, "served by {by:?}");
+    let (mut acknowledged, mut write_failures) = (Vec::new(), Vec::new());
+    for writer in writers {
+        let (a, f) = writer.await.unwrap();
+        acknowledged.extend(a);
+        write_failures.extend(f);
+    }
+    assert!(
+        write_failures
+            .iter()
+            .all(|s| s.starts_with("502") || s == "closed without an answer")
+            && write_failures.len() <= 4,
+        "writes failed with {write_failures:?}"
+    );
+    eprintln!(
+        "{script}: {served} reads, 0 failed; {} writes acknowledged, {} failed ({write_failures:?})",
+        acknowledged.len(),
+        write_failures.len()
+    );
+    for post in acknowledged {
+        let response = client
+            .get(format!("{base}/post/get/{post}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "acknowledged post {post} is missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn behind_haproxy_an_instance_killed_under_load_fails_no_read() {
+    an_instance_killed_under_load_fails_no_read("haproxy-local.sh").await;
+}
+
+#[tokio::test]
+async fn behind_nginx_an_instance_killed_under_load_fails_no_read() {
+    an_instance_killed_under_load_fails_no_read("nginx-local.sh").await;
+}

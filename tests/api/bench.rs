@@ -38,6 +38,24 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
     .unwrap();
     let out =
         std::env::temp_dir().join(format!("socialnet-bench-{}", uuid::Uuid::new_v4().simple()));
+    // The database server's postmaster, the parent of every backend: its CPU per request too.
+    let backend: i32 = app
+        .db()
+        .await
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let stat = std::fs::read_to_string(format!("/proc/{backend}/stat")).unwrap();
+    let postmaster: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let args = BenchRunArgs {
         url: app.address.clone(),
         scenarios: Scenario::ALL.to_vec(),
@@ -48,6 +66,7 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
         duration_secs: 0.4,
         rate: None,
         server_pid: Some(std::process::id()),
+        node_pids: vec![("postgres".into(), postmaster)],
         out: out.clone(),
         name: Some("smoke".into()),
         db: lab_db_config(&app.database_url),
@@ -97,6 +116,24 @@ async fn a_short_bench_writes_json_markdown_and_plots_and_compares_with_itself()
         report.contains("## user-search") && report.contains("| 3 |"),
         "{report}"
     );
+    // A search costs its database backend some CPU, which the postmaster's children show.
+    let search = result
+        .scenarios
+        .iter()
+        .find(|s| s.scenario == "user-search")
+        .unwrap();
+    assert!(
+        search
+            .steps
+            .iter()
+            .all(|s| s.nodes_cpu_us_per_request["postgres"] > 0.0),
+        "{:?}",
+        search.steps
+    );
+    assert!(
+        report.contains("CPU µs per request of each database node"),
+        "{report}"
+    );
 
     let (markdown, compare_dir) = bench::compare(&BenchCompareArgs {
         a: dir.clone(),
@@ -124,6 +161,7 @@ async fn an_open_loop_run_holds_roughly_its_rate() {
         rate: Some(50.0),
         celebrity_followers: 0,
         server_pid: None,
+        node_pids: Vec::new(),
         out: out.clone(),
         name: None,
         db: lab_db_config(&app.database_url),

@@ -51,6 +51,10 @@ pub struct BenchRunArgs {
     /// Pid of the server, to report its CPU per request.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Another process to report the CPU per request of, with its children, as NAME=PID: a
+    /// PostgreSQL node's postmaster, whose children are its backends (repeat for each node).
+    #[arg(long = "node-pid", value_parser = parse_node)]
+    pub node_pids: Vec<(String, u32)>,
     /// Folder under which the run's folder is created.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -161,17 +165,23 @@ pub async fn run(args: &BenchRunArgs) -> anyhow::Result<(RunResult, PathBuf)> {
         for &connections in &args.connections {
             plan.connections = connections;
             let clock = CpuClock::start(args.server_pid);
+            let nodes = NodeClock::start(&args.node_pids);
             let (tally, measured) = load::run_step(&plan, workload.clone()).await;
             let (own, server) = clock.read();
             // CPU is read over warm-up and measurement alike; scale it to the measured share.
             let share = measured.as_secs_f64() / (measured + plan.warmup).as_secs_f64();
-            let step = StepResult::from_tally(
+            let mut step = StepResult::from_tally(
                 connections,
                 &tally,
                 measured.as_secs_f64(),
                 own.unwrap_or(0.0) * share,
                 server.map(|s| s * share),
             );
+            step.nodes_cpu_us_per_request = nodes
+                .read()
+                .into_iter()
+                .map(|(name, secs)| (name, secs * share * 1e6 / step.requests.max(1) as f64))
+                .collect();
             eprintln!(
                 "{scenario} c={connections}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, failed {}",
                 step.throughput_rps, step.latency_ms.p50, step.latency_ms.p99, step.failed
@@ -390,6 +400,65 @@ impl CpuClock {
             .map(|(now, then)| now - then);
         (own, server)
     }
+}
+
+/// CPU spent by other processes and their children (database nodes), since `start`.
+struct NodeClock {
+    nodes: Vec<(String, u32, f64)>,
+}
+
+impl NodeClock {
+    fn start(nodes: &[(String, u32)]) -> Self {
+        NodeClock {
+            nodes: nodes
+                .iter()
+                .map(|(name, pid)| (name.clone(), *pid, tree_cpu_seconds(*pid)))
+                .collect(),
+        }
+    }
+
+    /// Seconds of CPU since `start`, by node. A child that exited in between takes its CPU
+    /// with it: pooled database connections live through a run.
+    fn read(&self) -> Vec<(String, f64)> {
+        self.nodes
+            .iter()
+            .map(|(name, pid, then)| (name.clone(), (tree_cpu_seconds(*pid) - then).max(0.0)))
+            .collect()
+    }
+}
+
+/// CPU seconds of `pid` and of its children.
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    let children = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| parent_of(*child) == Some(pid));
+    std::iter::once(pid)
+        .chain(children)
+        .filter_map(|p| cpu_seconds(Some(p)))
+        .sum()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn parse_node(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text}: expected NAME=PID"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{text}: {pid} is not a pid"))?;
+    Ok((name.to_owned(), pid))
 }
 
 /// User plus system CPU seconds of a process (`None`: this one), from `/proc`.

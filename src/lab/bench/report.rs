@@ -52,6 +52,9 @@ pub struct StepResult {
     pub generator_cpu_us_per_request: f64,
     /// CPU the server process spent per request, when its pid was given.
     pub server_cpu_us_per_request: Option<f64>,
+    /// CPU µs per request of each process given with `--node-pid` (with its children).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes_cpu_us_per_request: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +109,7 @@ impl StepResult {
             failed,
             generator_cpu_us_per_request: per_request(generator_cpu_secs),
             server_cpu_us_per_request: server_cpu_secs.map(per_request),
+            nodes_cpu_us_per_request: BTreeMap::new(),
         }
     }
 }
@@ -154,6 +158,35 @@ impl RunResult {
                         .map(|v| format!("{v:.1}"))
                         .unwrap_or_else(|| "–".into())
                 );
+            }
+            let nodes: Vec<&String> = scenario
+                .steps
+                .first()
+                .map(|s| s.nodes_cpu_us_per_request.keys().collect())
+                .unwrap_or_default();
+            if !nodes.is_empty() {
+                let _ = write!(
+                    md,
+                    "\nCPU µs per request of each database node (postmaster and backends):\n\n\
+                     | connections | {} |\n|---:|{}\n",
+                    nodes
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                    "---:|".repeat(nodes.len())
+                );
+                for s in &scenario.steps {
+                    let cells: Vec<String> = nodes
+                        .iter()
+                        .map(|n| {
+                            s.nodes_cpu_us_per_request
+                                .get(*n)
+                                .map_or_else(|| "–".into(), |v| format!("{v:.1}"))
+                        })
+                        .collect();
+                    let _ = writeln!(md, "| {} | {} |", s.connections, cells.join(" | "));
+                }
             }
             std::fs::write(
                 dir.join(format!("{stem}-throughput.svg")),
