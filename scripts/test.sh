@@ -11,6 +11,8 @@
 #   PostgreSQL's server binaries (initdb, pg_basebackup: the replica tests start their own
 #   primary and replicas with scripts/stack/replicas-local.sh)
 #   haproxy and nginx (the balancer tests put instances behind each)
+#   pg_auto_failover (pg_autoctl: the failover test runs a formation with
+#   scripts/stack/failover-local.sh)
 # Where the services already run (TEST_*_URL pointing elsewhere, say), plain `cargo test` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v pg_autoctl >/dev/null 2>&1 ||
+  missing+=("postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)-auto-failover")
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=()

@@ -132,13 +132,13 @@ impl Db {
         let pipelined = kind == ReadKind::Key;
         if let Some(node) = self.replicas.as_ref().and_then(|r| r.choose(reader)) {
             metrics::counter!("db_replica_reads", "replica" => node.name.clone()).increment(1);
-            return ReadConn::on_replica(Fallback {
-                node: node.clone(),
+            let fallback = Fallback {
+                replica: node.clone(),
                 primary: self.pool.clone(),
                 primary_reads: self.reads.clone(),
                 pipelined,
-            })
-            .await;
+            };
+            return ReadConn::on_replica(&node.pool, node.reads.as_ref(), fallback).await;
         }
         match kind {
             ReadKind::Key => ReadConn::get(&self.pool, self.reads.as_deref()).await,

@@ -15,7 +15,6 @@ use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
-use super::replicas::ReadNode;
 use super::DbError;
 
 /// A few shared connections for pipelined single-statement reads.
@@ -134,9 +133,14 @@ enum Conn {
     Shared(Arc<SharedClient>),
 }
 
+/// Told when a replica fails under a read (its health, kept in `replicas`).
+pub(super) trait ReplicaHealth: Send + Sync {
+    fn failed(&self, why: &str);
+}
+
 /// What a read on a replica needs to run again on the primary.
 pub(super) struct Fallback {
-    pub node: Arc<ReadNode>,
+    pub replica: Arc<dyn ReplicaHealth>,
     pub primary: Pool,
     pub primary_reads: Option<Arc<PipelinedReads>>,
     pub pipelined: bool,
@@ -146,7 +150,7 @@ impl Fallback {
     /// The replica failed as a dead server fails (`why`): skip it until its next check, and
     /// connect to the primary instead.
     async fn primary(&self, why: &str) -> Result<ReadConn, DbError> {
-        self.node.failed(why);
+        self.replica.failed(why);
         metrics::counter!("db_replica_fallbacks").increment(1);
         let reads = self.primary_reads.as_deref().filter(|_| self.pipelined);
         ReadConn::get(&self.primary, reads).await
@@ -171,11 +175,15 @@ impl ReadConn {
         ReadConn::get(pool, None).await
     }
 
-    /// A connection to the replica of `fallback`, or to the primary if the replica does not
-    /// give one.
-    pub(super) async fn on_replica(fallback: Fallback) -> Result<Self, DbError> {
-        let reads = fallback.node.reads.as_ref().filter(|_| fallback.pipelined);
-        match ReadConn::get(&fallback.node.pool, reads).await {
+    /// A connection to a replica (its `pool`, or its pipelined `reads` when the read is a key
+    /// lookup), or to the primary of `fallback` if the replica does not give one.
+    pub(super) async fn on_replica(
+        pool: &Pool,
+        reads: Option<&PipelinedReads>,
+        fallback: Fallback,
+    ) -> Result<Self, DbError> {
+        let reads = reads.filter(|_| fallback.pipelined);
+        match ReadConn::get(pool, reads).await {
             Ok(conn) => Ok(ReadConn {
                 fallback: Some(fallback),
                 ..conn

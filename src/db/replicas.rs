@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 
-use super::reads::PipelinedReads;
+use super::reads::{PipelinedReads, ReplicaHealth};
 use super::DbError;
 use crate::ids::UserId;
 
@@ -50,7 +50,7 @@ pub enum Health {
     Up { replayed: u64, lag: Duration },
     /// Not answering, or answering with an error.
     Down(String),
-    /// Answering, but not in recovery: promoted, it is no copy of the primary any more.
+    /// Answering and taking writes: promoted, it is a primary now (the primary pool finds it).
     NotReplica,
 }
 
@@ -97,6 +97,12 @@ impl ReadNode {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+}
+
+impl ReplicaHealth for ReadNode {
+    fn failed(&self, why: &str) {
+        ReadNode::failed(self, why);
     }
 }
 
@@ -195,19 +201,33 @@ impl Replicas {
 
     /// One round: the primary's position first, then each replica's, all at once.
     pub async fn check(&self, primary: &Pool) {
-        match tokio::time::timeout(CHECK_TIMEOUT, primary_position(primary)).await {
-            Ok(Ok(position)) => self.sampled(Instant::now(), position),
-            // With the primary away, the last samples stay: replicas that had replayed them
-            // keep serving reads while it is gone.
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the primary's WAL position"),
-            Err(_) => tracing::debug!("the primary's WAL position did not come in time"),
-        }
+        let primary_answered =
+            match tokio::time::timeout(CHECK_TIMEOUT, primary_position(primary)).await {
+                Ok(Ok(position)) => {
+                    self.sampled(Instant::now(), position);
+                    true
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot read the primary's WAL position");
+                    false
+                }
+                Err(_) => {
+                    tracing::debug!("the primary's WAL position did not come in time");
+                    false
+                }
+            };
         let checks = self.nodes.iter().map(|node| async move {
             let health =
                 match tokio::time::timeout(CHECK_TIMEOUT, replay_position(&node.pool)).await {
                     Ok(Ok(Some(replayed))) => Health::Up {
                         replayed,
-                        lag: self.lag(replayed, Instant::now()),
+                        lag: match node.health() {
+                            // With the primary away (dead, or failing over), a replica cannot
+                            // fall further behind a primary that writes nothing: its lag stays
+                            // what it was, and replicas that were serving go on serving reads.
+                            Health::Up { lag, .. } if !primary_answered => lag,
+                            _ => self.lag(replayed, Instant::now()),
+                        },
                     },
                     Ok(Ok(None)) => Health::NotReplica,
                     Ok(Err(e)) => Health::Down(e.to_string()),
@@ -286,13 +306,18 @@ async fn primary_position(primary: &Pool) -> Result<u64, DbError> {
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// How far a replica has replayed; `None` when it is not in recovery.
+/// How far a replica has replayed; `None` when it is not a replica any more. A node promoted by
+/// an HA manager but still read-only (pg_auto_failover keeps a promoted standby read-only until
+/// the old primary is known to be demoted, against a split brain) counts as a replica that is
+/// up to date: it holds every commit the old primary acknowledged, and no primary takes writes
+/// yet, so it serves reads while the primary pool finds nobody.
 async fn replay_position(replica: &Pool) -> Result<Option<u64>, DbError> {
     let client = replica.get().await?;
     let row = client
         .query_one(
-            "select pg_is_in_recovery(),
-                    coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8, 0)",
+            "select pg_is_in_recovery() or current_setting('transaction_read_only')::bool,
+                    (case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0')
+                          else pg_current_wal_lsn() end - '0/0'::pg_lsn)::int8",
             &[],
         )
         .await?;

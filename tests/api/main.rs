@@ -13,6 +13,7 @@ mod citus;
 mod commands;
 mod contract;
 mod dialogs;
+mod failover;
 mod fake;
 mod feed;
 mod feed_cache;
