@@ -34,6 +34,9 @@ pub struct Application {
     broker_task: Option<JoinHandle<()>>,
     /// The replicas' watcher (`DATABASE_READ_URLS`), stopped when the server stops.
     replica_watcher: Option<JoinHandle<()>>,
+    /// With the feed cache, the task that moves it to a new namespace when the database's
+    /// identity changes; stopped when the server stops.
+    identity_watcher: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -53,6 +56,9 @@ impl Application {
         };
         let limits = RateLimits::from_config(&config.rate, &config.cache).await?;
         let replica_watcher = db.watch_replicas();
+        let identity_watcher = feed_cache
+            .clone()
+            .map(|cache| tokio::spawn(follow_database_identity(db.clone(), cache)));
         let (state, broker_task) = assemble(config, db, tokens, feed_cache, limits)?;
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
@@ -72,6 +78,7 @@ impl Application {
             state,
             broker_task,
             replica_watcher,
+            identity_watcher,
         })
     }
 
@@ -128,15 +135,45 @@ impl Application {
             }
             None => api.await,
         }
-        for task in [self.broker_task, self.replica_watcher]
-            .into_iter()
-            .flatten()
-        {
+        let tasks = [
+            self.broker_task,
+            self.replica_watcher,
+            self.identity_watcher,
+        ];
+        for task in tasks.into_iter().flatten() {
             task.abort();
         }
         pool.close();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often a server with the feed cache checks that its database is still the one it caches.
+const IDENTITY_CHECK: Duration = Duration::from_secs(1);
+
+/// Keeps the feed cache's namespace that of the database the primary pool reaches: after a
+/// failover (a new timeline) or a restore, within `IDENTITY_CHECK`, the cache starts afresh under
+/// a new one instead of serving entries made for the database before.
+async fn follow_database_identity(db: Db, cache: FeedCache) {
+    let mut ticks = tokio::time::interval(IDENTITY_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let namespace = match db.get().await {
+            Ok(client) => db::cache_namespace(&**client).await,
+            Err(e) => Err(e),
+        };
+        match namespace {
+            Ok(namespace) if cache.set_namespace(&namespace) => tracing::warn!(
+                %namespace,
+                "the database's identity changed (a failover or a restore): the feed cache \
+                 starts afresh under a new namespace"
+            ),
+            Ok(_) => {}
+            // No primary for now (a failover under way): the cache keeps its namespace.
+            Err(e) => tracing::debug!(error = %e, "cannot read the database's identity"),
+        }
     }
 }
 

@@ -55,7 +55,11 @@ pub trait PostBody: Serialize + DeserializeOwned {
 #[derive(Clone)]
 pub struct FeedCache {
     redis: ConnectionManager,
-    prefix: String,
+    /// `REDIS_KEY_PREFIX`.
+    base: Arc<str>,
+    /// The keys' prefix: `base:namespace`, the namespace naming the database cached. Replaced,
+    /// for every clone at once, when that database's identity changes (see `set_namespace`).
+    prefix: Arc<std::sync::RwLock<Arc<str>>>,
     timeout: Duration,
     /// How many ids a feed or a recent list keeps, newest first.
     window: i64,
@@ -144,9 +148,9 @@ impl FeedCache {
     ) -> Option<FeedCache> {
         let url = config.redis_url.as_deref().filter(|u| !u.is_empty())?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
-        let prefix = format!("{}:{namespace}", config.redis_key_prefix);
-        match FeedCache::connect(url, &prefix, timeout, window).await {
+        match FeedCache::connect(url, &config.redis_key_prefix, timeout, window).await {
             Ok(cache) => {
+                cache.set_namespace(namespace);
                 tracing::info!("feed cache: Redis connected");
                 Some(cache)
             }
@@ -176,7 +180,8 @@ impl FeedCache {
         .map_err(|_| anyhow::anyhow!("redis at {url} did not answer in 5 s"))??;
         Ok(FeedCache {
             redis,
-            prefix: prefix.to_owned(),
+            base: prefix.into(),
+            prefix: Arc::new(std::sync::RwLock::new(prefix.into())),
             timeout,
             window,
             push_script: Arc::new(redis::Script::new(PUSH)),
@@ -185,20 +190,45 @@ impl FeedCache {
         })
     }
 
+    /// Keys the cache under `namespace` from now on (the name of the database cached, see
+    /// `db::cache_namespace`); whether that changed it. Entries under the old one are left to
+    /// expire: they describe another database (a restored or promoted one that may have lost
+    /// writes) and are never read again.
+    pub fn set_namespace(&self, namespace: &str) -> bool {
+        let wanted = format!("{}:{namespace}", self.base);
+        let mut prefix = self
+            .prefix
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if **prefix == *wanted {
+            return false;
+        }
+        *prefix = wanted.into();
+        true
+    }
+
+    /// The keys' prefix now.
+    pub fn prefix(&self) -> Arc<str> {
+        self.prefix
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     fn feed_key(&self, user: i64) -> String {
-        format!("{}:feed:{user}", self.prefix)
+        format!("{}:feed:{user}", self.prefix())
     }
 
     fn stale_key(&self, id: i64) -> String {
-        format!("{}:post:{id}:stale", self.prefix)
+        format!("{}:post:{id}:stale", self.prefix())
     }
 
     fn deleted_key(&self, id: i64) -> String {
-        format!("{}:post:{id}:deleted", self.prefix)
+        format!("{}:post:{id}:deleted", self.prefix())
     }
 
     fn post_key(&self, id: i64) -> String {
-        format!("{}:post:{id}", self.prefix)
+        format!("{}:post:{id}", self.prefix())
     }
 
     async fn bounded<T>(
@@ -212,19 +242,19 @@ impl FeedCache {
     }
 
     fn followed_celebs_key(&self, user: i64) -> String {
-        format!("{}:fceleb:{user}", self.prefix)
+        format!("{}:fceleb:{user}", self.prefix())
     }
 
     fn recent_key(&self, author: i64) -> String {
-        format!("{}:recent:{author}", self.prefix)
+        format!("{}:recent:{author}", self.prefix())
     }
 
     fn celebs_key(&self) -> String {
-        format!("{}:celebs", self.prefix)
+        format!("{}:celebs", self.prefix())
     }
 
     fn celebs_version_key(&self) -> String {
-        format!("{}:celebs:version", self.prefix)
+        format!("{}:celebs:version", self.prefix())
     }
 
     /// The newest `count` ids of a reader's built feed and the celebrities they follow, or `None`

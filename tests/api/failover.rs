@@ -2,7 +2,8 @@
 //! `scripts/stack/failover-local.sh`: the monitor promotes the standby by itself, the server
 //! follows it through its multi-host URL (`target_session_attrs=read-write`), reads go on
 //! throughout, writes fail with 503 + `Retry-After` only while no primary exists, and no
-//! acknowledged write is lost (replication is synchronous while a standby is up).
+//! acknowledged write is lost (replication is synchronous while a standby is up). The feed cache
+//! moves to a new namespace when the database it caches changes under it (a new timeline).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::feed_cache::redis_url;
 use crate::helpers::{eventually, first_column, parse_url, spawn_app_on};
 
 /// A monitor and two data nodes of its own, on free loopback ports; destroyed with its data when
@@ -87,16 +89,42 @@ impl Drop for Formation {
 async fn killing_the_primary_under_writes_loses_no_acknowledged_write_and_reads_go_on() {
     let formation = Formation::start(2);
     let nodes: Vec<_> = formation.urls[1..].iter().map(|u| parse_url(u)).collect();
+    let prefix = format!("failover-{}", uuid::Uuid::new_v4().simple());
     let app = Arc::new(
         spawn_app_on(&formation.urls[0], |config| {
             // Every node as a replica: whichever is in recovery serves reads.
             config.db.database_read_urls = nodes;
             config.db.replica_check_ms = 50;
+            config.cache.redis_url = Some(redis_url());
+            config.cache.redis_key_prefix = prefix.clone();
         })
         .await,
     );
     let writer = Arc::new(app.user("Фёдор", "Отказов").await);
+    let reader = app.user("Нина", "Подписчица").await;
+    app.follow(&reader, &writer).await;
     let first_post = app.post(&writer, "до отказа").await;
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // The namespaces under which the reader's feed is cached.
+    let feed_namespaces = |redis: redis::aio::MultiplexedConnection| {
+        let (prefix, reader) = (prefix.clone(), reader.id.clone());
+        async move {
+            let mut redis = redis;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}:*:feed:{reader}"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            keys.into_iter().collect::<HashSet<_>>()
+        }
+    };
+    assert_eq!(app.feed_texts(&reader, "").await, ["до отказа"]);
+    let before = feed_namespaces(redis.clone()).await;
+    assert_eq!(before.len(), 1, "{before:?}");
     let old_primary = formation.primary().expect("a primary");
     eventually(Duration::from_secs(30), || async {
         let ready: Value = app.get_json("/ready").await;
@@ -256,4 +284,30 @@ async fn killing_the_primary_under_writes_loses_no_acknowledged_write_and_reads_
     .collect();
     let lost: Vec<_> = ids.iter().filter(|id| !present.contains(id)).collect();
     assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+
+    // The database has a new timeline: the running server's feed cache moved to a new
+    // namespace by itself, and the reader's feed, built there afresh, has the new posts.
+    app.post(&writer, "последний, после отказа").await;
+    eventually(Duration::from_secs(10), || async {
+        let texts = app.feed_texts(&reader, "limit=1").await;
+        let namespaces = feed_namespaces(redis.clone()).await;
+        if namespaces.len() == 2 && texts == ["последний, после отказа"] {
+            Ok(())
+        } else {
+            Err(format!("feed {texts:?}, cached under {namespaces:?}"))
+        }
+    })
+    .await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
 }
