@@ -10,15 +10,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   case "$ROLE" in
     monitor)
       pg_autoctl create monitor --pgdata "$PGDATA" --hostname "$(hostname)" --auth trust --no-ssl
-      # Quick failure detection: checks every second, a node gone after 3 s (defaults 5 s, 20 s).
-      cat >>"$PGDATA/postgresql.conf" <<CONF
-pgautofailover.health_check_period = 1000
-pgautofailover.health_check_timeout = 1000
-pgautofailover.health_check_max_retries = 1
-pgautofailover.health_check_retry_delay = 500
-pgautofailover.node_considered_unhealthy_timeout = 3000
-pgautofailover.primary_demote_timeout = 5000
-CONF
+      cat /etc/pg-auto-failover-monitor.conf >>"$PGDATA/postgresql.conf"
       ;;
     node)
       : "${MONITOR_HOST:?}"

@@ -12,8 +12,8 @@ rounds=${ROUNDS:-3000}
 port=${PORT:-8097}
 export REPLICAS_PORT=${REPLICAS_PORT:-5460}
 . scripts/lib/server.sh
-mapfile -t urls < <(scripts/stack/replicas-local.sh start 2 --sync async)
-build_release
+. scripts/lib/replicas-lab.sh
+replicas_lab_stack 0
 trap stop_server EXIT
 start_server "$port" /tmp/socialnet-lab-replicas-ryw.log DATABASE_URL="${urls[0]}" \
   DATABASE_READ_URLS="${urls[1]},${urls[2]}"

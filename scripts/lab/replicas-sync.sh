@@ -13,14 +13,8 @@ port=${PORT:-8096}
 users=${USERS:-1000000}
 export REPLICAS_PORT=${REPLICAS_PORT:-5460}
 . scripts/lib/server.sh
-mapfile -t urls < <(scripts/stack/replicas-local.sh start 2)
-primary=${urls[0]}
-build_release
-have=$(psql "$primary" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
-[ "$have" -ge "$users" ] || $bin fake users --database-url "$primary" --count $((users - have)) --seed 42
-nodes=(--node-pid "primary=$(scripts/stack/replicas-local.sh pid 0)"
-       --node-pid "replica1=$(scripts/stack/replicas-local.sh pid 1)"
-       --node-pid "replica2=$(scripts/stack/replicas-local.sh pid 2)")
+. scripts/lib/replicas-lab.sh
+replicas_lab_stack "$users"
 out=docs/lab/replicas
 mkdir -p "$out"
 sampler=

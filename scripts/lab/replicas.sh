@@ -12,24 +12,8 @@ port=${PORT:-8095}
 users=${USERS:-1000000}
 export REPLICAS_PORT=${REPLICAS_PORT:-5460}
 . scripts/lib/server.sh
-mapfile -t urls < <(scripts/stack/replicas-local.sh start 2)
-primary=${urls[0]}
-build_release
-have=$(psql "$primary" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
-[ "$have" -ge "$users" ] || $bin fake users --database-url "$primary" --count $((users - have)) --seed 42
-
-# Both replicas hold everything before the first measurement.
-written=$(psql "$primary" -X -Atq -c "select pg_current_wal_lsn()")
-for replica in "${urls[@]:1}"; do
-  until [ "$(psql "$replica" -X -Atq -c "select pg_last_wal_replay_lsn() >= '$written'")" = t ]; do
-    sleep 1
-  done
-done
-nodes=()
-for i in 0 1 2; do
-  name=$([ "$i" = 0 ] && echo primary || echo "replica$i")
-  nodes+=(--node-pid "$name=$(scripts/stack/replicas-local.sh pid "$i")")
-done
+. scripts/lib/replicas-lab.sh
+replicas_lab_stack "$users"
 
 trap stop_server EXIT
 run() { # name, [DATABASE_READ_URLS=…]

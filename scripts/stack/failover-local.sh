@@ -12,8 +12,8 @@
 #   scripts/stack/failover-local.sh primary       # which node accepts writes now (its number)
 #   scripts/stack/failover-local.sh state | stop | destroy
 # FAILOVER_PORT is the monitor's port (default 5470); node I listens on FAILOVER_PORT + I. The
-# monitor checks every node each second and calls one gone after 3 s without an answer (defaults:
-# 5 s and 20 s), so a failover takes a few seconds here. Data lives in
+# monitor runs with deploy/pg_auto_failover/monitor.conf (a node gone after 3 s without an
+# answer, defaults 20 s), so a failover takes a few seconds here. Data lives in
 # $SOCIALNET_PG_ROOT/failover-<port> (default /tmp/socialnet-pg). Needs pg_auto_failover
 # (apt-get install postgresql-15-auto-failover); PG_BIN names the server binaries.
 set -euo pipefail
@@ -22,6 +22,7 @@ base=${FAILOVER_PORT:-5470}
 root=${SOCIALNET_PG_ROOT:-/tmp/socialnet-pg}
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 stack="$root/failover-$base"
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 monitor_url="postgres://autoctl_node@127.0.0.1:$base/pg_auto_failover?sslmode=disable"
 
 usage() {
@@ -98,16 +99,7 @@ serving() {
 create_monitor() {
   autoctl create monitor --pgdata "$(dir_of 0)" --pgport "$base" --hostname 127.0.0.1 \
     --auth trust --no-ssl --pgctl "$bin/pg_ctl" >>"$stack/service0.log" 2>&1
-  # Quick failure detection for a lab on one machine.
-  cat >>"$(dir_of 0)/postgresql.conf" <<CONF
-pgautofailover.health_check_period = 1000
-pgautofailover.health_check_timeout = 1000
-pgautofailover.health_check_max_retries = 1
-pgautofailover.health_check_retry_delay = 500
-pgautofailover.node_considered_unhealthy_timeout = 3000
-pgautofailover.startup_grace_period = 2000
-pgautofailover.primary_demote_timeout = 5000
-CONF
+  cat "$repo/deploy/pg_auto_failover/monitor.conf" >>"$(dir_of 0)/postgresql.conf"
 }
 
 create_node() { # i

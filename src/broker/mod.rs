@@ -236,6 +236,39 @@ async fn supervise(urls: Vec<String>, settings: Settings, deps: BrokerDeps, shar
     }
 }
 
+/// A queue of this instance's own (server-named, exclusive, gone with its connection), bound to
+/// the `sockets` exchange by `key`, or by `instance.<its name>` when `key` is `None`.
+async fn instance_queue(
+    channel: &lapin::Channel,
+    sockets: &str,
+    key: Option<&str>,
+) -> Result<String, lapin::Error> {
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?
+        .name()
+        .to_string();
+    let key = key.map_or_else(|| format!("instance.{queue}"), str::to_owned);
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            sockets.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}
+
 /// One connection's life: topology, then every part that uses the broker, until one of them fails.
 async fn session(
     url: &str,
@@ -249,52 +282,15 @@ async fn session(
         let connection = Connection::connect(url, properties).await?;
         let channel = connection.create_channel().await?;
         declare(&channel, &shared.names, settings, deps.feeds.cached()).await?;
-        let own = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?
-            .name()
-            .to_string();
         // A binding of the instance's own keeps `P.sockets` alive when it is auto-deleted (tests).
-        channel
-            .queue_bind(
-                own.as_str().into(),
-                shared.names.sockets.as_str().into(),
-                format!("instance.{own}").into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let own = instance_queue(&channel, &shared.names.sockets, None).await?;
         // The instance's queue of broadcast live posts (celebrities'), consumed apart from `own`.
-        let broadcasts = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?
-            .name()
-            .to_string();
-        channel
-            .queue_bind(
-                broadcasts.as_str().into(),
-                shared.names.sockets.as_str().into(),
-                consumers::BROADCAST_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let broadcasts = instance_queue(
+            &channel,
+            &shared.names.sockets,
+            Some(consumers::BROADCAST_KEY),
+        )
+        .await?;
         Ok::<_, lapin::Error>((connection, channel, own, broadcasts))
     };
     let (connection, setup, own, broadcasts) =
