@@ -120,6 +120,9 @@ pub enum BenchCommand {
     Run(Box<BenchRunArgs>),
     /// Draw two runs on the same axes with the ratio per step (B / A).
     Compare(BenchCompareArgs),
+    /// A mix of writes and reads while a command breaks something (`--event`); afterwards,
+    /// every acknowledged write is looked for on the database. Writes outage.md and plots.
+    Outage(Box<bench::outage::BenchOutageArgs>),
     /// Write a run's report.md and plots again from its result.json.
     Render {
         /// The run's folder.
@@ -257,6 +260,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (markdown, dir) = bench::compare(&args)?;
             println!("{markdown}");
             eprintln!("written to {}", dir.display());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Outage(args)) => {
+            let (result, dir) = bench::outage::run(&args).await?;
+            eprintln!("{}", result.markdown());
+            println!("{}", dir.join("outage.md").display());
             Ok(())
         }
         Command::Bench(BenchCommand::Render { dir }) => {

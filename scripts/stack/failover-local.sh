@@ -8,8 +8,14 @@
 #                                              # target_session_attrs=read-write: whichever is the
 #                                              # primary), then each node's own URL
 #   scripts/stack/failover-local.sh kill-node I   # SIGKILL a node's keeper and PostgreSQL: the machine dies
+#   scripts/stack/failover-local.sh cut-node I    # SIGSTOP node I's WAL senders: its standbys get
+#                                              # nothing more, as if the network to them had
+#                                              # failed, while it goes on answering (kill-node ends it)
 #   scripts/stack/failover-local.sh start-node I  # runs it again: it rejoins as a standby
 #   scripts/stack/failover-local.sh primary       # which node accepts writes now (its number)
+#   scripts/stack/failover-local.sh replication sync|async   # every node in the commit quorum
+#                                              # (the default) or none: asynchronous, and a
+#                                              # failover may lose the last acknowledged writes
 #   scripts/stack/failover-local.sh state | stop | destroy
 # FAILOVER_PORT is the monitor's port (default 5470); node I listens on FAILOVER_PORT + I. The
 # monitor runs with deploy/pg_auto_failover/monitor.conf (a node gone after 3 s without an
@@ -26,7 +32,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 monitor_url="postgres://autoctl_node@127.0.0.1:$base/pg_auto_failover?sslmode=disable"
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -148,6 +154,13 @@ case "$action" in
     kill -9 $(tree "$(cat "$stack/run$i.pid")") 2>/dev/null || true
     rm -f "$stack/run$i.pid"
     ;;
+  cut-node)
+    i=${2:?which node}
+    senders=$(sql "$(port_of "$i")" "select pid from pg_stat_replication")
+    [ -n "$senders" ] || { echo "node $i sends WAL to nobody" >&2; exit 1; }
+    # shellcheck disable=SC2086 # one pid per word
+    kill -STOP $senders
+    ;;
   start-node)
     run_service "${2:?which node}"
     wait_until 60 serving "$2" || { echo "node $2 did not rejoin; see $stack/service$2.log" >&2; exit 1; }
@@ -158,6 +171,33 @@ case "$action" in
       [ "$(sql "$(port_of "$i")" "select pg_is_in_recovery() or current_setting('transaction_read_only')::bool")" = f ] && echo "$i"
     done
     true
+    ;;
+  replication)
+    case "${2:-}" in
+      sync) quorum=true ;;
+      async) quorum=false ;;
+      *) usage ;;
+    esac
+    # Through the monitor's own function: `pg_autoctl set node replication-quorum` (1.6) sets it
+    # too, then often fails reading the nodes back ("invalid byte sequence"), exiting non-zero.
+    # The function may meet a keeper's report in a deadlock: it is tried again.
+    set_quorum() { # node
+      psql -X -Atq -h 127.0.0.1 -p "$base" -U postgres -d pg_auto_failover -c \
+        "select pgautofailover.set_node_replication_quorum('default', 'node$1', $quorum)" \
+        >>"$stack/service0.log" 2>&1
+    }
+    for i in $(nodes); do
+      wait_until 30 set_quorum "$i" || { echo "the monitor refused; see $stack/service0.log" >&2; exit 1; }
+    done
+    # The primary's keeper applies it: wait until synchronous_standby_names says so.
+    synchronous() {
+      local p names
+      p=$("$0" primary | head -n 1)
+      [ -n "$p" ] || return 1
+      names=$(sql "$(port_of "$p")" "show synchronous_standby_names")
+      if [ "$quorum" = true ]; then [ -n "$names" ]; else [ -z "$names" ]; fi
+    }
+    wait_until 30 synchronous || { echo "replication is not $2 yet; see $stack/service*.log" >&2; exit 1; }
     ;;
   state)
     autoctl show state --pgdata "$(dir_of 0)"

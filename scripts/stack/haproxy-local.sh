@@ -12,7 +12,8 @@
 # request whose connection fails, or that gets an empty answer or none in time, is sent again,
 # to another instance (retry-on, redispatch), unless it is a POST: one that may have been applied
 # is answered 502, never sent twice. The health check (GET /ready every second) takes the
-# instance out after one failure.
+# instance out after one failure. A token keeps reaching one instance (its read-your-writes
+# notes); requests without one are spread round robin.
 # Needs haproxy (apt-get install haproxy) and a build; SOCIALNET_BIN names the binary (default
 # target/release/socialnet), SOCIALNET_LB_DIR the state folder (default /tmp/socialnet-lb).
 set -euo pipefail
@@ -37,6 +38,8 @@ global
     # Each connection costs two descriptors; stay under this machine's 20,000.
     maxconn 9000
     pidfile $state/haproxy.pid
+    # What HAProxy thinks of each instance, for the lab (scripts/lab/balancers.sh).
+    stats socket $state/haproxy.sock mode 600 level user
 
 defaults
     mode http
@@ -55,7 +58,8 @@ frontend api
     default_backend socialnet
 
 backend socialnet
-    balance leastconn
+    balance hdr(Authorization)
+    hash-type consistent
     http-request disable-l7-retry if METH_POST
     option httpchk GET /ready
     http-check expect status 200
@@ -83,7 +87,7 @@ CFG
     stop_instances
     ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

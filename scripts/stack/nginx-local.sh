@@ -12,7 +12,8 @@
 # compose stack uses too): a request whose connection to it fails, or that gets no answer, goes
 # to the next instance if its method is idempotent (GET, PUT…) or if it was never sent; a POST
 # that reached the dead instance is answered 502, since it may have been applied. The instance is
-# then left alone for `fail_timeout` (passive checks: active ones are nginx Plus only).
+# then left alone for `fail_timeout` (passive checks: active ones are nginx Plus only). A token
+# keeps reaching one instance (deploy/nginx/balance.conf); anonymous requests are spread.
 # Needs nginx (apt-get install nginx-light) and a build; SOCIALNET_BIN names the binary (default
 # target/release/socialnet), SOCIALNET_LB_DIR the state folder (default /tmp/socialnet-nginx).
 set -euo pipefail
@@ -43,8 +44,9 @@ http {
     fastcgi_temp_path $state/tmp/fastcgi;
     uwsgi_temp_path $state/tmp/uwsgi;
     scgi_temp_path $state/tmp/scgi;
+    include $(pwd)/deploy/nginx/balance.conf;
     upstream socialnet {
-        least_conn;
+        hash \$socialnet_balance_key consistent;
 CFG
       for i in $(seq 1 "$n"); do
         echo "        server 127.0.0.1:$((port + i)) max_fails=1 fail_timeout=5s;"

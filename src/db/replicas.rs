@@ -14,9 +14,10 @@
 //! writer's reads go to the primary. It costs a write nothing but a map insert (no extra round
 //! trip to learn the commit's WAL position), and a reader who wrote lately waits for no replica:
 //! within one check interval of a write, and for as long as every replica is behind it, their
-//! reads run on the primary. The notes are this instance's: behind a balancer, a client's next
-//! request may reach another instance, which knows nothing of the write (see
-//! docs/lab/replicas.md).
+//! reads run on the primary. The notes are this instance's: both balancers keep a token on one
+//! instance (hashing its `Authorization` header), so a writer's next read reaches the instance
+//! that noted the write; only when that instance dies does the token move to one that knows
+//! nothing of it (see docs/lab/replicas.md).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

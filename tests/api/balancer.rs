@@ -1,5 +1,6 @@
-//! Two instances behind a real HAProxy: tokens work across instances, websockets upgrade through
-//! the balancer, and losing an instance costs no request.
+//! Two instances behind a real HAProxy, and behind each native balancer stack: tokens work across
+//! instances and keep reaching one, websockets upgrade through the balancer, and losing an
+//! instance costs no read.
 
 use std::collections::HashSet;
 use std::process::Command;
@@ -19,6 +20,40 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Registers a user through `base` and logs them in: (id, token).
+async fn register_and_log_in(
+    client: &reqwest::Client,
+    base: &str,
+    first: &str,
+    second: &str,
+) -> (String, String) {
+    let id = client
+        .post(format!("{base}/user/register"))
+        .json(&registration(first, second))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = client
+        .post(format!("{base}/login"))
+        .json(&serde_json::json!({"id": id, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (id, token)
 }
 
 #[tokio::test]
@@ -83,26 +118,7 @@ backend socialnet
     .await;
 
     // Register and log in through the balancer; the token is honoured by both instances.
-    let response = client
-        .post(format!("{base}/user/register"))
-        .json(&registration("Анна", "Иванова"))
-        .send()
-        .await
-        .unwrap();
-    let id = response.json::<Value>().await.unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = client
-        .post(format!("{base}/login"))
-        .json(&serde_json::json!({"id": id, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    let token = response.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, token) = register_and_log_in(&client, &base, "Анна", "Иванова").await;
     let mut served_by = HashSet::new();
     for _ in 0..10 {
         let response = client
@@ -242,30 +258,7 @@ async fn an_instance_killed_under_load_fails_no_read(script: &'static str) {
     let stack = Balanced::start(script, 2);
     let base = stack.url.clone();
     let client = reqwest::Client::new();
-    let id = client
-        .post(format!("{base}/user/register"))
-        .json(&registration("Ирина", "Балансова"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = client
-        .post(format!("{base}/login"))
-        .json(&serde_json::json!({"id": id, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, token) = register_and_log_in(&client, &base, "Ирина", "Балансова").await;
     // The live-feed handshake passes through the balancer.
     let url = format!(
         "{}/post/feed/posted?token={token}",
@@ -296,12 +289,13 @@ async fn an_instance_killed_under_load_fails_no_read(script: &'static str) {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let path = &paths[i % paths.len()];
                 i += 1;
-                match client
-                    .get(format!("{base}{path}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                {
+                // Only the feed needs the token; the other reads go anonymously, spread over
+                // both instances (a token keeps reaching one).
+                let mut request = client.get(format!("{base}{path}"));
+                if path == "/post/feed" {
+                    request = request.bearer_auth(&token);
+                }
+                match request.send().await {
                     Ok(r) if r.status() == StatusCode::OK => {
                         served += 1;
                         if let Some(server) = r.headers().get("x-served-by") {
@@ -404,4 +398,54 @@ async fn behind_haproxy_an_instance_killed_under_load_fails_no_read() {
 #[tokio::test]
 async fn behind_nginx_an_instance_killed_under_load_fails_no_read() {
     an_instance_killed_under_load_fails_no_read("nginx-local.sh").await;
+}
+
+/// Requests with one token keep reaching one instance (whose read-your-writes notes know its
+/// user's last write), different tokens spread over both, and requests without a token too.
+async fn a_token_keeps_reaching_one_instance(script: &'static str) {
+    let stack = Balanced::start(script, 2);
+    let base = stack.url.clone();
+    let client = reqwest::Client::new();
+    let served_by = |response: &reqwest::Response| {
+        assert_eq!(response.status(), StatusCode::OK);
+        response.headers()["x-served-by"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut by_token = HashSet::new();
+    for n in 0..20 {
+        let (_, token) =
+            register_and_log_in(&client, &base, "Липкий", &format!("Маршрут{n}")).await;
+        let mut instances = HashSet::new();
+        for _ in 0..6 {
+            let response = client
+                .get(format!("{base}/post/feed"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            instances.insert(served_by(&response));
+        }
+        assert_eq!(instances.len(), 1, "{script}: one token, {instances:?}");
+        by_token.extend(instances);
+    }
+    // Twenty tokens all on one of two instances: about 1 in 500,000 with an even hash.
+    assert_eq!(by_token.len(), 2, "{script}: twenty tokens, {by_token:?}");
+    let mut anonymous = HashSet::new();
+    for _ in 0..20 {
+        let response = client.get(format!("{base}/health")).send().await.unwrap();
+        anonymous.insert(served_by(&response));
+    }
+    assert_eq!(anonymous.len(), 2, "{script}: anonymous, {anonymous:?}");
+}
+
+#[tokio::test]
+async fn behind_haproxy_a_token_keeps_reaching_one_instance() {
+    a_token_keeps_reaching_one_instance("haproxy-local.sh").await;
+}
+
+#[tokio::test]
+async fn behind_nginx_a_token_keeps_reaching_one_instance() {
+    a_token_keeps_reaching_one_instance("nginx-local.sh").await;
 }

@@ -1,10 +1,11 @@
 //! `socialnet bench`: loads a running server with one scenario at a time over a sweep of
 //! connection counts, and writes JSON, a Markdown table and SVG plots; `compare` sets two runs
-//! side by side with their ratios.
+//! side by side with their ratios; `outage` counts what survives a failure under load.
 
 mod burst;
 mod fanout;
 mod load;
+pub mod outage;
 pub mod plot;
 pub mod report;
 pub mod scenario;

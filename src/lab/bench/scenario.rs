@@ -89,6 +89,7 @@ impl FromStr for Scenario {
 }
 
 /// A request to send: method, path with query, optional JSON body and bearer token.
+#[derive(Clone)]
 pub struct PlannedRequest {
     pub post: bool,
     pub path: String,
@@ -303,22 +304,28 @@ impl Workload {
             Scenario::Register => {
                 let faker = faker.get_or_insert_with(|| UserFaker::new(rng.gen(), 0.7));
                 let user = faker.next_user();
-                let body = serde_json::json!({
-                    "first_name": user.first_name,
-                    "second_name": user.second_name,
-                    "birthdate": user.birthdate.to_string(),
-                    "biography": user.biography,
-                    "city": user.city,
-                    "password": LAB_PASSWORD,
-                });
-                PlannedRequest {
-                    post: true,
-                    path: "/user/register".to_owned(),
-                    body: Some(Bytes::from(body.to_string())),
-                    token: None,
-                }
+                registration(&user, &user.biography)
             }
         }
+    }
+}
+
+/// `POST /user/register` of a generated user (password of `socialnet fake users`), with the
+/// biography given.
+pub fn registration(user: &crate::lab::fake::FakeUser, biography: &str) -> PlannedRequest {
+    let body = serde_json::json!({
+        "first_name": user.first_name,
+        "second_name": user.second_name,
+        "birthdate": user.birthdate.to_string(),
+        "biography": biography,
+        "city": user.city,
+        "password": LAB_PASSWORD,
+    });
+    PlannedRequest {
+        post: true,
+        path: "/user/register".to_owned(),
+        body: Some(Bytes::from(body.to_string())),
+        token: None,
     }
 }
 
