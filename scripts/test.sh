@@ -13,6 +13,9 @@
 #   haproxy and nginx (the balancer tests put instances behind each)
 #   pg_auto_failover (pg_autoctl: the failover test runs a formation with
 #   scripts/stack/failover-local.sh)
+#   Tarantool on 127.0.0.1:3301 with deploy/tarantool/dialogs.lua (the dialog suite on the
+#   in-memory store; TEST_TARANTOOL_URL to change it), started here with
+#   scripts/stack/tarantool-local.sh, and the tarantool binary (one test runs its own)
 # Where the services already run (TEST_*_URL pointing elsewhere, say), plain `cargo test` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +32,7 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v pg_autoctl >/dev/null 2>&1 ||
   missing+=("postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)-auto-failover")
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v tarantool >/dev/null 2>&1 || missing+=(tarantool)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
@@ -66,6 +70,13 @@ if [ -z "${TEST_AMQP_URL:-}" ] && ! amqp_up; then
   log "starting RabbitMQ"
   rabbitmq-server -detached
   wait_for RabbitMQ 60 amqp_up
+fi
+
+if [ -z "${TEST_TARANTOOL_URL:-}" ]; then
+  # Started if it does not answer; it keeps its data between runs (tests use fresh databases,
+  # whose dialogs are apart in it).
+  TEST_TARANTOOL_URL=$(scripts/stack/tarantool-local.sh start)
+  export TEST_TARANTOOL_URL
 fi
 
 exec cargo test "$@"

@@ -16,6 +16,7 @@ use crate::broker::{Broker, BrokerDeps, PostEvents};
 use crate::cache::FeedCache;
 use crate::config::{AuthConfig, Config, DbConfig};
 use crate::db::{self, Db};
+use crate::dialogs::DialogStore;
 use crate::http;
 use crate::limits::{RateLimits, TrustedProxies};
 use crate::live::{LiveFanout, LiveHub, SocketLimits};
@@ -237,6 +238,7 @@ pub fn assemble(
         hasher: password_hasher(&config.auth)?,
         limits,
         trusted_proxies: TrustedProxies(config.rate.trusted_proxies.clone()),
+        dialogs: DialogStore::from_config(&config.dialogs),
         config: Arc::new(config),
         live,
         feeds,

@@ -7,7 +7,9 @@ use crate::app::{self, Application};
 use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
 use crate::db;
 use crate::lab::bench::{self, BenchCompareArgs, BenchRunArgs};
-use crate::lab::dialogs::{dialog_shards, fake_dialogs, DialogShardsArgs, FakeDialogsArgs};
+use crate::lab::dialogs::{
+    copy_dialogs, dialog_shards, fake_dialogs, CopyDialogsArgs, DialogShardsArgs, FakeDialogsArgs,
+};
 use crate::lab::fake::{fake_users, FakeUsersArgs};
 use crate::lab::social::{fake_social, FakeSocialArgs};
 use crate::shards::ops::{self as shards, Node as ShardNode};
@@ -94,6 +96,8 @@ pub enum FakeCommand {
     /// Show how the stored messages would spread over shards keyed by dialog, by sender or by
     /// message (Citus' hash, computed on plain PostgreSQL).
     DialogShards(DialogShardsArgs),
+    /// Copy the database's dialogs into Tarantool (DIALOG_STORE=tarantool then serves them).
+    CopyDialogs(CopyDialogsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +238,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Fake(FakeCommand::DialogShards(args)) => {
             println!("{}", dialog_shards(&args).await?);
+            Ok(())
+        }
+        Command::Fake(FakeCommand::CopyDialogs(args)) => {
+            let started = std::time::Instant::now();
+            let copied = copy_dialogs(&args).await?;
+            println!(
+                "{copied} messages copied into tarantool in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Feed(FeedCommand::Rebuild(args)) => {

@@ -52,6 +52,9 @@ pub struct Config {
     #[command(flatten)]
     pub broker: BrokerConfig,
 
+    #[command(flatten)]
+    pub dialogs: DialogsConfig,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -283,6 +286,34 @@ pub struct CacheConfig {
     /// each follower's cached feed but merged into it when the follower reads.
     #[arg(long, env = "FEED_CELEBRITY_FOLLOWERS", default_value_t = 10_000)]
     pub feed_celebrity_followers: i64,
+}
+
+/// Where dialogs are kept.
+#[derive(Debug, Clone, Args)]
+pub struct DialogsConfig {
+    /// postgres: the dialog tables of DATABASE_URL (sharded when it is a Citus coordinator);
+    /// tarantool: the in-memory store at TARANTOOL_URL (deploy/tarantool/dialogs.lua).
+    #[arg(long, env = "DIALOG_STORE", value_enum, default_value_t = DialogStoreKind::Postgres)]
+    pub dialog_store: DialogStoreKind,
+
+    /// Tarantool of DIALOG_STORE=tarantool, as [user[:password]@]host:port.
+    #[arg(
+        long,
+        env = "TARANTOOL_URL",
+        default_value = "socialnet:socialnet@127.0.0.1:3301",
+        hide_env_values = true
+    )]
+    pub tarantool_url: crate::tarantool::Address,
+
+    /// Longest a Tarantool call may take before the request is answered 503.
+    #[arg(long, env = "TARANTOOL_TIMEOUT_MS", default_value_t = 1_000)]
+    pub tarantool_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialogStoreKind {
+    Postgres,
+    Tarantool,
 }
 
 /// The RabbitMQ event bus.

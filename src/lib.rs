@@ -28,6 +28,7 @@ pub mod live;
 pub mod posts;
 pub mod shards;
 pub mod state;
+pub mod tarantool;
 pub mod telemetry;
 pub mod users;
 

@@ -6,6 +6,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::broker::PostEvents;
 use crate::config::Config;
 use crate::db::Db;
+use crate::dialogs::DialogStore;
 use crate::limits::{RateLimits, TrustedProxies};
 use crate::live::LiveHub;
 use crate::posts::feed::Feeds;
@@ -71,6 +72,8 @@ pub struct AppParts {
     /// Where a post's event goes after its write: applied here, or through the outbox and
     /// RabbitMQ when `AMQP_URL` is set.
     pub events: PostEvents,
+    /// Where dialogs are kept: PostgreSQL, or Tarantool (`DIALOG_STORE`).
+    pub dialogs: DialogStore,
     /// Limits on logins, registrations and writes (off in tests and in lab runs).
     pub limits: RateLimits,
     pub trusted_proxies: TrustedProxies,

@@ -17,6 +17,7 @@ duration=${DURATION:-10}
 citus_port=${CITUS_PORT:-5450}
 out=docs/lab/dialogs
 . scripts/lib/server.sh
+. scripts/lib/dialogs-lab.sh
 build_release
 export RUST_LOG=warn
 mkdir -p $out
@@ -35,15 +36,6 @@ keep() { # run folder, name
   rm -rf "${out:?}/$2"
   cp -r "$1" "$out/$2"
 }
-load() { # database URL, messages
-  local have
-  have=$(psql "$1" -X -Atq -c "select count(*) from users" 2>/dev/null || echo 0)
-  [ "$have" -ge 100000 ] || $bin fake users --database-url "$1" --count $((100000 - have)) --seed 42 >/dev/null
-  have=$(psql "$1" -X -Atq -c "select count(*) from dialog_messages" 2>/dev/null || echo 0)
-  [ "$have" -ge "$2" ] || $bin fake dialogs --database-url "$1" --messages $(($2 - have)) \
-    --hot-users 1 --hot-share 0.1 --seed 7
-}
-
 # 1. Plain PostgreSQL.
 plain=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}" | sed 's#/socialnet$#/lab_dialogs#')
 $bin migrate --database-url "$plain" >/dev/null

@@ -47,3 +47,17 @@ pub async fn cache_namespace(db: &impl GenericClient) -> Result<String, DbError>
     }
     Ok(format!("{name:016x}"))
 }
+
+/// The database as a number, for primary data kept outside it (dialogs in Tarantool): the low
+/// half of its epoch. Unlike [`cache_namespace`] it stays the same through a failover and a
+/// restore from a dump, which keep the users whose data it names; a dropped and recreated
+/// database, whose new users reuse the old ids, gets a new one.
+pub async fn database_number(db: &impl GenericClient) -> Result<i64, DbError> {
+    let row = db
+        .query_one("select epoch::text from database_identity", &[])
+        .await?;
+    let epoch: String = row.get(0);
+    let epoch = u128::from_str_radix(&epoch.replace('-', ""), 16)
+        .map_err(|e| DbError::internal(e, "reading the database epoch"))?;
+    Ok(epoch as u64 as i64)
+}

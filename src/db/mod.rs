@@ -15,7 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use tokio_postgres::NoTls;
 
 pub use error::DbError;
-pub use identity::cache_namespace;
+pub use identity::{cache_namespace, database_number};
 pub use migrations::{migrate, MIGRATIONS};
 
 use crate::backoff::Backoff;

@@ -1,8 +1,12 @@
 //! Private dialogs between two users, keyed by the dialog so that they shard (see
-//! `migrations/0004_dialogs.sql` and `crate::shards`).
+//! `migrations/0004_dialogs.sql` and `crate::shards`), kept in PostgreSQL or in Tarantool
+//! (`store`).
 
+mod memory;
 pub mod routes;
 pub mod sql;
+pub mod store;
 mod types;
 
+pub use store::{DialogStore, StoreError};
 pub use types::{DialogKey, Message, MessageText, MESSAGE_MAX_CHARS};

@@ -6,12 +6,27 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::sql::{self, Page, Sent};
-use super::types::{DialogKey, Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
+use super::sql::{Page, Sent};
+use super::store::StoreError;
+use super::types::{Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
 use crate::ids::UserId;
 use crate::input::{positive_id, Whole};
 use crate::state::AppState;
+use crate::tarantool::TarantoolError;
+
+/// A store that is down or slow is a 503, like the database; anything else it says, a 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(e) => e.into(),
+            StoreError::Tarantool(
+                e @ (TarantoolError::Unavailable(_) | TarantoolError::Timeout(_)),
+            ) => ApiError::Unavailable(e.to_string()),
+            StoreError::Tarantool(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,7 +68,7 @@ fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
         (status = 429, description = "Over a write limit (RATE_WRITES_PER_*); see Retry-After", body = ErrorBody),
-        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
+        (status = 503, description = "The database (or the dialog store) is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn send(
@@ -64,8 +79,7 @@ pub async fn send(
 ) -> Result<(), ApiError> {
     let to = other_party(me, user_id)?;
     let text = MessageText::parse(&request.text)?;
-    let db = state.db.get().await?;
-    match sql::send_message(&db, DialogKey::of(me, to), me, to, &text).await? {
+    match state.dialogs.send(&state.db, me, to, &text).await? {
         Sent::Message(_) => Ok(()),
         Sent::UnknownRecipient => Err(ApiError::not_found("user not found")),
         Sent::UnknownSender => Err(ApiError::unknown_token_user()),
@@ -99,7 +113,7 @@ pub struct ListQuery {
         (status = 400, description = "Invalid id, limit, cursor or offset", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 503, description = "The database is busy or down; retry later", body = ErrorBody),
+        (status = 503, description = "The database (or the dialog store) is busy or down; retry later", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -134,11 +148,12 @@ pub async fn list(
         }
         (None, offset) => Page::Offset(offset.unwrap_or(0)),
     };
-    let db = state.db.get().await?;
-    let messages = sql::list_messages(&db, DialogKey::of(me, other), limit, page).await?;
-    // An empty page is the one case where the other party may not exist at all.
-    if messages.is_empty() && !sql::user_exists(&db, other).await? {
-        return Err(ApiError::not_found("user not found"));
+    match state
+        .dialogs
+        .list(&state.db, me, other, limit, page)
+        .await?
+    {
+        Some(messages) => Ok(axum::Json(messages)),
+        None => Err(ApiError::not_found("user not found")),
     }
-    Ok(axum::Json(messages))
 }

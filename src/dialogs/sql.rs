@@ -76,6 +76,16 @@ pub enum Page {
     Offset(i64),
 }
 
+impl Page {
+    /// (messages numbered below, how many of those to skip), as both stores ask.
+    pub fn bounds(self) -> (i64, i64) {
+        match self {
+            Page::Before(id) => (id, 0),
+            Page::Offset(n) => (i64::MAX, n),
+        }
+    }
+}
+
 /// A page of the dialog between `me` and `other`, newest first.
 #[tracing::instrument(name = "sql.list_messages", skip(db))]
 pub async fn list_messages(
@@ -84,10 +94,7 @@ pub async fn list_messages(
     limit: i64,
     page: Page,
 ) -> Result<Vec<Message>, DbError> {
-    let (before, offset) = match page {
-        Page::Before(id) => (id, 0),
-        Page::Offset(n) => (i64::MAX, n),
-    };
+    let (before, offset) = page.bounds();
     let statement = db
         .prepare_cached(
             "select id, sender_id, recipient_id, text, created_at

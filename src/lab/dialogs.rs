@@ -275,3 +275,74 @@ pub async fn dialog_shards(args: &DialogShardsArgs) -> anyhow::Result<String> {
     }
     Ok(out)
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct CopyDialogsArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// The Tarantool to copy into (`--tarantool-url`).
+    #[command(flatten)]
+    pub dialogs: crate::config::DialogsConfig,
+}
+
+/// Copies every message of the database's dialog tables into Tarantool (`dialog_load` of
+/// deploy/tarantool/dialogs.lua), under the database's number, so that a server with
+/// `DIALOG_STORE=tarantool` serves the same dialogs; returns the messages copied. Copying again
+/// replaces what is there.
+pub async fn copy_dialogs(args: &CopyDialogsArgs) -> anyhow::Result<u64> {
+    use crate::tarantool::{Arg, Tarantool};
+    use rmpv::Value;
+
+    const BATCH: i64 = 2_000;
+    let pool = crate::lab::bulk_pool(&args.db)?;
+    let client = pool.get().await?;
+    let database = db::database_number(&**client).await?;
+    let tarantool = Tarantool::new(args.dialogs.tarantool_url.clone(), Duration::from_secs(60));
+    let statement = client
+        .prepare(
+            "select m.dialog_id, d.user_low, d.user_high, m.id, m.sender_id, m.recipient_id,
+                    m.text, (extract(epoch from m.created_at) * 1000000)::int8
+             from dialog_messages m join dialogs d using (dialog_id)
+             where (m.dialog_id, m.id) > ($1, $2)
+             order by m.dialog_id, m.id
+             limit $3",
+        )
+        .await?;
+    let total: i64 = client
+        .query_one("select count(*) from dialog_messages", &[])
+        .await?
+        .get(0);
+    let progress = indicatif::ProgressBar::new(total as u64);
+    let (mut after, mut copied) = ((i64::MIN, 0i64), 0u64);
+    loop {
+        let rows = client
+            .query(&statement, &[&after.0, &after.1, &BATCH])
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.get(0), last.get(3));
+        let batch = Value::Array(
+            rows.iter()
+                .map(|row| {
+                    Value::Array(vec![
+                        row.get::<_, i64>(0).into(),
+                        row.get::<_, i64>(1).into(),
+                        row.get::<_, i64>(2).into(),
+                        row.get::<_, i64>(3).into(),
+                        row.get::<_, i64>(4).into(),
+                        row.get::<_, i64>(5).into(),
+                        row.get::<_, String>(6).into(),
+                        row.get::<_, i64>(7).into(),
+                    ])
+                })
+                .collect(),
+        );
+        tarantool
+            .call("dialog_load", &[Arg::Int(database), Arg::Value(&batch)])
+            .await
+            .context("loading into tarantool")?;
+        copied += rows.len() as u64;
+        progress.set_position(copied);
+    }
+    progress.finish_and_clear();
+    Ok(copied)
+}

@@ -1,4 +1,5 @@
-//! Dialogs on plain PostgreSQL: the same tests run on Citus in `citus.rs` when one is reachable.
+//! Dialogs on plain PostgreSQL: the same tests run on Citus in `citus.rs` when one is reachable,
+//! and on the in-memory store in `tarantool.rs`.
 
 use std::collections::BTreeSet;
 
@@ -148,9 +149,7 @@ async fn concurrent_sends_get_distinct_consecutive_ids() {
     concurrent_scenario(&spawn_app().await).await;
 }
 
-#[tokio::test]
-async fn hostile_text_comes_back_as_it_was_sent() {
-    let app = spawn_app().await;
+pub async fn hostile_text_scenario(app: &TestApp) {
     let anna = app.user("Анна", "Иванова").await;
     let boris = app.user("Борис", "Петров").await;
     let hostile = [
@@ -176,9 +175,7 @@ async fn hostile_text_comes_back_as_it_was_sent() {
     );
 }
 
-#[tokio::test]
-async fn bad_sends_are_4xx() {
-    let app = spawn_app().await;
+pub async fn bad_sends_scenario(app: &TestApp) {
     let anna = app.user("Анна", "Иванова").await;
     let boris = app.user("Борис", "Петров").await;
     for text in [
@@ -230,9 +227,7 @@ async fn bad_sends_are_4xx() {
     assert!(app.dialog(&anna, &boris.id, "").await.is_empty());
 }
 
-#[tokio::test]
-async fn bad_lists_are_4xx() {
-    let app = spawn_app().await;
+pub async fn bad_lists_scenario(app: &TestApp) {
     let anna = app.user("Анна", "Иванова").await;
     let boris = app.user("Борис", "Петров").await;
     for query in [
@@ -260,4 +255,19 @@ async fn bad_lists_are_4xx() {
     assert_error(nobody, StatusCode::NOT_FOUND).await;
     let no_token = app.get(&format!("/dialog/{}/list", boris.id)).await;
     assert_error(no_token, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn hostile_text_comes_back_as_it_was_sent() {
+    hostile_text_scenario(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn bad_sends_are_4xx() {
+    bad_sends_scenario(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn bad_lists_are_4xx() {
+    bad_lists_scenario(&spawn_app().await).await;
 }

@@ -30,5 +30,6 @@ mod rabbit;
 mod register;
 mod replicas;
 mod search;
+mod tarantool;
 mod tokens;
 mod user_get;

@@ -1,0 +1,146 @@
+-- socialnet's dialogs in Tarantool (DIALOG_STORE=tarantool): the schema, and the two stored
+-- procedures the server calls, one call per request (and a bulk load for the lab). Run by
+-- `tarantool dialogs.lua` (the native script scripts/stack/tarantool-local.sh, and the compose
+-- service of docker-compose.dialogs.yml).
+--
+-- Memory (memtx) holds everything; every change is written to the write-ahead log before the
+-- call returns (wal_mode 'write': a crash of the process loses nothing acknowledged; a power
+-- loss may lose what the OS had not flushed, as 'fsync' would not), and a snapshot is taken
+-- every hour, so a restart reads the last snapshot and replays the log after it.
+--
+-- Settings, from the environment:
+--   TARANTOOL_LISTEN      host:port to listen on (default 127.0.0.1:3301)
+--   TARANTOOL_DIR         where the log and snapshots go (default the current folder)
+--   TARANTOOL_PASSWORD    password of the user `socialnet` (default socialnet)
+--   TARANTOOL_MEMORY_MB   memory for the data (default 1024)
+--   TARANTOOL_WAL_MODE    write (default), fsync or none
+
+local fiber = require('fiber')
+
+box.cfg({
+    listen = os.getenv('TARANTOOL_LISTEN') or '127.0.0.1:3301',
+    work_dir = os.getenv('TARANTOOL_DIR'),
+    memtx_memory = (tonumber(os.getenv('TARANTOOL_MEMORY_MB')) or 1024) * 1024 * 1024,
+    wal_mode = os.getenv('TARANTOOL_WAL_MODE') or 'write',
+    checkpoint_interval = 3600,
+    checkpoint_count = 2,
+    log_level = 5,
+})
+
+box.once('socialnet-dialogs-v1', function()
+    -- The same shape as PostgreSQL's dialogs and dialog_messages (migrations/0004_dialogs.sql),
+    -- keyed first by the database whose users they are (the low half of its epoch, migration
+    -- 0009: a dropped and recreated database, whose new users reuse the old ids, does not see
+    -- the old dialogs), then by the dialog's key and its pair of users, so that two pairs
+    -- sharing a key (a 64-bit hash) share nothing.
+    local dialogs = box.schema.space.create('dialogs', {
+        format = {
+            { name = 'database', type = 'integer' },
+            { name = 'dialog_id', type = 'integer' },
+            { name = 'user_low', type = 'integer' },
+            { name = 'user_high', type = 'integer' },
+            { name = 'last_message_id', type = 'unsigned' },
+        },
+    })
+    dialogs:create_index('primary', { parts = { 'database', 'dialog_id', 'user_low', 'user_high' } })
+    local messages = box.schema.space.create('dialog_messages', {
+        format = {
+            { name = 'database', type = 'integer' },
+            { name = 'dialog_id', type = 'integer' },
+            { name = 'user_low', type = 'integer' },
+            { name = 'user_high', type = 'integer' },
+            { name = 'id', type = 'unsigned' },
+            { name = 'sender_id', type = 'integer' },
+            { name = 'recipient_id', type = 'integer' },
+            { name = 'text', type = 'string' },
+            -- Microseconds since 1970.
+            { name = 'created_at', type = 'unsigned' },
+        },
+    })
+    messages:create_index('primary', {
+        parts = { 'database', 'dialog_id', 'user_low', 'user_high', 'id' },
+    })
+
+    box.schema.user.create('socialnet', { password = os.getenv('TARANTOOL_PASSWORD') or 'socialnet' })
+    -- The procedures run with their owner's rights (setuid): the user may call them and do
+    -- nothing else.
+    for _, name in ipairs({ 'dialog_send', 'dialog_list', 'dialog_load', 'dialog_stats' }) do
+        box.schema.func.create(name, { setuid = true })
+        box.schema.user.grant('socialnet', 'execute', 'function', name)
+    end
+end)
+
+-- Stores a message: the dialog's counter goes up by one and the message is kept under the new
+-- number, in one transaction; returns the number. The commit returns once the log has it.
+function dialog_send(database, dialog_id, low, high, sender, recipient, text)
+    local key = { database, dialog_id, low, high }
+    box.begin()
+    local dialog = box.space.dialogs:get(key)
+    local id = 1
+    if dialog == nil then
+        box.space.dialogs:insert({ database, dialog_id, low, high, 1 })
+    else
+        id = dialog[5] + 1
+        box.space.dialogs:update(key, { { '=', 5, id } })
+    end
+    box.space.dialog_messages:insert({
+        database, dialog_id, low, high, id, sender, recipient, text, fiber.time64(),
+    })
+    box.commit()
+    return id
+end
+
+-- A page of the dialog, newest first: messages numbered below `before`, skipping `offset` of
+-- them, at most `limit`; each as {id, sender, recipient, text, created_at}.
+function dialog_list(database, dialog_id, low, high, before, limit, offset)
+    local page = {}
+    local skipped = 0
+    for _, m in box.space.dialog_messages.index.primary:pairs(
+        { database, dialog_id, low, high, before }, { iterator = 'LT' }
+    ) do
+        if m[1] ~= database or m[2] ~= dialog_id or m[3] ~= low or m[4] ~= high then
+            break
+        end
+        if skipped < offset then
+            skipped = skipped + 1
+        else
+            page[#page + 1] = { m[5], m[6], m[7], m[8], m[9] }
+            if #page >= limit then
+                break
+            end
+        end
+    end
+    return page
+end
+
+-- Loads messages copied from PostgreSQL (`socialnet fake copy-dialogs`), each row {dialog_id,
+-- low, high, id, sender, recipient, text, created_at}, replacing any with the same key and
+-- keeping each dialog's counter at its highest number; returns how many it took.
+function dialog_load(database, rows)
+    box.begin()
+    for _, r in ipairs(rows) do
+        box.space.dialog_messages:replace({ database, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] })
+        local key = { database, r[1], r[2], r[3] }
+        local dialog = box.space.dialogs:get(key)
+        if dialog == nil then
+            box.space.dialogs:insert({ database, r[1], r[2], r[3], r[4] })
+        elseif dialog[5] < r[4] then
+            box.space.dialogs:update(key, { { '=', 5, r[4] } })
+        end
+    end
+    box.commit()
+    return #rows
+end
+
+-- What the store holds: {messages, dialogs, bytes of tuples, bytes of indexes, bytes of the memory
+-- arena in use}.
+function dialog_stats()
+    local messages, dialogs = box.space.dialog_messages, box.space.dialogs
+    return {
+        messages:len(),
+        dialogs:len(),
+        messages:bsize() + dialogs:bsize(),
+        messages.index.primary:bsize() + dialogs.index.primary:bsize(),
+        box.slab.info().arena_used,
+    }
+end

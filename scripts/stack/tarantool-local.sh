@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Tarantool holding socialnet's dialogs on this machine, the native twin of the `tarantool`
+# service of docker-compose.dialogs.yml: deploy/tarantool/dialogs.lua (the schema and the stored
+# procedures), its write-ahead log and snapshots in its own folder.
+#   scripts/stack/tarantool-local.sh start     # starts it if it is not running, waits until it
+#                                              # answers, prints the TARANTOOL_URL for the server
+#   scripts/stack/tarantool-local.sh kill      # SIGKILL, a crash: `start` replays its log
+#   scripts/stack/tarantool-local.sh pid | stop | destroy
+# TARANTOOL_PORT (default 3301) is its port on 127.0.0.1, TARANTOOL_PASSWORD the password of its
+# user `socialnet` (default socialnet); data lives in $SOCIALNET_TARANTOOL_ROOT/tarantool-<port>
+# (default /tmp/socialnet-tarantool). Needs tarantool (apt-get install tarantool).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+port=${TARANTOOL_PORT:-3301}
+root=${SOCIALNET_TARANTOOL_ROOT:-/tmp/socialnet-tarantool}
+dir="$root/tarantool-$port"
+password=${TARANTOOL_PASSWORD:-socialnet}
+
+running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
+
+# Answers with its greeting ("Tarantool 2.x ...").
+answering() {
+  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 9 <&3" 2>/dev/null | grep -q Tarantool
+}
+
+case "${1:-}" in
+  start)
+    mkdir -p "$dir"
+    if ! running && ! answering; then
+      (cd "$dir" && TARANTOOL_LISTEN="127.0.0.1:$port" TARANTOOL_DIR="$dir" \
+        TARANTOOL_PASSWORD="$password" exec tarantool "$repo/deploy/tarantool/dialogs.lua" \
+        >>"$dir/tarantool.log" 2>&1) &
+      echo $! >"$dir/pid"
+    fi
+    for _ in $(seq 1 150); do
+      answering && break
+      running || { echo "tarantool exited; see $dir/tarantool.log" >&2; tail -n 5 "$dir/tarantool.log" >&2; exit 1; }
+      sleep 0.2
+    done
+    answering || { echo "tarantool does not answer on 127.0.0.1:$port; see $dir/tarantool.log" >&2; exit 1; }
+    echo "socialnet:$password@127.0.0.1:$port"
+    ;;
+  kill)
+    running && kill -9 "$(cat "$dir/pid")"
+    rm -f "$dir/pid"
+    ;;
+  pid)
+    cat "$dir/pid"
+    ;;
+  stop | destroy)
+    if running; then
+      pid=$(cat "$dir/pid")
+      kill "$pid"
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$dir/pid"
+    if [ "$1" = destroy ]; then rm -rf "$dir"; fi
+    ;;
+  *)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac

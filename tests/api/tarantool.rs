@@ -1,0 +1,197 @@
+//! The dialog suite on the in-memory store (`DIALOG_STORE=tarantool`), against the Tarantool the
+//! test script starts (`scripts/stack/tarantool-local.sh`; `TEST_TARANTOOL_URL`), and what only
+//! a store outside PostgreSQL has to get right: two databases sharing one Tarantool, and
+//! Tarantool killed and started again under a running server.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use socialnet::config::DialogStoreKind;
+
+use crate::dialogs::{
+    bad_lists_scenario, bad_sends_scenario, concurrent_scenario, dialog_scenario,
+    hostile_text_scenario, paging_scenario,
+};
+use crate::helpers::{eventually, spawn_app_with, TestApp};
+
+/// The shared Tarantool of the suite.
+fn tarantool_url() -> String {
+    std::env::var("TEST_TARANTOOL_URL")
+        .unwrap_or_else(|_| "socialnet:socialnet@127.0.0.1:3301".to_owned())
+}
+
+async fn spawn_on(url: &str) -> TestApp {
+    let url = url.to_owned();
+    spawn_app_with(move |config| {
+        config.dialogs.dialog_store = DialogStoreKind::Tarantool;
+        config.dialogs.tarantool_url = url.parse().unwrap();
+    })
+    .await
+}
+
+async fn spawn_on_tarantool() -> TestApp {
+    spawn_on(&tarantool_url()).await
+}
+
+#[tokio::test]
+async fn both_parties_see_the_same_dialog_newest_first() {
+    let app = spawn_on_tarantool().await;
+    dialog_scenario(&app).await;
+    // The messages went to Tarantool: PostgreSQL's dialog tables stayed empty.
+    let db = app.db().await;
+    for table in ["dialogs", "dialog_messages"] {
+        let rows: i64 = db
+            .query_one(&format!("select count(*) from {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn pages_by_cursor_and_offset_cover_the_dialog_once() {
+    paging_scenario(&spawn_on_tarantool().await).await;
+}
+
+#[tokio::test]
+async fn concurrent_sends_get_distinct_consecutive_ids() {
+    concurrent_scenario(&spawn_on_tarantool().await).await;
+}
+
+#[tokio::test]
+async fn hostile_text_comes_back_as_it_was_sent() {
+    hostile_text_scenario(&spawn_on_tarantool().await).await;
+}
+
+#[tokio::test]
+async fn bad_sends_are_4xx() {
+    bad_sends_scenario(&spawn_on_tarantool().await).await;
+}
+
+#[tokio::test]
+async fn bad_lists_are_4xx() {
+    bad_lists_scenario(&spawn_on_tarantool().await).await;
+}
+
+/// Two databases on one Tarantool: their users have the same ids (1, 2, …), and neither sees
+/// the other's dialogs.
+#[tokio::test]
+async fn two_databases_sharing_a_tarantool_keep_their_dialogs_apart() {
+    let first = spawn_on_tarantool().await;
+    let second = spawn_on_tarantool().await;
+    let (a1, b1) = (
+        first.user("Анна", "Первая").await,
+        first.user("Борис", "Первый").await,
+    );
+    let (a2, b2) = (
+        second.user("Анна", "Вторая").await,
+        second.user("Борис", "Второй").await,
+    );
+    assert_eq!(
+        (&a1.id, &b1.id),
+        (&a2.id, &b2.id),
+        "fresh databases number users alike"
+    );
+    first.send_ok(&a1, &b1, "только в первой базе").await;
+    assert_eq!(first.dialog(&b1, &a1.id, "").await.len(), 1);
+    assert!(second.dialog(&b2, &a2.id, "").await.is_empty());
+}
+
+/// A Tarantool of the test's own, on a free port, destroyed at the end.
+struct OwnTarantool {
+    port: u16,
+    root: std::path::PathBuf,
+}
+
+impl OwnTarantool {
+    fn start() -> (OwnTarantool, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let own = OwnTarantool {
+            port,
+            root: std::env::temp_dir()
+                .join(format!("socialnet-tt-{}", uuid::Uuid::new_v4().simple())),
+        };
+        let url = own.run("start");
+        (own, url.trim().to_owned())
+    }
+
+    fn run(&self, action: &str) -> String {
+        let out = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/stack/tarantool-local.sh"
+        ))
+        .arg(action)
+        .env("TARANTOOL_PORT", self.port.to_string())
+        .env("SOCIALNET_TARANTOOL_ROOT", &self.root)
+        .output()
+        .expect("the stack script runs");
+        assert!(
+            out.status.success(),
+            "tarantool-local.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for OwnTarantool {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.run("destroy"));
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Killed with SIGKILL, Tarantool loses no acknowledged message (its write-ahead log has them);
+/// while it is down, sends and lists fail fast with 503 and nothing else; once it is back, the
+/// same server (no restart) reconnects and goes on.
+#[tokio::test]
+async fn tarantool_killed_and_restarted_loses_nothing_and_the_server_reconnects() {
+    let (tarantool, url) = OwnTarantool::start();
+    let app = spawn_on(&url).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for n in 0..50 {
+        app.send_ok(&anna, &boris, &format!("до сбоя {n}")).await;
+    }
+
+    tarantool.run("kill");
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = app.send_message(&anna, &boris.id, "в пустоту").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < Duration::from_secs(5), "a send hung");
+        let response = app
+            .get_as(&boris, &format!("/dialog/{}/list", anna.id))
+            .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    tarantool.run("start");
+    eventually(Duration::from_secs(10), || async {
+        match app
+            .send_message(&anna, &boris.id, "после сбоя")
+            .await
+            .status()
+        {
+            StatusCode::OK => Ok(()),
+            other => Err(format!("send after the restart: {other}")),
+        }
+    })
+    .await;
+    let dialog = app.dialog(&boris, &anna.id, "limit=1000").await;
+    let texts: Vec<&str> = dialog.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts[0], "после сбоя");
+    let before: Vec<String> = (0..50).rev().map(|n| format!("до сбоя {n}")).collect();
+    assert_eq!(
+        texts[1..],
+        before.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    // The numbers went on from where they were: 50 before, the 51st after.
+    assert_eq!(dialog[0]["id"], "51");
+}
