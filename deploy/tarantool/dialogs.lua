@@ -91,24 +91,23 @@ function dialog_send(database, dialog_id, low, high, sender, recipient, text)
 end
 
 -- A page of the dialog, newest first: messages numbered below `before`, skipping `offset` of
--- them, at most `limit`; each as {id, sender, recipient, text, created_at}.
+-- them, at most `limit`, as stored ({database, dialog_id, low, high, id, sender, recipient,
+-- text, created_at}: tuples go out as they are kept, with no copy into Lua tables). The index is
+-- read backwards from the page's start; the dialog's messages come first, and whatever follows
+-- them (the previous dialog's, when this one has fewer) is cut off the end.
 function dialog_list(database, dialog_id, low, high, before, limit, offset)
-    local page = {}
-    local skipped = 0
-    for _, m in box.space.dialog_messages.index.primary:pairs(
-        { database, dialog_id, low, high, before }, { iterator = 'LT' }
-    ) do
-        if m[1] ~= database or m[2] ~= dialog_id or m[3] ~= low or m[4] ~= high then
+    local page = box.space.dialog_messages.index.primary:select(
+        { database, dialog_id, low, high, before },
+        { iterator = 'LT', offset = offset, limit = limit }
+    )
+    local n = #page
+    while n > 0 do
+        local m = page[n]
+        if m[1] == database and m[2] == dialog_id and m[3] == low and m[4] == high then
             break
         end
-        if skipped < offset then
-            skipped = skipped + 1
-        else
-            page[#page + 1] = { m[5], m[6], m[7], m[8], m[9] }
-            if #page >= limit then
-                break
-            end
-        end
+        page[n] = nil
+        n = n - 1
     end
     return page
 end

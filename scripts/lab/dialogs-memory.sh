@@ -4,8 +4,9 @@
 # of them, then 10,000,000) copied into Tarantool (scripts/stack/tarantool-local.sh on
 # TARANTOOL_PORT), and the same `socialnet bench` sweep with DIALOG_STORE=postgres and
 # DIALOG_STORE=tarantool: dialog-send and dialog-list at the first size, dialog-list at the
-# next; with what each store takes in memory or on disk, and how long Tarantool takes to answer
-# again after SIGKILL. Loopback only.
+# next, and dialog-send again with Tarantool flushing its log as PostgreSQL does (wal_mode
+# fsync); with what each store takes in memory or on disk, and how long Tarantool takes to
+# answer again after SIGKILL. Loopback only; about 25 minutes at the defaults.
 #   scripts/lab/dialogs-memory.sh   # CONNECTIONS=1,10,100,1000 DURATION=10 SIZES="1 10"
 #                                   # (millions of messages) PG_PORT=5440 TARANTOOL_PORT=3311
 set -euo pipefail
@@ -26,6 +27,7 @@ tarantool_stack=scripts/stack/tarantool-local.sh
 trap 'stop_server; $tarantool_stack stop' EXIT
 
 plain=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}" | sed 's#/socialnet$#/lab_dialogs#')
+pg_data=${SOCIALNET_PG_ROOT:-/tmp/socialnet-pg}/${PG_PORT:-5440}
 $bin migrate --database-url "$plain" >/dev/null
 
 stats() { # Tarantool URL: messages, dialogs, tuple bytes, index bytes, arena bytes
@@ -35,20 +37,30 @@ stats() { # Tarantool URL: messages, dialogs, tuple bytes, index bytes, arena by
 bench() { # name, scenarios
   $bin bench run --url http://127.0.0.1:8098 --database-url "$plain" --scenarios "$2" \
     --connections "$connections" --warmup-secs 2 --duration-secs "$duration" \
-    --server-pid "$server" --out results/lab-dialogs-memory --name "$1" | tail -n 1 | xargs dirname
+    --server-pid "$server" --node-pid "postgres=$(head -n 1 "$pg_data/postmaster.pid")" \
+    --node-pid "tarantool=$($tarantool_stack pid)" \
+    --out results/lab-dialogs-memory --name "$1" | tail -n 1 | xargs dirname
 }
 
+# One row per run and size, added to what earlier runs wrote.
 summary=$out/memory.md
-{
-  echo "| messages | PostgreSQL: dialog tables and indexes on disk | Tarantool: tuples | indexes | arena in use | per million messages | Tarantool back after SIGKILL |"
+[ -f "$summary" ] || {
+  echo "| messages | PostgreSQL: dialog tables and indexes on disk | Tarantool: tuples | indexes | arena in use | per million messages | Tarantool back after SIGKILL (replaying its log) |"
   echo "|---:|---:|---:|---:|---:|---:|---:|"
 } >"$summary"
-first=yes
+# FIRST=no: dialog-list only from the first size on (the sends were measured at a smaller one).
+first=${FIRST:-yes}
 for size in $sizes; do
   load "$plain" $((size * 1000000))
-  $tarantool_stack destroy
   tt=$($tarantool_stack start)
-  $bin fake copy-dialogs --database-url "$plain" --tarantool-url "$tt"
+  # Copied afresh unless Tarantool already holds as many messages as PostgreSQL.
+  in_pg=$(psql "$plain" -X -Atq -c "select count(*) from dialog_messages")
+  read -r messages _ < <(stats "$tt")
+  if [ "$messages" != "$in_pg" ]; then
+    $tarantool_stack destroy
+    tt=$($tarantool_stack start)
+    $bin fake copy-dialogs --database-url "$plain" --tarantool-url "$tt"
+  fi
   read -r messages _ tuples indexes arena < <(stats "$tt")
   on_disk=$(psql "$plain" -X -Atq -c "select pg_total_relation_size('dialog_messages') + pg_total_relation_size('dialogs')")
   $tarantool_stack kill
@@ -70,6 +82,19 @@ for size in $sizes; do
   done
   rm -rf "$out/compare-memory-${size}m"
   $bin bench compare "$out/postgres-${size}m" "$out/tarantool-${size}m" --out "$out/compare-memory-${size}m" >/dev/null
+  if [ "$first" = yes ]; then
+    # The same durability as PostgreSQL's: Tarantool flushing its log to disk before a send
+    # returns (wal_mode fsync), as PostgreSQL's commit does; 'write' (above) leaves it to the OS.
+    $tarantool_stack stop
+    TARANTOOL_WAL_MODE=fsync $tarantool_stack start >/dev/null
+    start_server 8098 /tmp/socialnet-lab-dialogs-memory.log DATABASE_URL="$plain" \
+      DIALOG_STORE=tarantool TARANTOOL_URL="$tt"
+    dir=$(bench "tarantool-fsync-${size}m" dialog-send)
+    stop_server
+    rm -rf "${out:?}/tarantool-fsync-${size}m" "$out/compare-fsync-${size}m"
+    cp -r "$dir" "$out/tarantool-fsync-${size}m"
+    $bin bench compare "$out/postgres-${size}m" "$out/tarantool-fsync-${size}m" --out "$out/compare-fsync-${size}m" >/dev/null
+  fi
   first=no
 done
 cat "$summary"

@@ -2,7 +2,8 @@
 # Tarantool holding socialnet's dialogs on this machine, the native twin of the `tarantool`
 # service of docker-compose.dialogs.yml: deploy/tarantool/dialogs.lua (the schema and the stored
 # procedures), its write-ahead log and snapshots in its own folder.
-#   scripts/stack/tarantool-local.sh start     # starts it if it is not running, waits until it
+#   scripts/stack/tarantool-local.sh start     # starts it if it is not running (again, if it
+#                                              # runs an older dialogs.lua), waits until it
 #                                              # answers, prints the TARANTOOL_URL for the server
 #   scripts/stack/tarantool-local.sh kill      # SIGKILL, a crash: `start` replays its log
 #   scripts/stack/tarantool-local.sh pid | stop | destroy
@@ -18,17 +19,34 @@ password=${TARANTOOL_PASSWORD:-socialnet}
 
 running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
 
-# Answers with its greeting ("Tarantool 2.x ...").
+# Serves the procedures: it greets before it has loaded its data, so a call is the test.
 answering() {
-  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 9 <&3" 2>/dev/null | grep -q Tarantool
+  timeout 5 tarantool -e "local c = require('net.box').connect('socialnet:$password@127.0.0.1:$port')
+    os.exit(c:is_connected() and pcall(c.call, c, 'dialog_stats') and 0 or 1)" >/dev/null 2>&1
 }
+
+stop() {
+  if running; then
+    local pid
+    pid=$(cat "$dir/pid")
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$dir/pid"
+}
+
+# The procedures are read when Tarantool starts: one running an older dialogs.lua is restarted.
+script="$repo/deploy/tarantool/dialogs.lua"
+version=$(sha256sum "$script" | cut -c1-16)
 
 case "${1:-}" in
   start)
     mkdir -p "$dir"
+    if running && [ "$(cat "$dir/version" 2>/dev/null)" != "$version" ]; then stop; fi
     if ! running && ! answering; then
+      echo "$version" >"$dir/version"
       (cd "$dir" && TARANTOOL_LISTEN="127.0.0.1:$port" TARANTOOL_DIR="$dir" \
-        TARANTOOL_PASSWORD="$password" exec tarantool "$repo/deploy/tarantool/dialogs.lua" \
+        TARANTOOL_PASSWORD="$password" exec tarantool "$script" \
         >>"$dir/tarantool.log" 2>&1) &
       echo $! >"$dir/pid"
     fi
@@ -48,16 +66,11 @@ case "${1:-}" in
     cat "$dir/pid"
     ;;
   stop | destroy)
-    if running; then
-      pid=$(cat "$dir/pid")
-      kill "$pid"
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    rm -f "$dir/pid"
+    stop
     if [ "$1" = destroy ]; then rm -rf "$dir"; fi
     ;;
   *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

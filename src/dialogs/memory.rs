@@ -73,16 +73,17 @@ pub async fn list_messages(
         .collect()
 }
 
-/// `{id, sender, recipient, text, created_at µs}` as the API's message.
+/// A stored message, `{database, dialog_id, low, high, id, sender, recipient, text,
+/// created_at µs}`, as the API's message.
 fn message(row: &Value) -> Option<Message> {
     let fields = row.as_array()?;
     let int = |i: usize| fields.get(i).and_then(Value::as_i64);
     Some(Message {
-        id: int(0)?.to_string(),
-        from: int(1)?.to_string(),
-        to: int(2)?.to_string(),
-        text: fields.get(3)?.as_str()?.to_owned(),
-        created_at: DateTime::<Utc>::from_timestamp_micros(int(4)?)?,
+        id: int(4)?.to_string(),
+        from: int(5)?.to_string(),
+        to: int(6)?.to_string(),
+        text: fields.get(7)?.as_str()?.to_owned(),
+        created_at: DateTime::<Utc>::from_timestamp_micros(int(8)?)?,
     })
 }
 
@@ -97,6 +98,10 @@ mod tests {
     #[test]
     fn a_row_becomes_the_apis_message() {
         let row = Value::Array(vec![
+            77.into(),
+            (-5).into(),
+            42.into(),
+            43.into(),
             3.into(),
             42.into(),
             43.into(),

@@ -13,16 +13,14 @@ use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
 use crate::ids::UserId;
 use crate::input::{positive_id, Whole};
 use crate::state::AppState;
-use crate::tarantool::TarantoolError;
 
-/// A store that is down or slow is a 503, like the database; anything else it says, a 500.
+/// A store that is down, slow or still loading is a 503, like the database; anything else it
+/// says, a 500.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Db(e) => e.into(),
-            StoreError::Tarantool(
-                e @ (TarantoolError::Unavailable(_) | TarantoolError::Timeout(_)),
-            ) => ApiError::Unavailable(e.to_string()),
+            StoreError::Tarantool(e) if e.is_transient() => ApiError::Unavailable(e.to_string()),
             StoreError::Tarantool(e) => ApiError::Internal(e.into()),
         }
     }

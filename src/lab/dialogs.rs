@@ -300,11 +300,14 @@ pub async fn copy_dialogs(args: &CopyDialogsArgs) -> anyhow::Result<u64> {
     let tarantool = Tarantool::new(args.dialogs.tarantool_url.clone(), Duration::from_secs(60));
     let statement = client
         .prepare(
-            "select m.dialog_id, d.user_low, d.user_high, m.id, m.sender_id, m.recipient_id,
-                    m.text, (extract(epoch from m.created_at) * 1000000)::int8
-             from dialog_messages m join dialogs d using (dialog_id)
-             where (m.dialog_id, m.id) > ($1, $2)
-             order by m.dialog_id, m.id
+            // The pair is the sender and the recipient, in order: no join with `dialogs`
+            // (which, planned as a hash join, read the whole table for every batch).
+            "select dialog_id, least(sender_id, recipient_id), greatest(sender_id, recipient_id),
+                    id, sender_id, recipient_id, text,
+                    (extract(epoch from created_at) * 1000000)::int8
+             from dialog_messages
+             where (dialog_id, id) > ($1, $2)
+             order by dialog_id, id
              limit $3",
         )
         .await?;

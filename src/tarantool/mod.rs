@@ -59,6 +59,21 @@ pub enum TarantoolError {
     Protocol(String),
 }
 
+impl TarantoolError {
+    /// Whether another try later may succeed: not connected, no answer in time, or a server
+    /// that is still loading its data (after a restart) or read-only (a replica).
+    pub fn is_transient(&self) -> bool {
+        /// Tarantool's ER_READONLY and ER_LOADING.
+        const READONLY: u64 = 7;
+        const LOADING: u64 = 116;
+        match self {
+            TarantoolError::Unavailable(_) | TarantoolError::Timeout(_) => true,
+            TarantoolError::Server { code, .. } => matches!(*code, READONLY | LOADING),
+            TarantoolError::Protocol(_) => false,
+        }
+    }
+}
+
 /// One argument of a call.
 #[derive(Debug, Clone, Copy)]
 pub enum Arg<'a> {
@@ -516,8 +531,17 @@ mod tests {
             Value::Map(vec![(0x31.into(), "boom".into())]),
         );
         match parse_packet(&failed).unwrap() {
-            (3, Err(TarantoolError::Server { code: 32, message })) => assert_eq!(message, "boom"),
+            (3, Err(e @ TarantoolError::Server { code: 32, .. })) => {
+                assert!(e.to_string().ends_with("boom"));
+                assert!(!e.is_transient());
+            }
             other => panic!("{other:?}"),
         }
+        // Still loading after a restart: try again later.
+        let loading = TarantoolError::Server {
+            code: 116,
+            message: "Instance bootstrap hasn't finished yet".into(),
+        };
+        assert!(loading.is_transient());
     }
 }
