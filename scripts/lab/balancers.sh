@@ -31,9 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# HAProxy's status of app1, with the time it changed, until killed.
+# HAProxy's status of app1, with the time it changed, until killed. Run in the background, the
+# subshell becomes python (exec), so that $! is the poller itself.
 poll_haproxy() { # socket, file
-  python3 - "$1" "$2" <<'PY'
+  exec python3 - "$1" "$2" <<'PY'
 import socket, sys, time
 sock, out = sys.argv[1], sys.argv[2]
 last = None
