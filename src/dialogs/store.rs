@@ -62,6 +62,18 @@ impl DialogStore {
         }
     }
 
+    /// For `/ready`: the in-memory store's address and whether it answers; `None` for
+    /// PostgreSQL, which `/ready` checks anyway.
+    pub async fn check(&self) -> Option<(String, Result<(), TarantoolError>)> {
+        match self {
+            DialogStore::Postgres => None,
+            DialogStore::Tarantool(store) => Some((
+                store.tarantool.address().to_owned(),
+                store.tarantool.ping().await,
+            )),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             DialogStore::Postgres => "postgres",

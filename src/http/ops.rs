@@ -50,12 +50,28 @@ pub async fn health() -> axum::Json<Status> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`; or `read-only` when the primary does not answer but a replica serves reads.
+    /// `ready`; `read-only` when the primary does not answer but a replica serves reads;
+    /// `degraded` when the dialog store (Tarantool) does not answer: everything else is served,
+    /// dialogs answer 503.
     #[schema(example = "ready")]
     pub status: &'static str,
+    /// The dialog store of `DIALOG_STORE=tarantool` (absent with PostgreSQL's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialog_store: Option<StoreStatus>,
     /// Each replica of `DATABASE_READ_URLS` as the last check found it (absent without them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreStatus {
+    #[schema(example = "tarantool")]
+    pub store: &'static str,
+    #[schema(example = "127.0.0.1:3301")]
+    pub address: String,
+    /// `up`, or `down: why`.
+    #[schema(example = "up")]
+    pub state: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,12 +107,29 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness
         .db
         .replicas()
         .map_or_else(Vec::new, |r| replica_statuses(r));
+    let dialog_store = state
+        .dialogs
+        .check()
+        .await
+        .map(|(address, answer)| StoreStatus {
+            store: state.dialogs.name(),
+            address,
+            state: match answer {
+                Ok(()) => "up".to_owned(),
+                Err(e) => format!("down: {e}"),
+            },
+        });
     let status = match primary {
+        Ok(()) if dialog_store.as_ref().is_some_and(|s| s.state != "up") => "degraded",
         Ok(()) => "ready",
         Err(_) if replicas.iter().any(|r| r.state == "up") => "read-only",
         Err(e) => return Err(e),
     };
-    Ok(axum::Json(Readiness { status, replicas }))
+    Ok(axum::Json(Readiness {
+        status,
+        dialog_store,
+        replicas,
+    }))
 }
 
 fn replica_statuses(replicas: &Replicas) -> Vec<ReplicaStatus> {

@@ -36,6 +36,7 @@ mod iproto {
     pub const ERROR_24: u64 = 0x31;
     pub const AUTH: u64 = 0x07;
     pub const CALL: u64 = 0x0a;
+    pub const PING: u64 = 0x40;
     /// An answer whose type has this bit is an error; the rest is the error's code.
     pub const ERROR_BIT: u64 = 0x8000;
 }
@@ -164,27 +165,56 @@ impl Tarantool {
         &self.inner.address.host_port
     }
 
-    /// Calls a stored function with `args`; its return values, as an array.
+    /// Calls a stored function with `args`; its return values, as an array. Each call is
+    /// counted in `tarantool_calls_total{function, outcome}` and timed in
+    /// `tarantool_call_seconds{function}`.
     pub async fn call(
         &self,
-        function: &str,
+        function: &'static str,
         args: &[Arg<'_>],
     ) -> Result<Vec<Value>, TarantoolError> {
-        let timeout = self.inner.timeout;
-        let answer = tokio::time::timeout(timeout, async {
-            let connection = self.connection().await?;
-            connection
-                .request(|sync| call_packet(sync, function, args))
-                .await
-        })
-        .await
-        .map_err(|_| TarantoolError::Timeout(timeout))??;
-        match answer {
+        let started = std::time::Instant::now();
+        let answer = self
+            .exchange(|sync| call_packet(sync, function, args))
+            .await;
+        metrics::histogram!("tarantool_call_seconds", "function" => function)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &answer {
+            Ok(_) => "ok",
+            Err(TarantoolError::Unavailable(_)) => "unavailable",
+            Err(TarantoolError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        metrics::counter!("tarantool_calls_total", "function" => function, "outcome" => outcome)
+            .increment(1);
+        match answer? {
             Value::Array(values) => Ok(values),
             other => Err(TarantoolError::Protocol(format!(
                 "a call's data is not an array: {other}"
             ))),
         }
+    }
+
+    /// Whether Tarantool answers a PING within the timeout (for `/ready`).
+    pub async fn ping(&self) -> Result<(), TarantoolError> {
+        self.exchange(|sync| {
+            packet(iproto::PING, sync, |out| {
+                let _ = rmp::encode::write_map_len(out, 0);
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// One request and its answer, within the timeout.
+    async fn exchange(&self, packet: impl FnOnce(u64) -> Vec<u8>) -> Answer {
+        let timeout = self.inner.timeout;
+        tokio::time::timeout(timeout, async {
+            let connection = self.connection().await?;
+            connection.request(packet).await
+        })
+        .await
+        .map_err(|_| TarantoolError::Timeout(timeout))?
     }
 
     /// The connection in use, or a new one when there is none or it broke.

@@ -1,7 +1,7 @@
 //! The dialog suite on the in-memory store (`DIALOG_STORE=tarantool`), against the Tarantool the
 //! test script starts (`scripts/stack/tarantool-local.sh`; `TEST_TARANTOOL_URL`), and what only
 //! a store outside PostgreSQL has to get right: two databases sharing one Tarantool, and
-//! Tarantool killed and started again under a running server.
+//! Tarantool killed and started again under a running server (and `/ready` saying so).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -160,7 +160,18 @@ async fn tarantool_killed_and_restarted_loses_nothing_and_the_server_reconnects(
         app.send_ok(&anna, &boris, &format!("до сбоя {n}")).await;
     }
 
+    let ready: serde_json::Value = app.get_json("/ready").await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["dialog_store"]["state"], "up");
+
     tarantool.run("kill");
+    // Everything else is still served: /ready says so (200), and names what is down.
+    let ready: serde_json::Value = app.get_json("/ready").await;
+    assert_eq!(ready["status"], "degraded");
+    assert!(ready["dialog_store"]["state"]
+        .as_str()
+        .unwrap()
+        .starts_with("down"));
     for _ in 0..5 {
         let started = Instant::now();
         let response = app.send_message(&anna, &boris.id, "в пустоту").await;
@@ -184,6 +195,8 @@ async fn tarantool_killed_and_restarted_loses_nothing_and_the_server_reconnects(
         }
     })
     .await;
+    let ready: serde_json::Value = app.get_json("/ready").await;
+    assert_eq!(ready["status"], "ready");
     let dialog = app.dialog(&boris, &anna.id, "limit=1000").await;
     let texts: Vec<&str> = dialog.iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts[0], "после сбоя");
