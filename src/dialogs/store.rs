@@ -120,20 +120,13 @@ impl DialogStore {
     ) -> Result<Option<Vec<Message>>, StoreError> {
         let key = DialogKey::of(me, other);
         let messages = match self {
-            DialogStore::Postgres => {
-                let conn = db.get().await?;
-                let messages = sql::list_messages(&conn, key, limit, page).await?;
-                // An empty page is the one case where the other party may not exist at all.
-                if messages.is_empty() && !sql::user_exists(&conn, other).await? {
-                    return Ok(None);
-                }
-                return Ok(Some(messages));
-            }
+            DialogStore::Postgres => sql::list_messages(&db.get().await?, key, limit, page).await?,
             DialogStore::Tarantool(store) => {
                 let database = store.database(db).await?;
                 memory::list_messages(&store.tarantool, database, key, limit, page).await?
             }
         };
+        // An empty page is the one case where the other party may not exist at all.
         if messages.is_empty() && !sql::user_exists(&db.get().await?, other).await? {
             return Ok(None);
         }

@@ -150,23 +150,10 @@ async fn drive_connection(
             }
         }
         let planned = workload.next(&mut rng, &mut faker);
-        let mut outcome = match sender.as_mut() {
-            Some(s) => send(s, build_request(plan, planned.clone())).await,
-            None => Err("connect".to_owned()),
-        };
-        if matches!(&outcome, Err(kind) if kind == "closed") {
-            // Closed by the server before this request went out (nginx ends a kept-alive
-            // connection after `keepalive_requests`): not sent, so not a failure. A client
-            // reconnects and sends it; so does this one, once, and the time counts.
-            outcome = match connect(plan).await {
-                Ok(mut s) => {
-                    let outcome = send(&mut s, build_request(plan, planned)).await;
-                    sender = Some(s);
-                    outcome
-                }
-                Err(kind) => Err(kind),
-            };
-        }
+        let s = sender.as_mut().expect("connected above");
+        let outcome = exchange(plan, s, &planned, "")
+            .await
+            .map(|(status, _)| status);
         let done = Instant::now();
         if scheduled >= measure_from && done <= stop_at + Duration::from_secs(1) {
             let micros = done.duration_since(scheduled).as_micros() as u64;
@@ -197,7 +184,7 @@ pub(super) async fn connect(plan: &StepPlan) -> Result<http1::SendRequest<Full<B
     Ok(sender)
 }
 
-pub(super) fn build_request(
+fn build_request(
     plan: &StepPlan,
     planned: super::scenario::PlannedRequest,
 ) -> Request<Full<Bytes>> {
@@ -221,19 +208,29 @@ pub(super) fn build_request(
     .expect("requests are well-formed")
 }
 
-/// Sends one request and reads the whole response; the status, or a short error kind.
-async fn send(
+/// Sends `planned` on `sender` and reads the whole answer: its status and the value of
+/// `header` (none when `header` is empty), or a short error kind. A connection the server had
+/// closed before the request went out (nginx ends a kept-alive one after `keepalive_requests`)
+/// did not carry it, so that is no failure: as a client would, this connects again and sends
+/// it once more, and the time counts.
+pub(super) async fn exchange(
+    plan: &StepPlan,
     sender: &mut http1::SendRequest<Full<Bytes>>,
-    request: Request<Full<Bytes>>,
-) -> Result<u16, String> {
-    send_reading(sender, request, "")
-        .await
-        .map(|(status, _)| status)
+    planned: &super::scenario::PlannedRequest,
+    header: &str,
+) -> Result<(u16, Option<String>), String> {
+    match send_reading(sender, build_request(plan, planned.clone()), header).await {
+        Err(kind) if kind == "closed" => {
+            *sender = connect(plan).await?;
+            send_reading(sender, build_request(plan, planned.clone()), header).await
+        }
+        outcome => outcome,
+    }
 }
 
-/// [`send`], also returning one header of the answer (none when `header` is empty). The error
-/// "closed" means the connection was closed before the request was sent.
-pub(super) async fn send_reading(
+/// Sends one request and reads the whole response; the error "closed" means the connection
+/// was closed before the request was sent.
+async fn send_reading(
     sender: &mut http1::SendRequest<Full<Bytes>>,
     request: Request<Full<Bytes>>,
     header: &str,

@@ -368,23 +368,8 @@ async fn drive(
         let marker = format!("{}-{}-{connection}-{seq}", shared.tag, kind.name());
         let planned = plan_request(shared, kind, &marker, &mut rng, &mut faker);
         let sent = start.elapsed();
-        let exchange = async {
-            let s = sender.as_mut().expect("connected above");
-            let outcome = load::send_reading(
-                s,
-                load::build_request(&shared.plan, planned.clone()),
-                "x-served-by",
-            )
-            .await;
-            if !matches!(&outcome, Err(kind) if kind == "closed") {
-                return outcome;
-            }
-            // Closed by the other side before the request went out (a balancer ending a
-            // kept-alive connection after a response): not sent, so a client sends it again
-            // on a new connection, and so does this one (the time counts).
-            *s = load::connect(&shared.plan).await?;
-            load::send_reading(s, load::build_request(&shared.plan, planned), "x-served-by").await
-        };
+        let s = sender.as_mut().expect("connected above");
+        let exchange = load::exchange(&shared.plan, s, &planned, "x-served-by");
         let outcome = match tokio::time::timeout(shared.timeout, exchange).await {
             Ok(outcome) => outcome,
             Err(_) => Err("timeout".to_owned()),
