@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{secret, PasswordHasher, TokenKeys};
 use crate::broker::{Broker, BrokerDeps, PostEvents};
 use crate::cache::FeedCache;
-use crate::config::{AuthConfig, Config, DbConfig};
+use crate::config::{AuthConfig, Config, DbConfig, Service};
 use crate::db::{self, Db};
 use crate::dialogs::DialogStore;
 use crate::http;
@@ -24,6 +24,7 @@ use crate::posts::feed::Feeds;
 use crate::posts::FEED_WINDOW;
 use crate::shards::{self, CitusLayout, Sharding};
 use crate::state::{AppParts, AppState};
+use crate::upstream::Upstream;
 
 /// A server whose listener is bound and whose database is migrated, ready to run.
 pub struct Application {
@@ -48,7 +49,8 @@ impl Application {
         migrate(db.pool(), &config.db).await?;
         let tokens = token_keys(&config.auth, &db).await?;
         let feed_cache = match config.cache.redis_url.as_deref() {
-            Some(url) if !url.is_empty() => {
+            // The dialog service keeps no feeds.
+            Some(url) if !url.is_empty() && config.serve.service == Service::All => {
                 let client = db.get().await.context("reading the database's identity")?;
                 let namespace = db::cache_namespace(&**client).await?;
                 FeedCache::from_config(&config.cache, FEED_WINDOW, &namespace).await
@@ -215,22 +217,35 @@ pub fn assemble(
         fanout_slots,
         config.cache.feed_celebrity_followers,
     );
-    let (events, broker_task) = if config.broker.urls().is_empty() {
-        let events = PostEvents::InProcess {
-            feeds: feeds.clone(),
-            live: live_fanout,
+    // The dialog service carries no post events.
+    let (events, broker_task) =
+        if config.broker.urls().is_empty() || config.serve.service == Service::Dialogs {
+            let events = PostEvents::InProcess {
+                feeds: feeds.clone(),
+                live: live_fanout,
+            };
+            (events, None)
+        } else {
+            let deps = BrokerDeps {
+                db: db.clone(),
+                feeds: feeds.clone(),
+                live: live_fanout,
+                live_route_batch: config.broker.live_route_batch,
+                live_broadcast_followers: config.broker.live_broadcast_followers,
+            };
+            let (broker, task) = Broker::start(&config.broker, deps);
+            (PostEvents::Outbox(broker), Some(task))
         };
-        (events, None)
-    } else {
-        let deps = BrokerDeps {
-            db: db.clone(),
-            feeds: feeds.clone(),
-            live: live_fanout,
-            live_route_batch: config.broker.live_route_batch,
-            live_broadcast_followers: config.broker.live_broadcast_followers,
-        };
-        let (broker, task) = Broker::start(&config.broker, deps);
-        (PostEvents::Outbox(broker), Some(task))
+    let dialog_service = match config.dialogs.dialog_service() {
+        Some(_) if config.serve.service == Service::Dialogs => anyhow::bail!(
+            "the dialog service serves dialogs itself: unset DIALOGS_URL for --service dialogs"
+        ),
+        Some(url) => Some(Upstream::new(
+            "dialogs",
+            url,
+            Duration::from_millis(config.dialogs.dialogs_timeout_ms),
+        )?),
+        None => None,
     };
     let state = AppState::new(AppParts {
         db,
@@ -238,7 +253,12 @@ pub fn assemble(
         hasher: password_hasher(&config.auth)?,
         limits,
         trusted_proxies: TrustedProxies(config.rate.trusted_proxies.clone()),
-        dialogs: DialogStore::from_config(&config.dialogs),
+        // Forwarding, this service keeps no dialogs: the routes never reach a store.
+        dialogs: match dialog_service {
+            Some(_) => DialogStore::Postgres,
+            None => DialogStore::from_config(&config.dialogs),
+        },
+        dialog_service,
         config: Arc::new(config),
         live,
         feeds,

@@ -70,6 +70,12 @@ pub enum LogFormat {
 /// holding the server (see docs/hardening.md).
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
+    /// Which API this process serves: `all` (the whole API) or `dialogs` (the dialog service:
+    /// the dialog API, old paths and `/v2/dialogs`, with its store and nothing else; the main
+    /// service reaches it at DIALOGS_URL).
+    #[arg(long, env = "SERVICE", value_enum, default_value_t = Service::All)]
+    pub service: Service,
+
     /// Longest a client may take to send a request's headers, on a new connection or between two
     /// requests of a kept-alive one (so also the idle timeout); then the connection is closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -94,6 +100,13 @@ pub struct ServeConfig {
     /// Unset: `/metrics` is served on BIND with the API (a lone server, the lab).
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+}
+
+/// The API one process serves (`SERVICE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    All,
+    Dialogs,
 }
 
 /// On or off.
@@ -308,6 +321,27 @@ pub struct DialogsConfig {
     /// Longest a Tarantool call may take before the request is answered 503.
     #[arg(long, env = "TARANTOOL_TIMEOUT_MS", default_value_t = 1_000)]
     pub tarantool_timeout_ms: u64,
+
+    /// The dialog service (`serve --service dialogs`), as http://host:port. Set: this service
+    /// forwards `/dialog/{user_id}/send` and `/list` to it, one hop on kept-alive connections;
+    /// unset or empty: it serves them itself from DIALOG_STORE.
+    #[arg(long, env = "DIALOGS_URL")]
+    pub dialogs_url: Option<String>,
+
+    /// Longest the dialog service may take to answer a forwarded request (the whole answer);
+    /// then the request is answered 503 with Retry-After, as when it is down.
+    #[arg(long, env = "DIALOGS_TIMEOUT_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub dialogs_timeout_ms: u64,
+}
+
+impl DialogsConfig {
+    /// The dialog service to forward to, when one is configured.
+    pub fn dialog_service(&self) -> Option<&str> {
+        self.dialogs_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,7 @@
 //! `http` (router, middleware, OpenAPI); the domains' routes; `api` and `state` (what handlers
 //! speak and reach); the domains' logic, SQL and types (`users`, `friends`, `posts`, `dialogs`,
 //! `live`) beside `broker`, which carries post events between them; the infrastructure (`db`,
-//! `cache`, `auth`, `shards`) and the shared ground (`config`, `ids`, `input`, `json`, `backoff`).
+//! `cache`, `auth`, `shards`, `tarantool`, `upstream`) and the shared ground (`config`, `ids`, `input`, `json`, `backoff`).
 //! `lab` stands beside the server and uses the library as a client would.
 
 pub mod api;
@@ -30,6 +30,7 @@ pub mod shards;
 pub mod state;
 pub mod tarantool;
 pub mod telemetry;
+pub mod upstream;
 pub mod users;
 
 pub use app::Application;

@@ -10,6 +10,7 @@ use crate::dialogs::DialogStore;
 use crate::limits::{RateLimits, TrustedProxies};
 use crate::live::LiveHub;
 use crate::posts::feed::Feeds;
+use crate::upstream::Upstream;
 
 /// The application state. axum clones it several times per request (into the route's service,
 /// then into the `State` extractor), and each clone of a struct of shared parts was a dozen
@@ -74,6 +75,9 @@ pub struct AppParts {
     pub events: PostEvents,
     /// Where dialogs are kept: PostgreSQL, or Tarantool (`DIALOG_STORE`).
     pub dialogs: DialogStore,
+    /// The dialog service the dialog routes are forwarded to (`DIALOGS_URL`); `None`: they are
+    /// served here, from `dialogs`.
+    pub dialog_service: Option<Upstream>,
     /// Limits on logins, registrations and writes (off in tests and in lab runs).
     pub limits: RateLimits,
     pub trusted_proxies: TrustedProxies,

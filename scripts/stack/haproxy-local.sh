@@ -8,6 +8,11 @@
 #   scripts/stack/haproxy-local.sh start-instance I           # starts it again
 #   scripts/stack/haproxy-local.sh reload       # new HAProxy workers; established connections finish
 #   scripts/stack/haproxy-local.sh stop
+# DIALOG_SERVICE=M (default 0) splits the dialogs out, as docker-compose.split.yml does: M dialog
+# service instances (`serve --service dialogs`, instance numbers 51…50+M, on PORT+51…) behind a
+# backend of their own, to which HAProxy routes /dialog/ and /v2/dialogs/ itself; the other
+# instances forward the dialog paths that reach them (DIALOGS_URL) through HAProxy's internal
+# frontend on 127.0.0.1:PORT+50. `start-instance 51` starts a dialog instance again.
 # What HAProxy does with a dying instance (the same lines as deploy/haproxy/haproxy.cfg): a
 # request whose connection fails, or that gets an empty answer or none in time, is sent again,
 # to another instance (retry-on, redispatch), unless it is a POST: one that may have been applied
@@ -23,6 +28,15 @@ port=${PORT:-8100}
 bin=${SOCIALNET_BIN:-target/release/socialnet}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/socialnet}
 export RUST_LOG=${RUST_LOG:-info}
+dialog_service=${DIALOG_SERVICE:-0}
+# What each kind of instance is told: the API ones where the dialog service is, the dialog
+# service what it is (and no DIALOGS_URL: it would forward to itself).
+api_env=()
+[ "$dialog_service" -gt 0 ] && api_env=("DIALOGS_URL=http://127.0.0.1:$((port + 50))")
+dialog_env=(SERVICE=dialogs DIALOGS_URL=)
+instance_env() { # i: the variables of instance i
+  if [ "$1" -gt 50 ]; then echo "${dialog_env[@]}"; else echo "${api_env[@]}"; fi
+}
 
 . scripts/lib/instances.sh
 
@@ -52,9 +66,19 @@ defaults
     timeout client 30s
     timeout server 30s
     timeout tunnel 1h
+    # No instance to take it (all down): the API's own error shape, and when to retry.
+    http-error status 503 content-type application/json hdr Retry-After 1 string "{\\"message\\":\\"no instance is available; retry later\\",\\"request_id\\":\\"\\",\\"code\\":503}"
 
 frontend api
     bind 127.0.0.1:$port
+CFG
+      if [ "$dialog_service" -gt 0 ]; then
+        cat <<CFG
+    acl dialog_paths path_beg /dialog/ /v2/dialogs/
+    use_backend dialogs if dialog_paths
+CFG
+      fi
+      cat <<CFG
     default_backend socialnet
 
 backend socialnet
@@ -67,9 +91,34 @@ backend socialnet
     default-server check inter 1s fall 1 rise 2
 CFG
       for i in $(seq 1 "$n"); do echo "    server app$i 127.0.0.1:$((port + i))"; done
+      if [ "$dialog_service" -gt 0 ]; then
+        cat <<CFG
+
+# The API instances' way to the dialog service (their DIALOGS_URL).
+frontend dialogs_internal
+    bind 127.0.0.1:$((port + 50))
+    default_backend dialogs
+
+backend dialogs
+    balance hdr(Authorization)
+    hash-type consistent
+    http-request disable-l7-retry if METH_POST
+    option httpchk GET /ready
+    http-check expect status 200
+    http-response set-header x-served-by %s
+    default-server check inter 1s fall 1 rise 2
+CFG
+        for i in $(seq 51 $((50 + dialog_service))); do
+          echo "    server app$i 127.0.0.1:$((port + i))"
+        done
+      fi
     } >"$state/haproxy.cfg"
-    # The first instance creates and migrates the database; the others then find it ready.
-    for i in $(seq 1 "$n"); do start_instance "$i"; done
+    # The first instance creates and migrates the database; the others then find it ready. The
+    # API instances first: the first of them keeps the token secret the dialog service reads.
+    # shellcheck disable=SC2046 # instance_env gives words on purpose
+    for i in $(seq 1 "$n"); do start_instance "$i" $(instance_env "$i"); done
+    # shellcheck disable=SC2046
+    for i in $(seq 51 $((50 + dialog_service))); do start_instance "$i" $(instance_env "$i"); done
     haproxy -D -f "$state/haproxy.cfg"
     echo "http://127.0.0.1:$port"
     ;;
@@ -77,7 +126,8 @@ CFG
     kill_instance "${2:?which instance}" "${3:-KILL}"
     ;;
   start-instance)
-    start_instance "${2:?which instance}"
+    # shellcheck disable=SC2046
+    start_instance "${2:?which instance}" $(instance_env "$2")
     ;;
   reload)
     kill -USR2 "$(cat "$state/haproxy.pid")"
@@ -87,7 +137,7 @@ CFG
     stop_instances
     ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -15,6 +15,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use lapin::{BasicProperties, Channel};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{user_key, Names, Shared};
 use crate::backoff::Backoff;
@@ -86,21 +87,32 @@ enum Handled {
 }
 
 /// Consumes post events from `queue`, `CONCURRENCY` at a time, acknowledging each as `handle`
-/// decides. An unreadable message is acknowledged and logged: retrying cannot fix it. Ends only
-/// with an error (the session is then restarted).
-async fn consume_events<F, Fut>(channel: &Channel, queue: &str, handle: F) -> anyhow::Result<()>
+/// decides. `handle` gets the event and the id of the request it comes from, and runs in a span
+/// that names both the consumer and that id, as every log line it writes does. An unreadable
+/// message is acknowledged and logged: retrying cannot fix it. Ends only with an error (the
+/// session is then restarted).
+async fn consume_events<F, Fut>(
+    channel: &Channel,
+    consumer: &'static str,
+    queue: &str,
+    handle: F,
+) -> anyhow::Result<()>
 where
-    F: Fn(PostEvent) -> Fut,
+    F: Fn(PostEvent, Option<String>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Handled>>,
 {
     let deliveries = consume(channel, queue, false).await?;
     deliveries
         .map_err(anyhow::Error::from)
         .try_for_each_concurrent(CONCURRENCY, |delivery| {
+            let span = super::event_span(consumer, &delivery.properties);
             let handled = match serde_json::from_slice::<PostEvent>(&delivery.data) {
-                Ok(event) => Some(handle(event)),
+                Ok(event) => Some(
+                    handle(event, super::request_id_of(&delivery.properties))
+                        .instrument(span.clone()),
+                ),
                 Err(e) => {
-                    tracing::error!(error = %e, routing_key = %delivery.routing_key, "dropping an unreadable event");
+                    span.in_scope(|| tracing::error!(error = %e, routing_key = %delivery.routing_key, "dropping an unreadable event"));
                     metrics::counter!("broker_events_unreadable").increment(1);
                     None
                 }
@@ -137,7 +149,7 @@ pub(super) async fn apply_to_feeds(
     feeds: Feeds,
     names: Names,
 ) -> anyhow::Result<()> {
-    consume_events(&channel, &names.feed, |event| {
+    consume_events(&channel, "feed", &names.feed, |event, _| {
         let feeds = feeds.clone();
         async move {
             let started = Instant::now();
@@ -146,6 +158,7 @@ pub(super) async fn apply_to_feeds(
                 match feeds.apply_event(&event).await {
                     Ok(written) => {
                         metrics::counter!("feed_fanout_writes").increment(written as u64);
+                        tracing::debug!(kind = event.kind(), written, "feed event applied");
                         return Ok(Handled::Done);
                     }
                     Err(e) if started.elapsed() < RETRY_FOR => {
@@ -196,7 +209,7 @@ pub(super) async fn route_live(
         ROUTE_RETRY_FIRST,
         ROUTE_RETRY_LAST,
     )));
-    consume_events(&consumer_channel, &names.live, |event| {
+    consume_events(&consumer_channel, "live", &names.live, |event, request_id| {
         let (live, publisher, sockets) = (live.clone(), publisher.clone(), names.sockets.clone());
         let pause = pause.clone();
         async move {
@@ -236,7 +249,8 @@ pub(super) async fn route_live(
                             BROADCAST_KEY.into(),
                             BasicPublishOptions::default(),
                             &body,
-                            BasicProperties::default(),
+                            BasicProperties::default()
+                                .with_headers(super::request_id_headers(request_id.as_deref())),
                         )
                         .await?;
                     super::confirmed(vec![confirm], "a broadcast live post").await?;
@@ -251,7 +265,7 @@ pub(super) async fn route_live(
                     to: Cow::Borrowed(chunk),
                     frame: Cow::Borrowed(&frame),
                 })?;
-                let mut headers = FieldTable::default();
+                let mut headers = super::request_id_headers(request_id.as_deref());
                 if chunk.len() > 1 {
                     let keys: Vec<AMQPValue> = chunk[1..]
                         .iter()
@@ -291,6 +305,7 @@ pub(super) async fn deliver_live(
     let mut deliveries = consume(&channel, &queue, true).await?;
     while let Some(delivery) = deliveries.next().await {
         let delivery = delivery?;
+        let _span = super::event_span("sockets", &delivery.properties).entered();
         match serde_json::from_slice::<SocketBatch>(&delivery.data) {
             Ok(batch) => {
                 let sockets = live.deliver(&batch.to, batch.frame.into());
@@ -316,27 +331,32 @@ pub(super) async fn deliver_broadcasts(
     let mut deliveries = consume(&channel, &queue, true).await?;
     while let Some(delivery) = deliveries.next().await {
         let delivery = delivery?;
-        let post = match serde_json::from_slice::<Broadcast>(&delivery.data) {
-            Ok(post) => post,
-            Err(e) => {
-                tracing::error!(error = %e, "dropping an unreadable broadcast live post");
-                continue;
-            }
-        };
-        let (author, id) = (UserId(post.author_id), PostId(post.post_id));
-        match live.followers(author, id, Audience::ConnectedHere).await {
-            Ok(followers) => {
-                let sockets = live.deliver(&followers, post.frame.into());
-                tracing::debug!(
-                    post_id = post.post_id,
-                    sockets,
-                    "broadcast live post delivered"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, post_id = post.post_id, "broadcast live post not delivered: followers unavailable");
+        let span = super::event_span("broadcasts", &delivery.properties);
+        async {
+            let post = match serde_json::from_slice::<Broadcast>(&delivery.data) {
+                Ok(post) => post,
+                Err(e) => {
+                    tracing::error!(error = %e, "dropping an unreadable broadcast live post");
+                    return;
+                }
+            };
+            let (author, id) = (UserId(post.author_id), PostId(post.post_id));
+            match live.followers(author, id, Audience::ConnectedHere).await {
+                Ok(followers) => {
+                    let sockets = live.deliver(&followers, post.frame.into());
+                    tracing::debug!(
+                        post_id = post.post_id,
+                        sockets,
+                        "broadcast live post delivered"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, post_id = post.post_id, "broadcast live post not delivered: followers unavailable");
+                }
             }
         }
+        .instrument(span)
+        .await;
     }
     Err(anyhow::anyhow!(
         "the broadcast queue consumer was cancelled"

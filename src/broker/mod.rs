@@ -85,6 +85,39 @@ pub fn user_key(user: i64) -> String {
     format!("user.{user}")
 }
 
+/// The header that carries the id of the request an event comes from, on every message.
+const REQUEST_ID: &str = "x-request-id";
+
+/// Headers naming the request an event comes from (none for events older than the outbox's
+/// `request_id` column).
+fn request_id_headers(request_id: Option<&str>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    if let Some(id) = request_id {
+        headers.insert(REQUEST_ID.into(), AMQPValue::LongString(id.into()));
+    }
+    headers
+}
+
+/// The request id a delivered message carries, if any.
+fn request_id_of(properties: &lapin::BasicProperties) -> Option<String> {
+    let value = properties.headers().as_ref()?.inner().get(REQUEST_ID)?;
+    match value {
+        AMQPValue::LongString(text) => Some(text.to_string()),
+        AMQPValue::ShortString(text) => Some(text.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// The span a consumer handles a message in: its log lines name the request it comes from.
+fn event_span(consumer: &'static str, properties: &lapin::BasicProperties) -> tracing::Span {
+    let request_id = request_id_of(properties);
+    tracing::info_span!(
+        "event",
+        consumer,
+        request_id = request_id.as_deref().unwrap_or("none")
+    )
+}
+
 /// Longest wait for the broker's confirm of a publish.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 

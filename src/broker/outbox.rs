@@ -10,6 +10,8 @@ pub struct OutboxRow {
     pub id: i64,
     pub kind: String,
     pub payload: String,
+    /// The request whose write recorded it (`x-request-id`).
+    pub request_id: Option<String>,
 }
 
 /// Locks up to `limit` of the oldest unpublished events for this transaction; rows another relay
@@ -19,7 +21,7 @@ pub struct OutboxRow {
 pub async fn lock(db: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
     let statement = db
         .prepare_cached(
-            "select id, kind, payload::text from outbox
+            "select id, kind, payload::text, request_id from outbox
              order by id
              limit $1
              for update skip locked",
@@ -33,6 +35,7 @@ pub async fn lock(db: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>,
             id: row.get(0),
             kind: row.get(1),
             payload: row.get(2),
+            request_id: row.get(3),
         })
         .collect())
 }

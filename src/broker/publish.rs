@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::Broker;
 use crate::ids::{PostId, UserId};
 use crate::live::{LiveFanout, LivePost};
@@ -60,14 +62,21 @@ impl PostEvents {
             return;
         }
         let feeds = feeds.clone();
-        tokio::spawn(async move {
-            match feeds.apply_event(&event).await {
-                Ok(n) => metrics::counter!("feed_fanout_writes").increment(n as u64),
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = event.kind(), "feed cache update failed")
+        tokio::spawn(
+            async move {
+                match feeds.apply_event(&event).await {
+                    Ok(n) => {
+                        metrics::counter!("feed_fanout_writes").increment(n as u64);
+                        tracing::debug!(kind = event.kind(), written = n, "feed event applied");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, kind = event.kind(), "feed cache update failed")
+                    }
                 }
             }
-        });
+            // In the request's span: its log lines name the request, as through RabbitMQ.
+            .in_current_span(),
+        );
     }
 
     /// Waits, at most `wait`, until new posts for `user` reach this instance, so that a socket

@@ -77,7 +77,8 @@ async fn publish_batch(channel: &Channel, db: &Db, exchange: &str) -> Result<usi
             // Persistent: a quorum queue keeps it across broker restarts.
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
-            .with_message_id(row.id.to_string().into());
+            .with_message_id(row.id.to_string().into())
+            .with_headers(super::request_id_headers(row.request_id.as_deref()));
         confirms.push(
             channel
                 .basic_publish(

@@ -1,12 +1,14 @@
 //! Private dialogs between two users, keyed by the dialog so that they shard (see
 //! `migrations/0004_dialogs.sql` and `crate::shards`), kept in PostgreSQL or in Tarantool
-//! (`store`).
+//! (`store`), served on the API's old paths (`routes`) and, by the dialog service, on its own
+//! versioned ones (`v2`).
 
 mod memory;
 pub mod routes;
 pub mod sql;
 pub mod store;
 mod types;
+pub mod v2;
 
 pub use store::{DialogStore, StoreError};
 pub use types::{DialogKey, Message, MessageText, MESSAGE_MAX_CHARS};

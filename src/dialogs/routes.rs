@@ -45,7 +45,7 @@ pub struct SendRequest {
 }
 
 /// The other party of a dialog: a user who is not the caller.
-fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
+pub(super) fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError> {
     if other == me {
         return Err(ApiError::bad_request("a dialog needs two different users"));
     }
@@ -75,13 +75,59 @@ pub async fn send(
     Path(user_id): Path<UserId>,
     Json(request): Json<SendRequest>,
 ) -> Result<(), ApiError> {
-    let to = other_party(me, user_id)?;
-    let text = MessageText::parse(&request.text)?;
+    send_message(&state, me, user_id, &request.text)
+        .await
+        .map(|_| ())
+}
+
+/// Stores a message from the caller; its number in the dialog. Both APIs send through here.
+pub(super) async fn send_message(
+    state: &AppState,
+    me: UserId,
+    to: UserId,
+    text: &str,
+) -> Result<i64, ApiError> {
+    let to = other_party(me, to)?;
+    let text = MessageText::parse(text)?;
     match state.dialogs.send(&state.db, me, to, &text).await? {
-        Sent::Message(_) => Ok(()),
+        Sent::Message(id) => Ok(id),
         Sent::UnknownRecipient => Err(ApiError::not_found("user not found")),
         Sent::UnknownSender => Err(ApiError::unknown_token_user()),
     }
+}
+
+/// The page a list asks for: its size and where it starts. Both APIs page through here.
+pub(super) fn page_of(
+    limit: Option<Whole>,
+    cursor: Option<&str>,
+    offset: Option<Whole>,
+) -> Result<(i64, Page), ApiError> {
+    let limit = limit.map_or(LIST_DEFAULT, |w| w.0);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIST_MAX}"
+        )));
+    }
+    let page = match (cursor, offset.map(|w| w.0)) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give a cursor or an offset, not both",
+            ))
+        }
+        (Some(cursor), None) => match positive_id(cursor) {
+            Some(id) => Page::Before(id),
+            None => return Err(ApiError::bad_request("invalid cursor")),
+        },
+        // Written so that no offset, however large, can overflow.
+        (None, Some(offset)) if offset < 0 || offset > LIST_MAX_DEPTH - limit => {
+            return Err(ApiError::bad_request(format!(
+                "offset must be at least 0 and offset + limit at most {LIST_MAX_DEPTH}; \
+                 page deeper with the cursor"
+            )))
+        }
+        (None, offset) => Page::Offset(offset.unwrap_or(0)),
+    };
+    Ok((limit, page))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -121,37 +167,23 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<Message>>, ApiError> {
     let other = other_party(me, user_id)?;
-    let limit = query.limit.map_or(LIST_DEFAULT, |w| w.0);
-    if !(1..=LIST_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {LIST_MAX}"
-        )));
-    }
-    let page = match (query.cursor, query.offset.map(|w| w.0)) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give a cursor or an offset, not both",
-            ))
-        }
-        (Some(cursor), None) => match positive_id(&cursor) {
-            Some(id) => Page::Before(id),
-            None => return Err(ApiError::bad_request("invalid cursor")),
-        },
-        // Written so that no offset, however large, can overflow.
-        (None, Some(offset)) if offset < 0 || offset > LIST_MAX_DEPTH - limit => {
-            return Err(ApiError::bad_request(format!(
-                "offset must be at least 0 and offset + limit at most {LIST_MAX_DEPTH}; \
-                 page deeper with the cursor"
-            )))
-        }
-        (None, offset) => Page::Offset(offset.unwrap_or(0)),
-    };
-    match state
+    let (limit, page) = page_of(query.limit, query.cursor.as_deref(), query.offset)?;
+    list_messages(&state, me, other, limit, page)
+        .await
+        .map(axum::Json)
+}
+
+/// A page of the caller's dialog with `other`, newest first. Both APIs list through here.
+pub(super) async fn list_messages(
+    state: &AppState,
+    me: UserId,
+    other: UserId,
+    limit: i64,
+    page: Page,
+) -> Result<Vec<Message>, ApiError> {
+    state
         .dialogs
         .list(&state.db, me, other, limit, page)
         .await?
-    {
-        Some(messages) => Ok(axum::Json(messages)),
-        None => Err(ApiError::not_found("user not found")),
-    }
+        .ok_or_else(|| ApiError::not_found("user not found"))
 }

@@ -1,10 +1,10 @@
 //! The HTTP shell: the router of every domain, the middleware around it, the OpenAPI document
 //! and the operational endpoints.
 
+mod forward;
 pub mod metrics;
 pub mod openapi;
 mod ops;
-pub mod request_id;
 pub mod serve;
 
 use std::any::Any;
@@ -21,31 +21,57 @@ use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::api::request_id::{RequestId, REQUEST_ID_HEADER};
 use crate::api::{render_error_body, ApiError};
-use crate::config::Config;
+use crate::config::{Config, Service};
 use crate::state::AppState;
-use request_id::{RequestId, REQUEST_ID_HEADER};
+use crate::upstream::Upstream;
 
 /// Every domain's routes and the operational ones, each with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AppState> {
-    routes_with(true)
+    routes_with(true, None)
 }
 
-fn routes_with(metrics: bool) -> OpenApiRouter<AppState> {
+/// The main service's routes; the dialog routes forwarded to `dialog_service` when there is one.
+fn routes_with(metrics: bool, dialog_service: Option<Upstream>) -> OpenApiRouter<AppState> {
+    let dialogs = match dialog_service {
+        Some(upstream) => crate::dialogs::routes::router()
+            .route_layer(middleware::from_fn_with_state(upstream, forward::forward)),
+        None => crate::dialogs::routes::router(),
+    };
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(crate::users::routes::router())
         .merge(crate::friends::routes::router())
         .merge(crate::posts::routes::router())
         .merge(crate::live::routes::router())
+        .merge(dialogs)
+        .merge(ops::router(metrics))
+}
+
+/// The dialog service's routes (`serve --service dialogs`): the dialog API on the old paths and
+/// its own versioned ones, and the operational routes.
+pub fn dialog_service_routes() -> OpenApiRouter<AppState> {
+    dialog_service_routes_with(true)
+}
+
+fn dialog_service_routes_with(metrics: bool) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::DialogServiceDoc::openapi())
+        .merge(crate::dialogs::v2::router())
         .merge(crate::dialogs::routes::router())
         .merge(ops::router(metrics))
 }
 
-/// The whole application: every route plus docs, inside the middleware stack. `/metrics` is
-/// among them unless `METRICS_BIND` gives it a listener of its own ([`metrics_router`]).
+/// The whole application of the service `SERVICE` names: its routes plus docs, inside the
+/// middleware stack. `/metrics` is among them unless `METRICS_BIND` gives it a listener of its
+/// own ([`metrics_router`]).
 pub fn router(state: AppState) -> App {
     let config = state.config.clone();
-    let (api, doc) = routes_with(config.serve.metrics_bind.is_none()).split_for_parts();
+    let metrics = config.serve.metrics_bind.is_none();
+    let routes = match config.serve.service {
+        Service::All => routes_with(metrics, state.dialog_service.clone()),
+        Service::Dialogs => dialog_service_routes_with(metrics),
+    };
+    let (api, doc) = routes.split_for_parts();
     let api = api
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)

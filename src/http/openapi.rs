@@ -26,6 +26,26 @@ use utoipa_swagger_ui::SwaggerUi;
 )]
 pub struct ApiDoc;
 
+/// The dialog service's document head (`serve --service dialogs`): its own API, versioned, and
+/// the old paths it serves for the main service.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "socialnet dialogs",
+        version = "2.0.0",
+        description = "The dialog service: private messages between two users. New clients use \
+                       `/v2/dialogs`; `/dialog/{user_id}/send` and `/list` are the main API's \
+                       paths, kept for it and its clients. Tokens are the main service's (one \
+                       shared secret). Ids are strings; errors carry `{message, request_id, code}`.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "dialogs", description = "Private messages between two users"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct DialogServiceDoc;
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -46,6 +66,11 @@ impl Modify for BearerAuth {
 /// The whole document, as `/openapi.json` serves it.
 pub fn document() -> utoipa::openapi::OpenApi {
     super::routes().into_openapi()
+}
+
+/// The dialog service's document, as its `/openapi.json` serves it.
+pub fn dialog_service_document() -> utoipa::openapi::OpenApi {
+    super::dialog_service_routes().into_openapi()
 }
 
 /// `/openapi.json` and Swagger UI under `/docs`.

@@ -14,6 +14,7 @@ use crate::api::{ApiError, ErrorBody};
 use crate::db::replicas::{Health, Replicas};
 use crate::db::DbError;
 use crate::state::AppState;
+use crate::upstream::Upstream;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -51,13 +52,16 @@ pub async fn health() -> axum::Json<Status> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     /// `ready`; `read-only` when the primary does not answer but a replica serves reads;
-    /// `degraded` when the dialog store (Tarantool) does not answer: everything else is served,
-    /// dialogs answer 503.
+    /// `degraded` when the dialog store (Tarantool) or the dialog service does not answer:
+    /// everything else is served, dialogs answer 503.
     #[schema(example = "ready")]
     pub status: &'static str,
     /// The dialog store of `DIALOG_STORE=tarantool` (absent with PostgreSQL's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dialog_store: Option<StoreStatus>,
+    /// The dialog service of `DIALOGS_URL`, asked for its own readiness (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialog_service: Option<ServiceStatus>,
     /// Each replica of `DATABASE_READ_URLS` as the last check found it (absent without them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaStatus>,
@@ -69,6 +73,15 @@ pub struct StoreStatus {
     pub store: &'static str,
     #[schema(example = "127.0.0.1:3301")]
     pub address: String,
+    /// `up`, or `down: why`.
+    #[schema(example = "up")]
+    pub state: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceStatus {
+    #[schema(example = "http://127.0.0.1:8001")]
+    pub url: String,
     /// `up`, or `down: why`.
     #[schema(example = "up")]
     pub state: String,
@@ -119,8 +132,16 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness
                 Err(e) => format!("down: {e}"),
             },
         });
+    let dialog_service = match &state.dialog_service {
+        Some(upstream) => Some(ServiceStatus {
+            url: upstream.url().to_owned(),
+            state: service_state(upstream).await,
+        }),
+        None => None,
+    };
     let status = match primary {
         Ok(()) if dialog_store.as_ref().is_some_and(|s| s.state != "up") => "degraded",
+        Ok(()) if dialog_service.as_ref().is_some_and(|s| s.state != "up") => "degraded",
         Ok(()) => "ready",
         Err(_) if replicas.iter().any(|r| r.state == "up") => "read-only",
         Err(e) => return Err(e),
@@ -128,8 +149,22 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness
     Ok(axum::Json(Readiness {
         status,
         dialog_store,
+        dialog_service,
         replicas,
     }))
+}
+
+/// Whether a service answers its `/ready` with a success, within its time limit.
+async fn service_state(upstream: &Upstream) -> String {
+    let ready = axum::http::Request::get("/ready").body(bytes::Bytes::new());
+    match ready {
+        Ok(request) => match upstream.send(request).await {
+            Ok(answer) if answer.status().is_success() => "up".to_owned(),
+            Ok(answer) => format!("down: /ready answered {}", answer.status()),
+            Err(e) => format!("down: {e}"),
+        },
+        Err(e) => format!("down: {e}"),
+    }
 }
 
 fn replica_statuses(replicas: &Replicas) -> Vec<ReplicaStatus> {

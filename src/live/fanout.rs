@@ -4,6 +4,7 @@
 //! instance that holds one of their sockets, which delivers it (see `crate::broker`).
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use tokio::sync::Semaphore;
 
@@ -107,16 +108,20 @@ impl LiveFanout {
             return;
         }
         let fanout = self.clone();
-        tokio::spawn(async move {
-            match fanout.followers(author, id, Audience::ConnectedHere).await {
-                Ok(followers) => match post.frame() {
-                    Ok(frame) => {
-                        fanout.deliver(&followers, frame);
-                    }
-                    Err(e) => tracing::error!(error = %e, "encoding a live post"),
-                },
-                Err(e) => tracing::warn!(error = %e, "live fan-out failed"),
+        tokio::spawn(
+            async move {
+                match fanout.followers(author, id, Audience::ConnectedHere).await {
+                    Ok(followers) => match post.frame() {
+                        Ok(frame) => {
+                            fanout.deliver(&followers, frame);
+                        }
+                        Err(e) => tracing::error!(error = %e, "encoding a live post"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "live fan-out failed"),
+                }
             }
-        });
+            // In the request's span: its log lines name the request (its id) as the request's do.
+            .in_current_span(),
+        );
     }
 }

@@ -7,9 +7,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::events::PostEvent;
-use super::sql::{self, Ownership};
+use super::sql::{self, EventRecord, Ownership};
 use super::types::{Post, PostText, FEED_WINDOW};
-use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Reader, Writer};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Reader, RequestId, Writer};
 use crate::ids::PostId;
 use crate::input::Whole;
 use crate::state::AppState;
@@ -54,12 +54,13 @@ pub struct CreatePostRequest {
 pub async fn create_post(
     State(state): State<AppState>,
     Writer(me): Writer,
+    request_id: RequestId,
     Json(request): Json<CreatePostRequest>,
 ) -> Result<axum::Json<String>, ApiError> {
     let text = PostText::parse(&request.text)?;
     let id = {
         let db = state.db.get().await?;
-        sql::insert_post(&db, me, &text, state.events.through_outbox())
+        sql::insert_post(&db, me, &text, event_record(&state, &request_id))
             .await?
             .ok_or_else(ApiError::unknown_token_user)?
     };
@@ -106,13 +107,14 @@ pub struct UpdatePostRequest {
 pub async fn update_post(
     State(state): State<AppState>,
     Writer(me): Writer,
+    request_id: RequestId,
     Json(request): Json<UpdatePostRequest>,
 ) -> Result<(), ApiError> {
     let id: PostId = request.id.into_text().parse()?;
     let text = PostText::parse(&request.text)?;
     {
         let db = state.db.get().await?;
-        written(sql::update_post(&db, me, id, &text, state.events.through_outbox()).await?)?;
+        written(sql::update_post(&db, me, id, &text, event_record(&state, &request_id)).await?)?;
     }
     state.db.wrote(me);
     state.events.written(|| PostEvent::Updated {
@@ -140,11 +142,12 @@ pub async fn update_post(
 pub async fn delete_post(
     State(state): State<AppState>,
     Writer(me): Writer,
+    request_id: RequestId,
     Path(id): Path<PostId>,
 ) -> Result<(), ApiError> {
     {
         let db = state.db.get().await?;
-        written(sql::delete_post(&db, me, id, state.events.through_outbox()).await?)?;
+        written(sql::delete_post(&db, me, id, event_record(&state, &request_id)).await?)?;
     }
     state.db.wrote(me);
     state.events.written(|| PostEvent::Deleted {
@@ -152,6 +155,17 @@ pub async fn delete_post(
         author_id: me.0,
     });
     Ok(())
+}
+
+/// Where this instance's writes record their events (see [`crate::broker::PostEvents`]).
+fn event_record<'a>(state: &AppState, request_id: &'a RequestId) -> EventRecord<'a> {
+    if state.events.through_outbox() {
+        EventRecord::Outbox {
+            request_id: request_id.as_str(),
+        }
+    } else {
+        EventRecord::None
+    }
 }
 
 fn written(outcome: Ownership) -> Result<(), ApiError> {

@@ -17,31 +17,52 @@ fn post_from_row(row: &Row) -> Post {
     }
 }
 
+/// Where a write records its event: nowhere (it is applied in process), or in the outbox under
+/// the id of the request that made it.
+#[derive(Debug, Clone, Copy)]
+pub enum EventRecord<'a> {
+    None,
+    Outbox { request_id: &'a str },
+}
+
 /// Inserts a post; `None` if its author does not exist (a token that outlived its user). With
-/// `outbox`, its `post.created` event is written by the same statement, so the post and its
+/// the outbox, its `post.created` event is written by the same statement, so the post and its
 /// event commit together or not at all.
 #[tracing::instrument(name = "sql.insert_post", skip(db, text))]
 pub async fn insert_post(
     db: &impl GenericClient,
     author: UserId,
     text: &PostText,
-    outbox: bool,
+    event: EventRecord<'_>,
 ) -> Result<Option<PostId>, DbError> {
-    let sql = if outbox {
-        "with p as (
-             insert into posts (author_id, text) values ($1, $2) returning id, author_id, text
-         ), e as (
-             insert into outbox (kind, payload)
-             select 'post.created', jsonb_build_object(
-                 'kind', 'post.created', 'post_id', id, 'author_id', author_id, 'text', text)
-             from p
-         )
-         select id from p"
-    } else {
-        "insert into posts (author_id, text) values ($1, $2) returning id"
+    let outcome = match event {
+        EventRecord::Outbox { request_id } => {
+            let statement = db
+                .prepare_cached(
+                    "with p as (
+                         insert into posts (author_id, text) values ($1, $2)
+                         returning id, author_id, text
+                     ), e as (
+                         insert into outbox (kind, payload, request_id)
+                         select 'post.created', jsonb_build_object(
+                             'kind', 'post.created', 'post_id', id, 'author_id', author_id,
+                             'text', text), $3
+                         from p
+                     )
+                     select id from p",
+                )
+                .await?;
+            db.query_one(&statement, &[&author.0, &text.as_str(), &request_id])
+                .await
+        }
+        EventRecord::None => {
+            let statement = db
+                .prepare_cached("insert into posts (author_id, text) values ($1, $2) returning id")
+                .await?;
+            db.query_one(&statement, &[&author.0, &text.as_str()]).await
+        }
     };
-    let statement = db.prepare_cached(sql).await?;
-    match db.query_one(&statement, &[&author.0, &text.as_str()]).await {
+    match outcome {
         Ok(row) => Ok(Some(PostId(row.get(0)))),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
             Ok(None)
@@ -86,65 +107,93 @@ async fn ownership(
     })
 }
 
-/// Replaces the text of the author's post; with `outbox`, records `post.updated` in the same statement.
+/// Replaces the text of the author's post; with the outbox, records `post.updated` in the same
+/// statement.
 #[tracing::instrument(name = "sql.update_post", skip(db, text))]
 pub async fn update_post(
     db: &impl GenericClient,
     author: UserId,
     id: PostId,
     text: &PostText,
-    outbox: bool,
+    event: EventRecord<'_>,
 ) -> Result<Ownership, DbError> {
-    let sql = if outbox {
-        "with u as (
-             update posts set text = $3, updated_at = now() where id = $1 and author_id = $2
-             returning id, author_id
-         ), e as (
-             insert into outbox (kind, payload)
-             select 'post.updated', jsonb_build_object(
-                 'kind', 'post.updated', 'post_id', id, 'author_id', author_id)
-             from u
-         )
-         select count(*) from u"
-    } else {
-        "with u as (
-             update posts set text = $3, updated_at = now() where id = $1 and author_id = $2
-             returning id
-         )
-         select count(*) from u"
+    let row = match event {
+        EventRecord::Outbox { request_id } => {
+            let statement = db
+                .prepare_cached(
+                    "with u as (
+                         update posts set text = $3, updated_at = now()
+                         where id = $1 and author_id = $2
+                         returning id, author_id
+                     ), e as (
+                         insert into outbox (kind, payload, request_id)
+                         select 'post.updated', jsonb_build_object(
+                             'kind', 'post.updated', 'post_id', id, 'author_id', author_id), $4
+                         from u
+                     )
+                     select count(*) from u",
+                )
+                .await?;
+            db.query_one(&statement, &[&id.0, &author.0, &text.as_str(), &request_id])
+                .await?
+        }
+        EventRecord::None => {
+            let statement = db
+                .prepare_cached(
+                    "with u as (
+                         update posts set text = $3, updated_at = now()
+                         where id = $1 and author_id = $2
+                         returning id
+                     )
+                     select count(*) from u",
+                )
+                .await?;
+            db.query_one(&statement, &[&id.0, &author.0, &text.as_str()])
+                .await?
+        }
     };
-    let statement = db.prepare_cached(sql).await?;
-    let changed: i64 = db
-        .query_one(&statement, &[&id.0, &author.0, &text.as_str()])
-        .await?
-        .get(0);
+    let changed: i64 = row.get(0);
     ownership(db, id, changed as u64).await
 }
 
-/// Deletes the author's post; with `outbox`, records `post.deleted` in the same statement.
+/// Deletes the author's post; with the outbox, records `post.deleted` in the same statement.
 #[tracing::instrument(name = "sql.delete_post", skip(db))]
 pub async fn delete_post(
     db: &impl GenericClient,
     author: UserId,
     id: PostId,
-    outbox: bool,
+    event: EventRecord<'_>,
 ) -> Result<Ownership, DbError> {
-    let sql = if outbox {
-        "with d as (
-             delete from posts where id = $1 and author_id = $2 returning id, author_id
-         ), e as (
-             insert into outbox (kind, payload)
-             select 'post.deleted', jsonb_build_object(
-                 'kind', 'post.deleted', 'post_id', id, 'author_id', author_id)
-             from d
-         )
-         select count(*) from d"
-    } else {
-        "with d as (delete from posts where id = $1 and author_id = $2 returning id)
-         select count(*) from d"
+    let row = match event {
+        EventRecord::Outbox { request_id } => {
+            let statement = db
+                .prepare_cached(
+                    "with d as (
+                         delete from posts where id = $1 and author_id = $2
+                         returning id, author_id
+                     ), e as (
+                         insert into outbox (kind, payload, request_id)
+                         select 'post.deleted', jsonb_build_object(
+                             'kind', 'post.deleted', 'post_id', id, 'author_id', author_id), $3
+                         from d
+                     )
+                     select count(*) from d",
+                )
+                .await?;
+            db.query_one(&statement, &[&id.0, &author.0, &request_id])
+                .await?
+        }
+        EventRecord::None => {
+            let statement = db
+                .prepare_cached(
+                    "with d as (delete from posts where id = $1 and author_id = $2 returning id)
+                     select count(*) from d",
+                )
+                .await?;
+            db.query_one(&statement, &[&id.0, &author.0]).await?
+        }
     };
-    let statement = db.prepare_cached(sql).await?;
-    let changed: i64 = db.query_one(&statement, &[&id.0, &author.0]).await?.get(0);
+    let changed: i64 = row.get(0);
     ownership(db, id, changed as u64).await
 }
 

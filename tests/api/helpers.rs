@@ -183,6 +183,29 @@ impl TestApp {
     pub async fn spawn_peer(&self) -> TestApp {
         start(self.config.clone(), &self.database_url, false).await
     }
+
+    /// A server some other way started (a process of the binary, say) at `address`, on
+    /// `database_url`, which the caller keeps and drops.
+    pub fn at(address: String, database_url: &str) -> TestApp {
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            database_url: database_url.to_owned(),
+            config: test_config(database_url),
+            _database: None,
+        }
+    }
+
+    /// Another server on the same database, configured from this one's settings by `customise`
+    /// (another service of the deployment, say).
+    pub async fn spawn_beside(&self, customise: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = self.config.clone();
+        customise(&mut config);
+        start(config, &self.database_url, false).await
+    }
 }
 
 /// The broker the tests use (`TEST_AMQP_URL`).

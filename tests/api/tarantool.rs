@@ -16,7 +16,7 @@ use crate::dialogs::{
 use crate::helpers::{eventually, spawn_app_with, TestApp};
 
 /// The shared Tarantool of the suite.
-fn tarantool_url() -> String {
+pub fn tarantool_url() -> String {
     std::env::var("TEST_TARANTOOL_URL")
         .unwrap_or_else(|_| "socialnet:socialnet@127.0.0.1:3301".to_owned())
 }

@@ -1,5 +1,11 @@
-//! `x-request-id`: taken from the request when sane, generated otherwise.
+//! `x-request-id`: taken from the request when sane, generated otherwise (by the middleware,
+//! which puts it in the request's extensions), and passed on by whatever the request causes: a
+//! forwarded request, an event in the outbox and on RabbitMQ.
 
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,6 +48,19 @@ impl RequestId {
     /// The id as a header value.
     pub fn header_value(&self) -> HeaderValue {
         self.0.clone()
+    }
+}
+
+/// The request's id, as the middleware set it (a fresh one where no middleware ran).
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId::from_header(None)))
     }
 }
 

@@ -1,0 +1,213 @@
+//! Another service of the deployment, reached over HTTP (the dialog service of `DIALOGS_URL`):
+//! one pooled HTTP/1.1 client whose connections are kept alive between requests, one time limit
+//! over a whole exchange, and errors that only say the other side is away or slow, which the
+//! caller answers 503.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::http::uri::{Authority, Scheme};
+use hyper::{Request, Response, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// Idle kept-alive connections are closed after this, before the other side's own idle timeout
+/// (`HEADER_READ_TIMEOUT_MS`, 10 s by default) could close one as a request is sent on it.
+const IDLE: Duration = Duration::from_secs(5);
+/// Largest answer read: a page of 1,000 messages of 4,000 four-byte characters, escaped, fits.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// A service at a base URL. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct Upstream(Arc<Inner>);
+
+struct Inner {
+    client: Client<HttpConnector, Full<Bytes>>,
+    scheme: Scheme,
+    authority: Authority,
+    url: String,
+    timeout: Duration,
+    /// Its name in logs and metrics.
+    name: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{url} is not an http://host:port URL{why}")]
+pub struct InvalidUpstream {
+    url: String,
+    why: String,
+}
+
+/// Why an exchange did not happen. Both mean "away or overloaded": retry later.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the {name} service did not answer within {ms} ms")]
+    Timeout { name: &'static str, ms: u128 },
+    #[error("the {name} service is unreachable: {why}")]
+    Unreachable { name: &'static str, why: String },
+}
+
+impl Upstream {
+    /// The service `name` at `url` (`http://host:port`, nothing after the port but an optional
+    /// `/`), each exchange limited to `timeout`.
+    pub fn new(name: &'static str, url: &str, timeout: Duration) -> Result<Self, InvalidUpstream> {
+        let invalid = |why: &str| InvalidUpstream {
+            url: url.to_owned(),
+            why: why.to_owned(),
+        };
+        let uri: Uri = url.trim().parse().map_err(|_| invalid(""))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(invalid(" (only http:// is spoken)"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(invalid(" (no path: requests keep theirs)"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| invalid(""))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE)
+            .build(connector);
+        Ok(Upstream(Arc::new(Inner {
+            client,
+            scheme: Scheme::HTTP,
+            url: format!("http://{authority}"),
+            authority,
+            timeout,
+            name,
+        })))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.name
+    }
+
+    /// Sends `request` (its path and query; its scheme and host are replaced by the service's)
+    /// and reads the whole answer, within the time limit. A request whose pooled connection
+    /// turned out closed before it was written is sent again on a new one (never one that may
+    /// have been received).
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, UpstreamError> {
+        let inner = &self.0;
+        let (mut parts, body) = request.into_parts();
+        let mut uri = Uri::builder()
+            .scheme(inner.scheme.clone())
+            .authority(inner.authority.clone());
+        if let Some(path) = parts.uri.path_and_query() {
+            uri = uri.path_and_query(path.clone());
+        }
+        parts.uri = uri.build().map_err(|e| self.unreachable(e))?;
+        let request = Request::from_parts(parts, Full::new(body));
+        let started = Instant::now();
+        let exchange = async {
+            let response = inner
+                .client
+                .request(request)
+                .await
+                .map_err(|e| self.unreachable(Chain(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(e))?
+                .to_bytes();
+            Ok(Response::from_parts(parts, body))
+        };
+        let outcome = match tokio::time::timeout(inner.timeout, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(UpstreamError::Timeout {
+                name: inner.name,
+                ms: inner.timeout.as_millis(),
+            }),
+        };
+        let label = match &outcome {
+            Ok(_) => "answered",
+            Err(UpstreamError::Timeout { .. }) => "timeout",
+            Err(UpstreamError::Unreachable { .. }) => "unreachable",
+        };
+        metrics::counter!("upstream_requests_total", "service" => inner.name, "outcome" => label)
+            .increment(1);
+        metrics::histogram!("upstream_request_seconds", "service" => inner.name)
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    fn unreachable(&self, why: impl fmt::Display) -> UpstreamError {
+        UpstreamError::Unreachable {
+            name: self.0.name,
+            why: why.to_string(),
+        }
+    }
+}
+
+/// An error with its causes, which hyper's errors keep apart ("client error (Connect)": refused
+/// by whom is the source's).
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_http_base_url_is_taken() {
+        let second = Duration::from_secs(1);
+        let upstream = Upstream::new("dialogs", "http://127.0.0.1:8001/", second)
+            .expect("a base URL is valid");
+        assert_eq!(upstream.url(), "http://127.0.0.1:8001");
+        for bad in [
+            "127.0.0.1:8001",
+            "https://127.0.0.1:8001",
+            "http://127.0.0.1:8001/dialog",
+            "http://127.0.0.1:8001/?a=1",
+            "",
+            "http://",
+        ] {
+            assert!(
+                Upstream::new("dialogs", bad, second).is_err(),
+                "{bad} was taken"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable_and_a_silent_one_a_timeout() {
+        // A listener that never answers: the exchange hits the time limit.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let upstream = Upstream::new("dialogs", &url, Duration::from_millis(200)).unwrap();
+        let request = || Request::get("/health").body(Bytes::new()).unwrap();
+        let started = Instant::now();
+        let error = upstream.send(request()).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Timeout { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The same port once closed: refused at once.
+        drop(silent);
+        let error = upstream.send(request()).await.unwrap_err();
+        assert!(
+            matches!(error, UpstreamError::Unreachable { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("dialogs"), "{error}");
+    }
+}
