@@ -11,16 +11,8 @@ use serde_json::Value;
 use socialnet::Application;
 
 use crate::helpers::{
-    eventually, fresh_database_url, registration, test_config, ChildGuard, DatabaseGuard,
+    eventually, free_port, fresh_database_url, registration, test_config, ChildGuard, DatabaseGuard,
 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Registers a user through `base` and logs them in: (id, token).
 async fn register_and_log_in(

@@ -157,6 +157,23 @@ pub async fn spawn_app_on(database_url: &str, customise: impl FnOnce(&mut Config
     start(config, database_url, true).await
 }
 
+/// The HTTP client of a test: a timeout long enough for a slow machine, never a hang.
+fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A loopback port that is free now (for a process the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 async fn start(config: Config, database_url: &str, owns_database: bool) -> TestApp {
     let database_url = database_url.to_owned();
     // Taken before the build: a database created by a build that then fails is dropped too.
@@ -168,10 +185,7 @@ async fn start(config: Config, database_url: &str, owns_database: bool) -> TestA
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client: test_client(),
         database_url,
         config,
         _database: database,
@@ -189,10 +203,7 @@ impl TestApp {
     pub fn at(address: String, database_url: &str) -> TestApp {
         TestApp {
             address,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: test_client(),
             database_url: database_url.to_owned(),
             config: test_config(database_url),
             _database: None,

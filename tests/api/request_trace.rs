@@ -12,16 +12,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, eventually, fresh_database_url, ChildGuard, DatabaseGuard, TestApp, TestUser,
+    amqp_url, eventually, free_port, fresh_database_url, ChildGuard, DatabaseGuard, TestApp,
+    TestUser,
 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One `socialnet serve` process with JSON logs at debug level in `log`.
 fn serve(port: u16, log: &Path, settings: &[(&str, &str)]) -> ChildGuard {
