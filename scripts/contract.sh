@@ -41,10 +41,14 @@ cargo build --quiet --bin socialnet
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 
+redis_url=${TEST_REDIS_URL:-redis://127.0.0.1:6379}
 server=
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; fi
   psql "$server_url" -X -q -c "drop database if exists \"$database\" with (force)" >/dev/null 2>&1 || true
+  # The server's keys (feed cache, unread counters), all under its prefix.
+  redis-cli -u "$redis_url" --scan --pattern "$database:*" 2>/dev/null |
+    xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -52,7 +56,9 @@ log "starting the server on $base (database $database)"
 # Cheap password hashing and no rate limits: Schemathesis registers and logs in many times from
 # one address (the limits have integration tests of their own; with them on, most of its calls
 # would be 429s and check nothing else).
+# With Redis, as a deployment has it: the feed cache and the unread counters answer too.
 env DATABASE_URL="$database_url" BIND="127.0.0.1:$port" RUST_LOG=warn RATE_LIMITS=off \
+  REDIS_URL="$redis_url" REDIS_KEY_PREFIX="$database" \
   ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 target/debug/socialnet serve >"$out/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do curl -fs "$base/ready" >/dev/null && break; sleep 0.2; done

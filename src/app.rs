@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{secret, PasswordHasher, TokenKeys};
-use crate::broker::{Broker, BrokerDeps, PostEvents};
-use crate::cache::FeedCache;
+use crate::broker::{Broker, BrokerDeps, DialogEvents, PostEvents};
+use crate::cache::{FeedCache, UnreadCounters};
 use crate::config::{AuthConfig, Config, DbConfig, Service};
 use crate::db::{self, Db};
 use crate::dialogs::DialogStore;
@@ -39,6 +39,8 @@ pub struct Application {
     /// With the feed cache, the task that moves it to a new namespace when the database's
     /// identity changes; stopped when the server stops.
     identity_watcher: Option<JoinHandle<()>>,
+    /// With the unread counters, the task that keeps them whole; stopped when the server stops.
+    reconciler: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -48,12 +50,28 @@ impl Application {
         let db = Db::new(&config.db)?;
         migrate(db.pool(), &config.db).await?;
         let tokens = token_keys(&config.auth, &db).await?;
-        let feed_cache = match config.cache.redis_url.as_deref() {
-            // The dialog service keeps no feeds.
-            Some(url) if !url.is_empty() && config.serve.service == Service::All => {
+        let redis_url = config
+            .cache
+            .redis_url
+            .as_deref()
+            .filter(|url| !url.is_empty());
+        let namespace = match redis_url {
+            Some(_) => {
                 let client = db.get().await.context("reading the database's identity")?;
-                let namespace = db::cache_namespace(&**client).await?;
-                FeedCache::from_config(&config.cache, FEED_WINDOW, &namespace).await
+                Some(db::cache_namespace(&**client).await?)
+            }
+            None => None,
+        };
+        let feed_cache = match &namespace {
+            // The dialog service keeps no feeds.
+            Some(namespace) if config.serve.service == Service::All => {
+                FeedCache::from_config(&config.cache, FEED_WINDOW, namespace).await
+            }
+            _ => None,
+        };
+        let counters = match (redis_url, &namespace) {
+            (Some(url), Some(namespace)) if serves_dialogs(&config) => {
+                unread_counters(&config, url, namespace).await
             }
             _ => None,
         };
@@ -62,7 +80,15 @@ impl Application {
         let identity_watcher = feed_cache
             .clone()
             .map(|cache| tokio::spawn(follow_database_identity(db.clone(), cache)));
-        let (state, broker_task) = assemble(config, db, tokens, feed_cache, limits)?;
+        let (state, broker_task) = assemble(config, db, tokens, feed_cache, counters, limits)?;
+        let reconciler = state.counters.clone().map(|counters| {
+            tokio::spawn(crate::dialogs::unread::reconcile(
+                state.dialogs.clone(),
+                state.db.clone(),
+                counters,
+                Duration::from_millis(state.config.dialogs.unread_reconcile_ms),
+            ))
+        });
         http::metrics::handle();
         let listener = TcpListener::bind(state.config.bind)
             .await
@@ -82,6 +108,7 @@ impl Application {
             broker_task,
             replica_watcher,
             identity_watcher,
+            reconciler,
         })
     }
 
@@ -142,6 +169,7 @@ impl Application {
             self.broker_task,
             self.replica_watcher,
             self.identity_watcher,
+            self.reconciler,
         ];
         for task in tasks.into_iter().flatten() {
             task.abort();
@@ -149,6 +177,28 @@ impl Application {
         pool.close();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Whether this instance serves the dialog routes itself (rather than forwarding them).
+fn serves_dialogs(config: &Config) -> bool {
+    config.serve.service == Service::Dialogs || config.dialogs.dialog_service().is_none()
+}
+
+/// The unread counters on `url`. A Redis that cannot be reached at start-up is reported and left
+/// out, as for the feed cache: the dialogs work, `GET /dialog/unread` answers 503, and the
+/// counters are built once an instance starts with Redis there.
+async fn unread_counters(config: &Config, url: &str, namespace: &str) -> Option<UnreadCounters> {
+    let timeout = Duration::from_millis(config.cache.redis_timeout_ms);
+    match UnreadCounters::connect(url, &config.cache.redis_key_prefix, namespace, timeout).await {
+        Ok(counters) => {
+            tracing::info!("unread counters: Redis connected");
+            Some(counters)
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "unread counters: Redis unreachable at start-up; counters are off");
+            None
+        }
     }
 }
 
@@ -199,6 +249,7 @@ pub fn assemble(
     db: Db,
     tokens: TokenKeys,
     feed_cache: Option<FeedCache>,
+    counters: Option<UnreadCounters>,
     limits: RateLimits,
 ) -> anyhow::Result<(AppState, Option<JoinHandle<()>>)> {
     // At most half the pool fans posts out at once (feeds and the live feed together), so a
@@ -217,25 +268,33 @@ pub fn assemble(
         fanout_slots,
         config.cache.feed_celebrity_followers,
     );
-    // The dialog service carries no post events.
-    let (events, broker_task) =
-        if config.broker.urls().is_empty() || config.serve.service == Service::Dialogs {
-            let events = PostEvents::InProcess {
-                feeds: feeds.clone(),
-                live: live_fanout,
-            };
-            (events, None)
-        } else {
-            let deps = BrokerDeps {
-                db: db.clone(),
-                feeds: feeds.clone(),
-                live: live_fanout,
-                live_route_batch: config.broker.live_route_batch,
-                live_broadcast_followers: config.broker.live_broadcast_followers,
-            };
-            let (broker, task) = Broker::start(&config.broker, deps);
-            (PostEvents::Outbox(broker), Some(task))
+    // The dialog service carries no post events, only dialog events.
+    let posts = config.serve.service == Service::All;
+    let broker = (!config.broker.urls().is_empty()).then(|| {
+        let deps = BrokerDeps {
+            db: db.clone(),
+            posts,
+            counters: counters.clone(),
+            feeds: feeds.clone(),
+            live: live_fanout.clone(),
+            live_route_batch: config.broker.live_route_batch,
+            live_broadcast_followers: config.broker.live_broadcast_followers,
         };
+        Broker::start(&config.broker, deps)
+    });
+    let events = match &broker {
+        Some((broker, _)) if posts => PostEvents::Outbox(broker.clone()),
+        _ => PostEvents::InProcess {
+            feeds: feeds.clone(),
+            live: live_fanout,
+        },
+    };
+    let dialog_events = match (&counters, &broker) {
+        (None, _) => DialogEvents::Off,
+        (Some(counters), None) => DialogEvents::InProcess(counters.clone()),
+        (Some(_), Some((broker, _))) => DialogEvents::Outbox(broker.clone()),
+    };
+    let broker_task = broker.map(|(_, task)| task);
     let dialog_service = match config.dialogs.dialog_service() {
         Some(_) if config.serve.service == Service::Dialogs => anyhow::bail!(
             "the dialog service serves dialogs itself: unset DIALOGS_URL for --service dialogs"
@@ -258,6 +317,8 @@ pub fn assemble(
             Some(_) => DialogStore::Postgres,
             None => DialogStore::from_config(&config.dialogs),
         },
+        counters,
+        dialog_events,
         dialog_service,
         config: Arc::new(config),
         live,

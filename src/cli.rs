@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, Application};
 use crate::config::{AuthConfig, Config, DbConfig, LogFormat};
 use crate::db;
+use crate::dialogs;
 use crate::lab::bench::{self, BenchCompareArgs, BenchRunArgs};
 use crate::lab::dialogs::{
     copy_dialogs, dialog_shards, fake_dialogs, CopyDialogsArgs, DialogShardsArgs, FakeDialogsArgs,
@@ -46,6 +47,9 @@ pub enum Command {
     /// Operate the feed cache.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Operate the unread-message counters.
+    #[command(subcommand)]
+    Counters(CountersCommand),
     /// Drop, create or inspect the user search index (to measure search with and without it).
     SearchIndex(SearchIndexArgs),
     /// Operate the Citus cluster that shards the dialogs (DATABASE_URL: the coordinator).
@@ -104,6 +108,13 @@ pub enum FakeCommand {
 pub enum FeedCommand {
     /// Rebuild cached feeds from PostgreSQL: one user's, or every user's who follows someone.
     Rebuild(FeedRebuildArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CountersCommand {
+    /// Rebuild every unread counter from the messages and the read marks (REDIS_URL, and the
+    /// dialog store of DIALOG_STORE): cleared first, then recounted while traffic goes on.
+    Rebuild(Box<Config>),
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +273,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(config).await?;
             let built = app.state().feeds.rebuild_feeds(only).await?;
             println!("{built} feeds rebuilt");
+            Ok(())
+        }
+        Command::Counters(CountersCommand::Rebuild(config)) => {
+            let mut config = *config;
+            config.bind = "127.0.0.1:0".parse()?;
+            // The server's own start-up, serving dialogs itself whatever DIALOGS_URL says.
+            config.dialogs.dialogs_url = None;
+            let app = Application::build(config).await?;
+            let state = app.state();
+            let counters = state.counters.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("no unread counters: set REDIS_URL to a Redis that answers")
+            })?;
+            let started = std::time::Instant::now();
+            let rebuilt = dialogs::unread::rebuild_now(&state.dialogs, &state.db, counters).await?;
+            println!(
+                "unread counters rebuilt in {:.1}s: {} dialog sides, {} unread messages",
+                started.elapsed().as_secs_f64(),
+                rebuilt.sides,
+                rebuilt.unread
+            );
             Ok(())
         }
         Command::Bench(BenchCommand::Run(args)) => {

@@ -323,7 +323,7 @@ pub struct DialogsConfig {
     pub tarantool_timeout_ms: u64,
 
     /// The dialog service (`serve --service dialogs`), as http://host:port. Set: this service
-    /// forwards `/dialog/{user_id}/send` and `/list` to it, one hop on kept-alive connections;
+    /// forwards the `/dialog/…` routes to it, one hop on kept-alive connections;
     /// unset or empty: it serves them itself from DIALOG_STORE.
     #[arg(long, env = "DIALOGS_URL")]
     pub dialogs_url: Option<String>,
@@ -333,6 +333,13 @@ pub struct DialogsConfig {
     #[arg(long, env = "DIALOGS_TIMEOUT_MS", default_value_t = 3_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub dialogs_timeout_ms: u64,
+
+    /// How often an instance that keeps the unread counters (in Redis, with REDIS_URL) checks
+    /// that they are whole, and rebuilds them from the messages when Redis lost them or an
+    /// event could not be applied.
+    #[arg(long, env = "UNREAD_RECONCILE_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub unread_reconcile_ms: u64,
 }
 
 impl DialogsConfig {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::auth::{PasswordHasher, TokenKeys};
-use crate::broker::PostEvents;
+use crate::broker::{DialogEvents, PostEvents};
+use crate::cache::UnreadCounters;
 use crate::config::Config;
 use crate::db::Db;
 use crate::dialogs::DialogStore;
@@ -75,6 +76,11 @@ pub struct AppParts {
     pub events: PostEvents,
     /// Where dialogs are kept: PostgreSQL, or Tarantool (`DIALOG_STORE`).
     pub dialogs: DialogStore,
+    /// The unread counters in Redis, on an instance that serves dialogs and has `REDIS_URL`.
+    pub counters: Option<UnreadCounters>,
+    /// Where a dialog write's event goes: to the counters here, through the outbox and RabbitMQ,
+    /// or nowhere without counters.
+    pub dialog_events: DialogEvents,
     /// The dialog service the dialog routes are forwarded to (`DIALOGS_URL`); `None`: they are
     /// served here, from `dialogs`.
     pub dialog_service: Option<Upstream>,

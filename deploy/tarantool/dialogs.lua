@@ -1,4 +1,4 @@
--- socialnet's dialogs in Tarantool (DIALOG_STORE=tarantool): the schema, and the two stored
+-- socialnet's dialogs in Tarantool (DIALOG_STORE=tarantool): the schema, and the stored
 -- procedures the server calls, one call per request (and a bulk load for the lab). Run by
 -- `tarantool dialogs.lua` (the native script scripts/stack/tarantool-local.sh, and the compose
 -- service of docker-compose.dialogs.yml).
@@ -70,6 +70,19 @@ box.once('socialnet-dialogs-v1', function()
     end
 end)
 
+box.once('socialnet-dialogs-v2', function()
+    -- How far each party has read the dialog (PUT /dialog/{user_id}/read), as PostgreSQL's
+    -- read_low and read_high (migration 0011): absent (0) on dialogs nobody has read yet.
+    local format = box.space.dialogs:format()
+    table.insert(format, { name = 'read_low', type = 'unsigned', is_nullable = true })
+    table.insert(format, { name = 'read_high', type = 'unsigned', is_nullable = true })
+    box.space.dialogs:format(format)
+    for _, name in ipairs({ 'dialog_read', 'dialog_unread_sides' }) do
+        box.schema.func.create(name, { setuid = true })
+        box.schema.user.grant('socialnet', 'execute', 'function', name)
+    end
+end)
+
 -- Stores a message: the dialog's counter goes up by one and the message is kept under the new
 -- number, in one transaction; returns the number. The commit returns once the log has it.
 function dialog_send(database, dialog_id, low, high, sender, recipient, text)
@@ -110,6 +123,53 @@ function dialog_list(database, dialog_id, low, high, before, limit, offset)
         n = n - 1
     end
     return page
+end
+
+-- Raises the reader's mark of how far they have read the dialog to `up_to`, clamped to the
+-- dialog's last message; returns the mark now, or nil when the dialog has no message yet. No
+-- yield between the read and the update: concurrent marks cannot lower one another.
+function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
+    local key = { database, dialog_id, low, high }
+    local dialog = box.space.dialogs:get(key)
+    if dialog == nil then
+        return box.NULL
+    end
+    local marks = { dialog[6] or 0, dialog[7] or 0 }
+    local side = reader_is_low and 1 or 2
+    local wanted = math.min(up_to, dialog[5])
+    if wanted > marks[side] then
+        marks[side] = wanted
+        box.space.dialogs:update(key, { { '=', 6, marks[1] }, { '=', 7, marks[2] } })
+    end
+    return marks[side]
+end
+
+-- For a rebuild of the unread counters: up to `limit` dialogs after the key `after`, each as
+-- {dialog_id, low, high, read_low, read_high, {numbers of unread messages to low}, {… to
+-- high}}. Batches stay small: the loop holds the transaction thread.
+function dialog_unread_sides(database, after, limit)
+    local out = {}
+    local messages = box.space.dialog_messages.index.primary
+    for _, d in box.space.dialogs.index.primary:pairs({ database, after }, { iterator = 'GT' }) do
+        if d[1] ~= database or #out >= limit then
+            break
+        end
+        local read_low, read_high = d[6] or 0, d[7] or 0
+        local to_low, to_high = {}, {}
+        local from = { database, d[2], d[3], d[4], math.min(read_low, read_high) }
+        for _, m in messages:pairs(from, { iterator = 'GT' }) do
+            if m[1] ~= database or m[2] ~= d[2] or m[3] ~= d[3] or m[4] ~= d[4] then
+                break
+            end
+            if m[7] == d[3] then
+                if m[5] > read_low then table.insert(to_low, m[5]) end
+            elseif m[5] > read_high then
+                table.insert(to_high, m[5])
+            end
+        end
+        table.insert(out, { d[2], d[3], d[4], read_low, read_high, to_low, to_high })
+    end
+    return out
 end
 
 -- Loads messages copied from PostgreSQL (`socialnet fake copy-dialogs`), each row {dialog_id,

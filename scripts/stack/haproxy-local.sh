@@ -2,7 +2,8 @@
 # The scaled-out stack on this machine, the native twin of docker-compose.scale.yml:
 # N socialnet instances on 127.0.0.1:PORT+1.. behind HAProxy on 127.0.0.1:PORT (default 8100),
 # sharing DATABASE_URL (and with it the token secret the first instance keeps there, unless
-# TOKEN_SECRET is set) and, when set, REDIS_URL and AMQP_URL (cross-instance live feed).
+# TOKEN_SECRET is set) and, when set, REDIS_URL and AMQP_URL (cross-instance live feed; with the
+# dialogs split out, the unread counters the dialog service keeps from its events).
 #   scripts/stack/haproxy-local.sh start [N]    # default 2; prints the balancer's URL
 #   scripts/stack/haproxy-local.sh kill-instance I [SIGNAL]   # default KILL: an instance dies
 #   scripts/stack/haproxy-local.sh start-instance I           # starts it again

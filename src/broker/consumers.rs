@@ -1,5 +1,5 @@
 //! What each instance consumes: post events for the feed cache (`P.feed`) and for live routing
-//! (`P.live`), and the live posts routed to its own sockets. Also the task that keeps this
+//! (`P.live`), dialog events for the unread counters (`P.unread`), and the live posts routed to its own sockets. Also the task that keeps this
 //! instance's queue bound to the users connected here.
 
 use std::borrow::Cow;
@@ -19,6 +19,8 @@ use tracing::Instrument;
 
 use super::{user_key, Names, Shared};
 use crate::backoff::Backoff;
+use crate::cache::UnreadCounters;
+use crate::dialogs::DialogEvent;
 use crate::ids::{PostId, UserId};
 use crate::live::{Audience, LiveFanout, LiveHub, LivePost, LiveRoute};
 use crate::posts::feed::Feeds;
@@ -86,19 +88,20 @@ enum Handled {
     Later,
 }
 
-/// Consumes post events from `queue`, `CONCURRENCY` at a time, acknowledging each as `handle`
+/// Consumes events (post or dialog events) from `queue`, `CONCURRENCY` at a time, acknowledging each as `handle`
 /// decides. `handle` gets the event and the id of the request it comes from, and runs in a span
 /// that names both the consumer and that id, as every log line it writes does. An unreadable
 /// message is acknowledged and logged: retrying cannot fix it. Ends only with an error (the
 /// session is then restarted).
-async fn consume_events<F, Fut>(
+async fn consume_events<E, F, Fut>(
     channel: &Channel,
     consumer: &'static str,
     queue: &str,
     handle: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn(PostEvent, Option<String>) -> Fut,
+    E: serde::de::DeserializeOwned,
+    F: Fn(E, Option<String>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Handled>>,
 {
     let deliveries = consume(channel, queue, false).await?;
@@ -106,7 +109,7 @@ where
         .map_err(anyhow::Error::from)
         .try_for_each_concurrent(CONCURRENCY, |delivery| {
             let span = super::event_span(consumer, &delivery.properties);
-            let handled = match serde_json::from_slice::<PostEvent>(&delivery.data) {
+            let handled = match serde_json::from_slice::<E>(&delivery.data) {
                 Ok(event) => Some(
                     handle(event, super::request_id_of(&delivery.properties))
                         .instrument(span.clone()),
@@ -149,32 +152,82 @@ pub(super) async fn apply_to_feeds(
     feeds: Feeds,
     names: Names,
 ) -> anyhow::Result<()> {
-    consume_events(&channel, "feed", &names.feed, |event, _| {
+    consume_events(&channel, "feed", &names.feed, |event: PostEvent, _| {
         let feeds = feeds.clone();
         async move {
-            let started = Instant::now();
-            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-            loop {
-                match feeds.apply_event(&event).await {
-                    Ok(written) => {
-                        metrics::counter!("feed_fanout_writes").increment(written as u64);
-                        tracing::debug!(kind = event.kind(), written, "feed event applied");
-                        return Ok(Handled::Done);
-                    }
-                    Err(e) if started.elapsed() < RETRY_FOR => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(error = %e, kind = event.kind(), retry_in_ms = delay.as_millis() as u64, "feed event not applied yet");
-                        tokio::time::sleep(delay).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, kind = event.kind(), "feed event handed back to the queue");
-                        return Ok(Handled::Later);
-                    }
+            let written = retried("feed event", event.kind(), || feeds.apply_event(&event)).await;
+            Ok(match written {
+                Some(written) => {
+                    metrics::counter!("feed_fanout_writes").increment(written as u64);
+                    tracing::debug!(kind = event.kind(), written, "feed event applied");
+                    Handled::Done
                 }
-            }
+                None => Handled::Later,
+            })
         }
     })
     .await
+}
+
+/// Applies dialog events to the unread counters; acknowledges each once Redis has it, retrying
+/// in place for a while when Redis is away, then handing it back to the queue. Every event is a
+/// merge (see [`UnreadCounters`]): a redelivered one changes nothing.
+pub(super) async fn apply_to_counters(
+    channel: Channel,
+    counters: UnreadCounters,
+    names: Names,
+) -> anyhow::Result<()> {
+    consume_events(
+        &channel,
+        "unread",
+        &names.unread,
+        |event: DialogEvent, _| {
+            let counters = counters.clone();
+            async move {
+                let applied =
+                    retried("dialog event", event.kind(), || event.apply(&counters)).await;
+                Ok(match applied {
+                    Some(()) => {
+                        metrics::counter!("unread_events_applied").increment(1);
+                        tracing::debug!(kind = event.kind(), "dialog event applied");
+                        Handled::Done
+                    }
+                    None => Handled::Later,
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// Calls `apply` until it succeeds, retrying in place (with growing pauses) for `RETRY_FOR`
+/// while what it writes to is away; `None` once it gives up, when the event goes back to the
+/// queue. `what` names the event in the log lines.
+async fn retried<T, E, Fut>(
+    what: &str,
+    kind: &'static str,
+    mut apply: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match apply().await {
+            Ok(value) => return Some(value),
+            Err(e) if started.elapsed() < RETRY_FOR => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, kind, retry_in_ms = delay.as_millis() as u64, "{what} not applied yet");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, kind, "{what} handed back to the queue");
+                return None;
+            }
+        }
+    }
 }
 
 /// How the router sends posts on.
@@ -209,7 +262,7 @@ pub(super) async fn route_live(
         ROUTE_RETRY_FIRST,
         ROUTE_RETRY_LAST,
     )));
-    consume_events(&consumer_channel, "live", &names.live, |event, request_id| {
+    consume_events(&consumer_channel, "live", &names.live, |event: PostEvent, request_id| {
         let (live, publisher, sockets) = (live.clone(), publisher.clone(), names.sockets.clone());
         let pause = pause.clone();
         async move {

@@ -23,7 +23,7 @@ mod outbox;
 mod publish;
 mod relay;
 
-pub use publish::PostEvents;
+pub use publish::{DialogEvents, PostEvents};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +38,10 @@ use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::backoff::Backoff;
+use crate::cache::UnreadCounters;
 use crate::config::{BrokerConfig, LiveRouteExchange};
 use crate::db::Db;
+use crate::dialogs::DialogEvent;
 use crate::ids::UserId;
 use crate::live::LiveFanout;
 use crate::posts::feed::Feeds;
@@ -60,6 +62,8 @@ pub struct Names {
     pub events: String,
     pub feed: String,
     pub live: String,
+    /// `P.unread`, a quorum queue bound to the dialog events: the unread counters' consumers.
+    pub unread: String,
     pub sockets: String,
     pub sockets_kind: LiveRouteExchange,
 }
@@ -70,6 +74,7 @@ impl Names {
             events: format!("{prefix}.events"),
             feed: format!("{prefix}.feed"),
             live: format!("{prefix}.live"),
+            unread: format!("{prefix}.unread"),
             // Named by kind: switching kinds must not meet the other kind's exchange.
             sockets: match sockets {
                 LiveRouteExchange::Topic => format!("{prefix}.sockets"),
@@ -172,10 +177,14 @@ impl Shared {
 }
 
 /// What the broker's parts use: the outbox's database, the feeds its consumer applies events
-/// to, and the live feed's fan-out (followers, and this instance's sockets).
+/// to, the live feed's fan-out (followers, and this instance's sockets), and the unread counters.
 #[derive(Clone)]
 pub struct BrokerDeps {
     pub db: Db,
+    /// Whether this instance handles post events (feeds, live routing): not the dialog service.
+    pub posts: bool,
+    /// The counters `P.unread` is applied to, on an instance that serves dialogs with them.
+    pub counters: Option<UnreadCounters>,
     /// Feeds, consumed from `P.feed` when they are cached.
     pub feeds: Feeds,
     pub live: LiveFanout,
@@ -342,17 +351,26 @@ async fn session(
         deps.db.clone(),
         shared.clone(),
     ));
-    parts.spawn(consumers::route_live(
-        connection.create_channel().await?,
-        connection.create_channel().await?,
-        deps.live.clone(),
-        consumers::RouteSettings {
-            batch: deps.live_route_batch,
-            broadcast_over: deps.live_broadcast_followers,
-        },
-        shared.names.clone(),
-    ));
-    if deps.feeds.cached() {
+    if deps.posts {
+        parts.spawn(consumers::route_live(
+            connection.create_channel().await?,
+            connection.create_channel().await?,
+            deps.live.clone(),
+            consumers::RouteSettings {
+                batch: deps.live_route_batch,
+                broadcast_over: deps.live_broadcast_followers,
+            },
+            shared.names.clone(),
+        ));
+    }
+    if let Some(counters) = &deps.counters {
+        parts.spawn(consumers::apply_to_counters(
+            connection.create_channel().await?,
+            counters.clone(),
+            shared.names.clone(),
+        ));
+    }
+    if deps.posts && deps.feeds.cached() {
         parts.spawn(consumers::apply_to_feeds(
             connection.create_channel().await?,
             deps.feeds.clone(),
@@ -449,7 +467,11 @@ async fn declare(
         durable: true,
         ..Default::default()
     };
+    // `P.unread` by every instance, whether or not it consumes it: the dialog service may not
+    // have connected yet when another instance's relay publishes its first events. Events are
+    // only recorded where counters are on, so without them it stays empty.
     let mut queues = vec![(&names.live, "post.created")];
+    queues.extend(DialogEvent::KINDS.map(|kind| (&names.unread, kind)));
     if with_feed {
         queues.push((&names.feed, "post.*"));
     }
@@ -501,6 +523,7 @@ mod tests {
         assert_eq!(names.events, "lab.events");
         assert_eq!(names.feed, "lab.feed");
         assert_eq!(names.live, "lab.live");
+        assert_eq!(names.unread, "lab.unread");
         assert_eq!(names.sockets, "lab.sockets");
         let direct = Names::new("lab", LiveRouteExchange::Direct);
         assert_eq!(direct.sockets, "lab.sockets.direct");

@@ -13,6 +13,8 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::Broker;
+use crate::cache::UnreadCounters;
+use crate::dialogs::DialogEvent;
 use crate::ids::{PostId, UserId};
 use crate::live::{LiveFanout, LivePost};
 use crate::posts::feed::Feeds;
@@ -86,6 +88,43 @@ impl PostEvents {
         match self {
             PostEvents::InProcess { .. } => true,
             PostEvents::Outbox(broker) => broker.routed(user, wait).await,
+        }
+    }
+}
+
+/// Where dialog events go: the unread counters' one road, beside the posts'.
+#[derive(Clone)]
+pub enum DialogEvents {
+    /// No counters (no `REDIS_URL`): nothing to tell. The read marks are still kept, and the
+    /// counters are built from them and the messages once Redis is there.
+    Off,
+    /// Applied to the counters by the request itself, once its write committed.
+    InProcess(UnreadCounters),
+    /// Recorded in the outbox by the write's own transaction, carried by RabbitMQ to the
+    /// counters' consumers.
+    Outbox(Broker),
+}
+
+impl DialogEvents {
+    pub fn through_outbox(&self) -> bool {
+        matches!(self, DialogEvents::Outbox(_))
+    }
+
+    /// After a write that committed: wakes the relay, or applies the event here. A failure
+    /// here leaves the counters to the next reconciliation (see `crate::dialogs::unread`); the
+    /// write itself is kept.
+    pub async fn written(&self, event: DialogEvent) {
+        match self {
+            DialogEvents::Off => {}
+            DialogEvents::Outbox(broker) => broker.outbox_written(),
+            DialogEvents::InProcess(counters) => match event.apply(counters).await {
+                Ok(()) => tracing::debug!(kind = event.kind(), "dialog event applied"),
+                Err(e) => {
+                    counters.mark_stale();
+                    metrics::counter!("unread_events_failed").increment(1);
+                    tracing::warn!(error = %e, kind = event.kind(), "unread counters not updated; repaired at the next reconciliation")
+                }
+            },
         }
     }
 }

@@ -16,6 +16,10 @@
 //! Every call has a timeout and every caller falls back to PostgreSQL on an error, so Redis going
 //! away slows feeds down but breaks nothing.
 
+mod unread;
+
+pub use unread::{Unread, UnreadCounters};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +138,33 @@ pub enum CacheError {
     Corrupt(#[from] serde_json::Error),
 }
 
+/// A connection to Redis that reconnects by itself, each command answered within `timeout`.
+pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout.max(Duration::from_millis(500)))
+        .set_response_timeout(timeout)
+        .set_number_of_retries(1);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("redis at {url} did not answer in 5 s"))?
+    .map_err(anyhow::Error::from)
+}
+
+/// `work`, given up after `timeout`.
+async fn bounded<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> CacheResult<T> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| CacheError::Timeout)?
+        .map_err(CacheError::from)
+}
+
 impl FeedCache {
     /// Connects when `REDIS_URL` is set. A Redis that cannot be reached at start-up is reported
     /// and left out: the service runs on PostgreSQL alone rather than not at all.
@@ -167,17 +198,7 @@ impl FeedCache {
         timeout: Duration,
         window: i64,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout.max(Duration::from_millis(500)))
-            .set_response_timeout(timeout)
-            .set_number_of_retries(1);
-        let redis = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("redis at {url} did not answer in 5 s"))??;
+        let redis = connect(url, timeout).await?;
         Ok(FeedCache {
             redis,
             base: prefix.into(),
@@ -235,10 +256,7 @@ impl FeedCache {
         &self,
         work: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> CacheResult<T> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| CacheError::Timeout)?
-            .map_err(CacheError::from)
+        bounded(self.timeout, work).await
     }
 
     fn followed_celebs_key(&self, user: i64) -> String {

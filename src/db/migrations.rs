@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_follow_changes"),
     migration!(9, "0009_database_identity"),
     migration!(10, "0010_outbox_request_id"),
+    migration!(11, "0011_dialog_reads"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

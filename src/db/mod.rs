@@ -24,6 +24,43 @@ use crate::ids::UserId;
 use reads::{Fallback, PipelinedReads, ReadConn};
 use replicas::Replicas;
 
+/// Where a write records its event: nowhere (it is applied in process), or in the outbox under
+/// the id of the request that made it. The domains' statements write the outbox row beside
+/// their change, so that both commit together or not at all.
+#[derive(Debug, Clone, Copy)]
+pub enum EventRecord<'a> {
+    None,
+    Outbox { request_id: &'a str },
+}
+
+impl<'a> EventRecord<'a> {
+    /// The request id to record the event under, when it is recorded.
+    pub fn request_id(self) -> Option<&'a str> {
+        match self {
+            EventRecord::None => None,
+            EventRecord::Outbox { request_id } => Some(request_id),
+        }
+    }
+}
+
+/// Records an event in the outbox, `payload` its JSON, beside a write of the same transaction.
+#[tracing::instrument(name = "sql.record_event", skip(db, payload))]
+pub async fn record_event(
+    db: &impl deadpool_postgres::GenericClient,
+    kind: &str,
+    payload: &str,
+    request_id: &str,
+) -> Result<(), DbError> {
+    let statement = db
+        .prepare_cached(
+            "insert into outbox (kind, payload, request_id) values ($1, $2::text::jsonb, $3)",
+        )
+        .await?;
+    db.execute(&statement, &[&kind, &payload, &request_id])
+        .await?;
+    Ok(())
+}
+
 /// How long opening one connection may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rmpv::Value;
 
-use super::sql::Page;
+use super::sql::{Page, UnreadSide};
 use super::types::{DialogKey, Message, MessageText};
 use crate::ids::UserId;
 use crate::tarantool::{Arg, Tarantool, TarantoolError};
@@ -73,6 +73,105 @@ pub async fn list_messages(
         .collect()
 }
 
+/// Raises `reader`'s read mark of the dialog (see `dialog_read`); the mark now, or `None` when
+/// the dialog has no message yet.
+#[tracing::instrument(name = "tarantool.dialog_read", skip(store))]
+pub async fn mark_read(
+    store: &Tarantool,
+    database: i64,
+    key: DialogKey,
+    reader: UserId,
+    up_to: i64,
+) -> Result<Option<i64>, TarantoolError> {
+    let reader_is_low = Value::Boolean(reader == key.low);
+    let values = store
+        .call(
+            "dialog_read",
+            &[
+                Arg::Int(database),
+                Arg::Int(key.id),
+                Arg::Int(key.low.0),
+                Arg::Int(key.high.0),
+                Arg::Value(&reader_is_low),
+                Arg::Int(up_to),
+            ],
+        )
+        .await?;
+    match values.first() {
+        Some(Value::Nil) | None => Ok(None),
+        Some(value) => value
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| unexpected("dialog_read", &values)),
+    }
+}
+
+/// Both sides of up to `limit` dialogs after the key `after` (see `dialog_unread_sides`), and
+/// the key to continue after.
+#[tracing::instrument(name = "tarantool.dialog_unread_sides", skip(store))]
+pub async fn unread_sides(
+    store: &Tarantool,
+    database: i64,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<UnreadSide>, Option<i64>), TarantoolError> {
+    let values = store
+        .call(
+            "dialog_unread_sides",
+            &[Arg::Int(database), Arg::Int(after), Arg::Int(limit)],
+        )
+        .await?;
+    let rows = match values.first() {
+        Some(Value::Array(rows)) => rows,
+        _ => return Err(unexpected("dialog_unread_sides", &values)),
+    };
+    let mut sides = Vec::with_capacity(rows.len() * 2);
+    let mut last = None;
+    for row in rows {
+        let (dialog, both) =
+            dialog_sides(row).ok_or_else(|| unexpected("dialog_unread_sides", &values))?;
+        last = Some(dialog);
+        sides.extend(both.into_iter().flatten());
+    }
+    let next = if rows.len() as i64 == limit {
+        last
+    } else {
+        None
+    };
+    Ok((sides, next))
+}
+
+/// `{dialog_id, low, high, read_low, read_high, {to low}, {to high}}` as the dialog's key and
+/// its two sides (each left out when nothing is read or unread on it).
+fn dialog_sides(row: &Value) -> Option<(i64, [Option<UnreadSide>; 2])> {
+    let fields = row.as_array()?;
+    let int = |i: usize| fields.get(i).and_then(Value::as_i64);
+    let ids = |i: usize| -> Option<Vec<i64>> {
+        fields
+            .get(i)?
+            .as_array()?
+            .iter()
+            .map(Value::as_i64)
+            .collect()
+    };
+    let (low, high) = (int(1)?, int(2)?);
+    let side = |user, other, mark, unread: Vec<i64>| {
+        (mark > 0 || !unread.is_empty()).then_some(UnreadSide {
+            user,
+            other,
+            mark,
+            unread,
+        })
+    };
+    Some((
+        int(0)?,
+        [
+            side(low, high, int(3)?, ids(5)?),
+            side(high, low, int(4)?, ids(6)?),
+        ],
+    ))
+}
+
 /// A stored message, `{database, dialog_id, low, high, id, sender, recipient, text,
 /// created_at µs}`, as the API's message.
 fn message(row: &Value) -> Option<Message> {
@@ -94,6 +193,31 @@ fn unexpected(function: &str, values: &[Value]) -> TarantoolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dialog_row_becomes_its_two_sides() {
+        let row = Value::Array(vec![
+            (-5).into(),
+            42.into(),
+            43.into(),
+            2.into(),
+            0.into(),
+            Value::Array(vec![3.into(), 4.into()]),
+            Value::Array(vec![]),
+        ]);
+        let (dialog, [low, high]) = dialog_sides(&row).unwrap();
+        assert_eq!(dialog, -5);
+        assert_eq!(
+            low,
+            Some(UnreadSide {
+                user: 42,
+                other: 43,
+                mark: 2,
+                unread: vec![3, 4]
+            })
+        );
+        assert_eq!(high, None, "nothing read and nothing unread");
+    }
 
     #[test]
     fn a_row_becomes_the_apis_message() {

@@ -6,10 +6,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::events::DialogEvent;
 use super::sql::{Page, Sent};
 use super::store::StoreError;
 use super::types::{Message, MessageText, LIST_DEFAULT, LIST_MAX, LIST_MAX_DEPTH};
-use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, RequestId, Writer};
+use crate::db::EventRecord;
 use crate::ids::UserId;
 use crate::input::{positive_id, Whole};
 use crate::state::AppState;
@@ -72,27 +74,53 @@ pub(super) fn other_party(me: UserId, other: UserId) -> Result<UserId, ApiError>
 pub async fn send(
     State(state): State<AppState>,
     Writer(me): Writer,
+    request_id: RequestId,
     Path(user_id): Path<UserId>,
     Json(request): Json<SendRequest>,
 ) -> Result<(), ApiError> {
-    send_message(&state, me, user_id, &request.text)
+    send_message(&state, me, user_id, &request.text, &request_id)
         .await
         .map(|_| ())
 }
 
-/// Stores a message from the caller; its number in the dialog. Both APIs send through here.
+/// Stores a message from the caller, then tells the unread counters; its number in the dialog.
+/// Both APIs send through here.
 pub(super) async fn send_message(
     state: &AppState,
     me: UserId,
     to: UserId,
     text: &str,
+    request_id: &RequestId,
 ) -> Result<i64, ApiError> {
     let to = other_party(me, to)?;
     let text = MessageText::parse(text)?;
-    match state.dialogs.send(&state.db, me, to, &text).await? {
-        Sent::Message(id) => Ok(id),
+    let record = event_record(state, request_id);
+    match state.dialogs.send(&state.db, me, to, &text, record).await? {
+        Sent::Message(id) => {
+            state
+                .dialog_events
+                .written(DialogEvent::MessageSent {
+                    id,
+                    from: me.0,
+                    to: to.0,
+                })
+                .await;
+            Ok(id)
+        }
         Sent::UnknownRecipient => Err(ApiError::not_found("user not found")),
         Sent::UnknownSender => Err(ApiError::unknown_token_user()),
+    }
+}
+
+/// Where this instance's dialog writes record their events (see
+/// [`crate::broker::DialogEvents`]).
+pub(super) fn event_record<'a>(state: &AppState, request_id: &'a RequestId) -> EventRecord<'a> {
+    if state.dialog_events.through_outbox() {
+        EventRecord::Outbox {
+            request_id: request_id.as_str(),
+        }
+    } else {
+        EventRecord::None
     }
 }
 

@@ -3,9 +3,10 @@
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 use super::types::{DialogKey, Message, MessageText};
-use crate::db::DbError;
+use crate::db::{DbError, EventRecord};
 use crate::ids::UserId;
 
 /// What a send found.
@@ -18,7 +19,10 @@ pub enum Sent {
 
 /// Stores a message through `send_dialog_message` (see `migrations/0004_dialogs.sql`): the
 /// dialog's counter is bumped and the message stored under the new number, in one call that Citus
-/// delegates to the worker holding the dialog.
+/// delegates to the worker holding the dialog. With the outbox, its `message.sent` event (the
+/// JSON of `DialogEvent::MessageSent`) is written by the same statement, so both commit together
+/// or not at all, in one round trip; on Citus that statement is run by the coordinator rather
+/// than delegated (the outbox is the coordinator's), at the cost of a distributed transaction.
 #[tracing::instrument(name = "sql.send_message", skip(db, text))]
 pub async fn send_message(
     db: &impl GenericClient,
@@ -26,23 +30,34 @@ pub async fn send_message(
     from: UserId,
     to: UserId,
     text: &MessageText,
+    event: EventRecord<'_>,
 ) -> Result<Sent, DbError> {
-    let statement = db
-        .prepare_cached("select send_dialog_message($1, $2, $3, $4, $5, $6)")
-        .await?;
-    let result = db
-        .query_one(
-            &statement,
-            &[
-                &key.id,
-                &key.low.0,
-                &key.high.0,
-                &from.0,
-                &to.0,
-                &text.as_str(),
-            ],
-        )
-        .await;
+    let text = text.as_str();
+    let mut args: Vec<&(dyn ToSql + Sync)> =
+        vec![&key.id, &key.low.0, &key.high.0, &from.0, &to.0, &text];
+    let request_id = event.request_id();
+    let statement = match &request_id {
+        None => {
+            db.prepare_cached("select send_dialog_message($1, $2, $3, $4, $5, $6)")
+                .await?
+        }
+        Some(request_id) => {
+            args.push(request_id);
+            db.prepare_cached(
+                "with m as (select send_dialog_message($1, $2, $3, $4, $5, $6) as id),
+                 e as (
+                     insert into outbox (kind, payload, request_id)
+                     select 'message.sent', jsonb_build_object(
+                         'kind', 'message.sent', 'id', id, 'from', $4::bigint,
+                         'to', $5::bigint), $7
+                     from m
+                 )
+                 select id from m",
+            )
+            .await?
+        }
+    };
+    let result = db.query_one(&statement, &args).await;
     match result {
         Ok(row) => Ok(Sent::Message(row.get(0))),
         Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
@@ -131,4 +146,116 @@ pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, 
         .prepare_cached("select 1 from users where id = $1")
         .await?;
     Ok(db.query_opt(&statement, &[&user.0]).await?.is_some())
+}
+
+/// The statement that raises a read mark, clamped to the dialog's last message; `$4`: whether
+/// the reader is the pair's low user.
+const MARK_READ: &str = "update dialogs set
+         read_low = case when $4 then greatest(read_low, least($5, last_message_id))
+                    else read_low end,
+         read_high = case when $4 then read_high
+                     else greatest(read_high, least($5, last_message_id)) end
+     where dialog_id = $1 and user_low = $2 and user_high = $3
+     returning case when $4 then read_low else read_high end as mark";
+
+/// Raises `reader`'s mark of how far they have read the dialog to `up_to`, clamped to the
+/// dialog's last message (a mark never covers a message not sent yet); the mark now, or `None`
+/// when the dialog has no message yet. A lower mark than the one held changes nothing. With the
+/// outbox, its `dialog.read` event is written by the same statement (when there is a mark).
+#[tracing::instrument(name = "sql.mark_read", skip(db))]
+pub async fn mark_read(
+    db: &impl GenericClient,
+    key: DialogKey,
+    reader: UserId,
+    other: UserId,
+    up_to: i64,
+    event: EventRecord<'_>,
+) -> Result<Option<i64>, DbError> {
+    let reader_is_low = reader == key.low;
+    let mut args: Vec<&(dyn ToSql + Sync)> =
+        vec![&key.id, &key.low.0, &key.high.0, &reader_is_low, &up_to];
+    let request_id = event.request_id();
+    let statement = match &request_id {
+        None => db.prepare_cached(MARK_READ).await?,
+        Some(request_id) => {
+            args.extend([&reader.0 as &(dyn ToSql + Sync), &other.0, request_id]);
+            db.prepare_cached(&format!(
+                "with u as ({MARK_READ}),
+                 e as (
+                     insert into outbox (kind, payload, request_id)
+                     select 'dialog.read', jsonb_build_object(
+                         'kind', 'dialog.read', 'reader', $6::bigint, 'other', $7::bigint,
+                         'up_to', mark), $8
+                     from u where mark > 0
+                 )
+                 select mark from u"
+            ))
+            .await?
+        }
+    };
+    let row = db.query_opt(&statement, &args).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// One party's side of a dialog, as a rebuild of the unread counters needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadSide {
+    pub user: i64,
+    pub other: i64,
+    /// How far `user` has read.
+    pub mark: i64,
+    /// The numbers of `other`'s messages above the mark.
+    pub unread: Vec<i64>,
+}
+
+/// Both sides of up to `limit` dialogs after `after` (by dialog key; `i64::MIN` first), and the
+/// key to continue after (`None`: no more). Sides with nothing read and nothing unread are left
+/// out.
+#[tracing::instrument(name = "sql.unread_sides", skip(db))]
+pub async fn unread_sides(
+    db: &impl GenericClient,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<UnreadSide>, Option<i64>), DbError> {
+    let statement = db
+        .prepare_cached(
+            "with d as (
+                 select dialog_id, user_low, user_high, read_low, read_high from dialogs
+                 where dialog_id > $1 order by dialog_id limit $2
+             )
+             select d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high,
+                    coalesce(array_agg(m.id order by m.id)
+                             filter (where m.recipient_id = d.user_low), '{}'),
+                    coalesce(array_agg(m.id order by m.id)
+                             filter (where m.recipient_id = d.user_high), '{}')
+             from d left join dialog_messages m
+               on m.dialog_id = d.dialog_id
+              and m.id > least(d.read_low, d.read_high)
+              and m.id > case when m.recipient_id = d.user_low then d.read_low else d.read_high end
+             group by d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high
+             order by d.dialog_id",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&after, &limit]).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|row| row.get::<_, i64>(0)))
+        .flatten();
+    let mut sides = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        let (low, high): (i64, i64) = (row.get(1), row.get(2));
+        for (user, other, mark, unread) in [
+            (low, high, row.get::<_, i64>(3), row.get::<_, Vec<i64>>(5)),
+            (high, low, row.get::<_, i64>(4), row.get::<_, Vec<i64>>(6)),
+        ] {
+            if mark > 0 || !unread.is_empty() {
+                sides.push(UnreadSide {
+                    user,
+                    other,
+                    mark,
+                    unread,
+                });
+            }
+        }
+    }
+    Ok((sides, next))
 }

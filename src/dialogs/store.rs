@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use super::events::DialogEvent;
 use super::memory;
-use super::sql::{self, Page, Sent};
+use super::sql::{self, Page, Sent, UnreadSide};
 use super::types::{DialogKey, Message, MessageText};
 use crate::config::{DialogStoreKind, DialogsConfig};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, EventRecord};
 use crate::ids::UserId;
 use crate::tarantool::{Tarantool, TarantoolError};
 
@@ -81,29 +82,110 @@ impl DialogStore {
         }
     }
 
-    /// Stores a message from `from` to `to`.
+    /// Stores a message from `from` to `to`, and with `record` its `message.sent` event.
+    ///
+    /// In PostgreSQL the message and its outbox row are written by one statement. Tarantool and
+    /// PostgreSQL share no transaction: the row is written once Tarantool has the
+    /// message, and a failure in between leaves a message that is not counted until the
+    /// counters are reconciled (`socialnet counters rebuild`).
     pub async fn send(
         &self,
         db: &Db,
         from: UserId,
         to: UserId,
         text: &MessageText,
+        record: EventRecord<'_>,
     ) -> Result<Sent, StoreError> {
         let key = DialogKey::of(from, to);
-        match self {
-            DialogStore::Postgres => {
+        let event = |id| DialogEvent::MessageSent {
+            id,
+            from: from.0,
+            to: to.0,
+        };
+        match (self, record) {
+            (DialogStore::Postgres, record) => {
                 let conn = db.get().await?;
-                Ok(sql::send_message(&conn, key, from, to, text).await?)
+                Ok(sql::send_message(&conn, key, from, to, text, record).await?)
             }
-            DialogStore::Tarantool(store) => {
+            (DialogStore::Tarantool(store), record) => {
                 // On the primary: a user registered a moment ago may not be on a replica yet.
                 if !sql::user_exists(&db.get().await?, to).await? {
                     return Ok(Sent::UnknownRecipient);
                 }
                 let database = store.database(db).await?;
-                Ok(Sent::Message(
-                    memory::send_message(&store.tarantool, database, key, from, to, text).await?,
-                ))
+                let id =
+                    memory::send_message(&store.tarantool, database, key, from, to, text).await?;
+                if let EventRecord::Outbox { request_id } = record {
+                    let recorded = match db.get().await {
+                        Ok(conn) => record_event(&conn, &event(id), request_id).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = recorded {
+                        tracing::warn!(error = %e, "message stored, its event not recorded: counted at the next reconciliation");
+                    }
+                }
+                Ok(Sent::Message(id))
+            }
+        }
+    }
+
+    /// Raises `reader`'s mark of how far they have read their dialog with `other` to `up_to`
+    /// (clamped to the dialog's last message), and with `record` writes its `dialog.read` event;
+    /// the mark now (0 for a dialog with no message yet).
+    pub async fn mark_read(
+        &self,
+        db: &Db,
+        reader: UserId,
+        other: UserId,
+        up_to: i64,
+        record: EventRecord<'_>,
+    ) -> Result<i64, StoreError> {
+        let key = DialogKey::of(reader, other);
+        let event = |up_to| DialogEvent::Read {
+            reader: reader.0,
+            other: other.0,
+            up_to,
+        };
+        let mark = match (self, record) {
+            (DialogStore::Postgres, record) => {
+                sql::mark_read(&db.get().await?, key, reader, other, up_to, record).await?
+            }
+            (DialogStore::Tarantool(store), record) => {
+                let database = store.database(db).await?;
+                let mark =
+                    memory::mark_read(&store.tarantool, database, key, reader, up_to).await?;
+                if let (Some(mark), EventRecord::Outbox { request_id }) = (mark, record) {
+                    if mark > 0 {
+                        // As for a send: the mark is kept; a lost event is repaired by the
+                        // next reconciliation.
+                        let recorded = match db.get().await {
+                            Ok(conn) => record_event(&conn, &event(mark), request_id).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = recorded {
+                            tracing::warn!(error = %e, "read mark kept, its event not recorded: applied at the next reconciliation");
+                        }
+                    }
+                }
+                mark
+            }
+        };
+        Ok(mark.unwrap_or(0))
+    }
+
+    /// Both sides of up to `limit` dialogs after the key `after` (`i64::MIN` to start), for a
+    /// rebuild of the unread counters; and the key to continue after.
+    pub async fn unread_sides(
+        &self,
+        db: &Db,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<UnreadSide>, Option<i64>), StoreError> {
+        match self {
+            DialogStore::Postgres => Ok(sql::unread_sides(&db.get().await?, after, limit).await?),
+            DialogStore::Tarantool(store) => {
+                let database = store.database(db).await?;
+                Ok(memory::unread_sides(&store.tarantool, database, after, limit).await?)
             }
         }
     }
@@ -132,4 +214,15 @@ impl DialogStore {
         }
         Ok(Some(messages))
     }
+}
+
+/// Writes `event` to the outbox under `request_id`.
+async fn record_event(
+    db: &impl deadpool_postgres::GenericClient,
+    event: &DialogEvent,
+    request_id: &str,
+) -> Result<(), DbError> {
+    let payload = serde_json::to_string(event)
+        .map_err(|e| DbError::internal(e, "encoding a dialog event"))?;
+    crate::db::record_event(db, event.kind(), &payload, request_id).await
 }

@@ -12,13 +12,15 @@ use utoipa_axum::routes;
 
 use super::routes::{list_messages, other_party, page_of, send_message, SendRequest};
 use super::types::Message;
-use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Writer};
+use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, RequestId, Writer};
 use crate::ids::UserId;
 use crate::input::Whole;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(send, list))
+    OpenApiRouter::new()
+        .routes(routes!(send, list))
+        .merge(super::unread::v2_router())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,10 +50,11 @@ pub struct SentMessage {
 pub async fn send(
     State(state): State<AppState>,
     Writer(me): Writer,
+    request_id: RequestId,
     Path(user_id): Path<UserId>,
     Json(request): Json<SendRequest>,
 ) -> Result<(StatusCode, axum::Json<SentMessage>), ApiError> {
-    let id = send_message(&state, me, user_id, &request.text).await?;
+    let id = send_message(&state, me, user_id, &request.text, &request_id).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(SentMessage { id: id.to_string() }),

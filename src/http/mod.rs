@@ -35,9 +35,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The main service's routes; the dialog routes forwarded to `dialog_service` when there is one.
 fn routes_with(metrics: bool, dialog_service: Option<Upstream>) -> OpenApiRouter<AppState> {
     let dialogs = match dialog_service {
-        Some(upstream) => crate::dialogs::routes::router()
+        Some(upstream) => crate::dialogs::router()
             .route_layer(middleware::from_fn_with_state(upstream, forward::forward)),
-        None => crate::dialogs::routes::router(),
+        None => crate::dialogs::router(),
     };
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(crate::users::routes::router())
@@ -57,7 +57,7 @@ pub fn dialog_service_routes() -> OpenApiRouter<AppState> {
 fn dialog_service_routes_with(metrics: bool) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::DialogServiceDoc::openapi())
         .merge(crate::dialogs::v2::router())
-        .merge(crate::dialogs::routes::router())
+        .merge(crate::dialogs::router())
         .merge(ops::router(metrics))
 }
 
@@ -195,9 +195,16 @@ mod tests {
         config.body_limit_bytes = 1024;
         let db = crate::db::Db::new(&config.db).unwrap();
         let tokens = TokenKeys::new(b"unit-secret", Duration::from_secs(60));
-        crate::app::assemble(config, db, tokens, None, crate::limits::RateLimits::off())
-            .unwrap()
-            .0
+        crate::app::assemble(
+            config,
+            db,
+            tokens,
+            None,
+            None,
+            crate::limits::RateLimits::off(),
+        )
+        .unwrap()
+        .0
     }
 
     async fn whoami(AuthUser(user): AuthUser) -> String {

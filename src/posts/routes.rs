@@ -7,9 +7,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::events::PostEvent;
-use super::sql::{self, EventRecord, Ownership};
+use super::sql::{self, Ownership};
 use super::types::{Post, PostText, FEED_WINDOW};
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Reader, RequestId, Writer};
+use crate::db::EventRecord;
 use crate::ids::PostId;
 use crate::input::Whole;
 use crate::state::AppState;

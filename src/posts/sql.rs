@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 
 use super::types::{Post, PostText};
 use crate::db::reads::ReadConn;
-use crate::db::DbError;
+use crate::db::{DbError, EventRecord};
 use crate::ids::PostId;
 use crate::ids::UserId;
 
@@ -15,14 +15,6 @@ fn post_from_row(row: &Row) -> Post {
         text: row.get("text"),
         author_user_id: row.get::<_, i64>("author_id").to_string(),
     }
-}
-
-/// Where a write records its event: nowhere (it is applied in process), or in the outbox under
-/// the id of the request that made it.
-#[derive(Debug, Clone, Copy)]
-pub enum EventRecord<'a> {
-    None,
-    Outbox { request_id: &'a str },
 }
 
 /// Inserts a post; `None` if its author does not exist (a token that outlived its user). With

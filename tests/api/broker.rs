@@ -40,6 +40,37 @@ async fn outbox_drains(app: &TestApp) {
     .await;
 }
 
+/// Publishes `events` (routing key, JSON) to the app's events exchange, as the relay or a
+/// redelivery would, each confirmed by the broker.
+pub async fn publish_events(app: &TestApp, events: &[(&str, String)]) {
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    let names = socialnet::broker::Names::new(
+        &app.config.broker.amqp_prefix,
+        app.config.broker.live_route_exchange,
+    );
+    for (key, body) in events {
+        let confirm = channel
+            .basic_publish(
+                names.events.as_str().into(),
+                (*key).into(),
+                Default::default(),
+                body.as_bytes(),
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
 /// Reads frames until every text in `expected` has arrived (or `wait` passes); returns all seen.
 async fn receive_all(socket: &mut Socket, expected: &[&str], wait: Duration) -> BTreeSet<String> {
     let mut texts = BTreeSet::new();
@@ -160,31 +191,9 @@ async fn an_event_delivered_twice_lands_in_a_feed_once() {
     feed_becomes(&app, &reader, "", &["первый"]).await;
 
     // The same event again, as a redelivery would bring it.
-    let connection =
-        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
     let event = json!({"kind": "post.created", "post_id": first.parse::<i64>().unwrap(),
                        "author_id": anna.id.parse::<i64>().unwrap(), "text": "первый"});
-    let names = socialnet::broker::Names::new(
-        &app.config.broker.amqp_prefix,
-        app.config.broker.live_route_exchange,
-    );
-    let confirm = channel
-        .basic_publish(
-            names.events.as_str().into(),
-            "post.created".into(),
-            Default::default(),
-            event.to_string().as_bytes(),
-            Default::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirm.is_ack());
+    publish_events(&app, &[("post.created", event.to_string())]).await;
     // An event published after the duplicate shows that the duplicate had its turn.
     app.post(&anna, "второй").await;
     feed_becomes(&app, &reader, "", &["второй", "первый"]).await;
@@ -195,7 +204,6 @@ async fn an_event_delivered_twice_lands_in_a_feed_once() {
         1,
         "{cached:?}"
     );
-    let _ = connection.close(200, "done".into()).await;
     clear_redis(&app).await;
 }
 

@@ -323,3 +323,46 @@ async fn a_dialog_service_told_to_forward_refuses_to_start() {
         .expect("refused");
     assert!(error.to_string().contains("DIALOGS_URL"), "{error}");
 }
+
+#[tokio::test]
+async fn unread_counts_are_kept_by_the_dialog_service_through_rabbitmq() {
+    // As the split stack runs: both services on Redis and RabbitMQ; the dialog service keeps the
+    // counters, from its own events.
+    let dialogs = spawn_app_with(|config| {
+        config.serve.service = Service::Dialogs;
+        crate::feed_cache::use_redis(config, &crate::feed_cache::redis_url());
+        crate::helpers::use_broker(config, &crate::helpers::amqp_url());
+        config.dialogs.unread_reconcile_ms = 200;
+    })
+    .await;
+    let main = dialogs
+        .spawn_beside(|config| {
+            config.serve.service = Service::All;
+            config.dialogs.dialogs_url = Some(dialogs.address.clone());
+        })
+        .await;
+    // Through the main service's old paths, forwarded.
+    crate::unread::unread_scenario(&main).await;
+    crate::unread::bad_reads_scenario(&main).await;
+    // The dialog service's own path says the same.
+    let anna = main.user("Анна", "Новая").await;
+    let boris = main.user("Борис", "Новый").await;
+    dialogs.send_v2(&anna, &boris.id, "привет").await;
+    dialogs.send_v2(&anna, &boris.id, "ещё").await;
+    main.unread_becomes(&boris, &[(&anna, 2)]).await;
+    let (total, _) = dialogs
+        .try_unread(&boris, "/v2/dialogs/unread")
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    let read = dialogs
+        .put_as(
+            &boris,
+            &format!("/v2/dialogs/{}/read", anna.id),
+            Some(&json!({ "up_to": "2" })),
+        )
+        .await;
+    assert_eq!(read.status(), StatusCode::OK);
+    main.unread_becomes(&boris, &[]).await;
+    dialogs.counters().await.clear().await.unwrap();
+}

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use socialnet::config::Config;
 
-use crate::helpers::{database_name, eventually, spawn_app_with, ChildGuard, TestApp, TestUser};
+use crate::helpers::{database_name, eventually, spawn_app_with, OwnRedis, TestApp, TestUser};
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -113,42 +113,15 @@ pub async fn cached_feed_scenario(app: &TestApp) {
 #[tokio::test]
 async fn with_redis_gone_the_feed_answers_from_postgres() {
     // A Redis of this test's own, so it can be stopped.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut redis = ChildGuard(
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed"),
-    );
-    eventually(Duration::from_secs(2), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map(drop)
-            .map_err(|e| format!("redis-server on {port}: {e}"))
-    })
-    .await;
-    let app = cached_app(format!("redis://127.0.0.1:{port}")).await;
+    let mut redis = OwnRedis::start().await;
+    let app = cached_app(redis.url()).await;
     let reader = app.user("Читатель", "Лентов").await;
     let anna = app.user("Анна", "Иванова").await;
     app.follow(&reader, &anna).await;
     app.post(&anna, "a1").await;
     feed_becomes(&app, &reader, "", &["a1"]).await;
 
-    redis.0.kill().unwrap();
-    redis.0.wait().unwrap();
+    redis.stop();
     app.post(&anna, "a2").await;
     // Served by SQL now: complete, and never a 5xx.
     feed_becomes(&app, &reader, "", &["a2", "a1"]).await;

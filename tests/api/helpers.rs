@@ -96,6 +96,55 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A Redis of a test's own, on a port of its own, so that the test can stop and restart it;
+/// without persistence, so a restart empties it, as a crash of the shared one would.
+pub struct OwnRedis {
+    pub port: u16,
+    process: Option<ChildGuard>,
+}
+
+impl OwnRedis {
+    pub async fn start() -> OwnRedis {
+        let mut redis = OwnRedis {
+            port: free_port(),
+            process: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        // Dropping the guard kills the process and waits for it.
+        self.process = None;
+    }
+
+    /// Stops it if it runs, starts it again (empty) and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = self.port.to_string();
+        self.process = Some(ChildGuard(
+            std::process::Command::new("redis-server")
+                .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+                .args(["--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed"),
+        ));
+        let port = self.port;
+        eventually(Duration::from_secs(5), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map(drop)
+                .map_err(|e| format!("redis-server on {port}: {e}"))
+        })
+        .await;
+    }
+}
+
 /// Calls `check` until it succeeds, at growing intervals (10 ms to 100 ms), for at most
 /// `timeout`; past it, panics with what `check` last said. For whatever happens asynchronously
 /// (fan-out, relays, health checks).

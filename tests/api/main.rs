@@ -34,4 +34,5 @@ mod request_trace;
 mod search;
 mod tarantool;
 mod tokens;
+mod unread;
 mod user_get;

@@ -1,8 +1,8 @@
 //! `x-request-id` end to end, read from the logs: the main service and the dialog service run
 //! as processes of the binary, with JSON logs, RabbitMQ and the feed cache; one id given by the
 //! client is on the log lines of the main service's request, of the hop to the dialog service,
-//! of the dialog service's own request, and of the RabbitMQ consumer that applied the post's
-//! event (the outbox row and the message headers carried it there).
+//! of the dialog service's own request, and of the RabbitMQ consumers that applied the post's
+//! event and the message's (the outbox rows and the message headers carried it there).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -130,7 +130,16 @@ async fn one_request_id_is_on_every_service_and_consumer_that_handled_the_reques
     let _dialogs = serve(
         dialogs_port,
         dialogs_log,
-        &[("DATABASE_URL", &database_url), ("SERVICE", "dialogs")],
+        &[
+            ("DATABASE_URL", &database_url),
+            ("SERVICE", "dialogs"),
+            // The unread counters, kept from the dialog events through the outbox and RabbitMQ.
+            ("REDIS_URL", &redis_url),
+            ("REDIS_KEY_PREFIX", &prefix),
+            ("AMQP_URL", &amqp_url),
+            ("AMQP_PREFIX", &prefix),
+            ("AMQP_QUEUE_EXPIRES_MS", "60000"),
+        ],
     );
     wait_ready(&main).await;
 
@@ -204,11 +213,33 @@ async fn one_request_id_is_on_every_service_and_consumer_that_handled_the_reques
         main_dialog.iter().any(|m| m == "request finished"),
         "{main_dialog:?}"
     );
-    let dialog_lines = lines_of(dialogs_log, &dialog_trace);
+    // The message's event, through the dialog service's outbox and RabbitMQ, to its counters'
+    // consumer.
+    let dialog_lines = eventually(Duration::from_secs(30), || async {
+        let lines = lines_of(dialogs_log, &dialog_trace);
+        if messages(&lines).contains(&"dialog event applied") {
+            Ok(lines)
+        } else {
+            Err(format!("{:?}", messages(&lines)))
+        }
+    })
+    .await;
     assert!(
         messages(&dialog_lines).contains(&"request finished"),
         "{:?}",
         messages(&dialog_lines)
+    );
+    let counted = dialog_lines
+        .iter()
+        .find(|line| line["message"] == "dialog event applied")
+        .unwrap();
+    assert!(
+        counted["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|span| span["name"] == "event" && span["consumer"] == "unread"),
+        "{counted}"
     );
     // And the post was not the dialog service's business.
     assert!(lines_of(dialogs_log, &post_trace).is_empty());

@@ -1,0 +1,499 @@
+//! Unread counters: `GET /dialog/unread` and `PUT /dialog/{user_id}/read` on both roads (in
+//! process, and through the outbox and RabbitMQ), and each failure the counters must survive:
+//! a duplicated or late event, the broker stopped in the middle of a burst, Redis restarted
+//! empty, and a random mix of sends, reads and redeliveries, after which the counters must
+//! equal a count made from the messages themselves.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use socialnet::cache::UnreadCounters;
+use socialnet::config::{Config, DialogStoreKind};
+use socialnet::dialogs::DialogEvent;
+
+use crate::broker::publish_events;
+use crate::feed_cache::{redis_url, use_redis};
+use crate::helpers::{
+    amqp_url, assert_error, eventually, spawn_app_with, use_broker, OwnRedis, TestApp, TestUser,
+};
+use crate::rabbit::RabbitNodes;
+
+/// Counters on Redis at `url`, checked for repairs every 200 ms.
+fn use_counters(config: &mut Config, url: &str) {
+    use_redis(config, url);
+    config.dialogs.unread_reconcile_ms = 200;
+}
+
+impl TestApp {
+    /// `reader`'s unread counts: (total, other user → unread).
+    pub async fn unread(&self, reader: &TestUser) -> (i64, BTreeMap<String, i64>) {
+        self.try_unread(reader, "/dialog/unread").await.unwrap()
+    }
+
+    /// `reader`'s unread counts from `path`, or what the server answered instead.
+    pub async fn try_unread(
+        &self,
+        reader: &TestUser,
+        path: &str,
+    ) -> Result<(i64, BTreeMap<String, i64>), String> {
+        let response = self.get_as(reader, path).await;
+        if response.status() != StatusCode::OK {
+            return Err(format!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap()
+            ));
+        }
+        let body: Value = response.json().await.unwrap();
+        let dialogs = body["dialogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["user_id"].as_str().unwrap().to_owned(),
+                    d["unread"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        Ok((body["total"].as_i64().unwrap(), dialogs))
+    }
+
+    /// Waits until `reader`'s counts are `expected` (the events travel asynchronously).
+    pub async fn unread_becomes(&self, reader: &TestUser, expected: &[(&TestUser, i64)]) {
+        let expected: BTreeMap<String, i64> = expected
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(user, n)| (user.id.clone(), *n))
+            .collect();
+        let total: i64 = expected.values().sum();
+        eventually(Duration::from_secs(20), || {
+            let expected = expected.clone();
+            async move {
+                match self.try_unread(reader, "/dialog/unread").await {
+                    Ok((t, dialogs)) if t == total && dialogs == expected => Ok(()),
+                    seen => Err(format!("{seen:?}, expected {total} {expected:?}")),
+                }
+            }
+        })
+        .await;
+    }
+
+    pub async fn mark_read(
+        &self,
+        reader: &TestUser,
+        other: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.put_as(reader, &format!("/dialog/{other}/read"), Some(body))
+            .await
+    }
+
+    /// Marks `reader`'s dialog with `other` read up to `up_to`; the mark the server answers.
+    pub async fn read_up_to(&self, reader: &TestUser, other: &TestUser, up_to: i64) -> i64 {
+        let response = self
+            .mark_read(reader, &other.id, &json!({ "up_to": up_to.to_string() }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["read_up_to"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// What the counters must say, counted from the messages and the marks in PostgreSQL:
+    /// reader → (other → messages from other above the reader's mark).
+    pub async fn unread_from_messages(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let rows = self
+            .db()
+            .await
+            .query(
+                "select m.recipient_id, m.sender_id, count(*)
+                 from dialog_messages m join dialogs d using (dialog_id)
+                 where m.id > case when m.recipient_id = d.user_low then d.read_low
+                                   else d.read_high end
+                 group by 1, 2",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut expected: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for row in rows {
+            expected
+                .entry(row.get::<_, i64>(0).to_string())
+                .or_default()
+                .insert(row.get::<_, i64>(1).to_string(), row.get(2));
+        }
+        expected
+    }
+
+    /// The app's counters, reached as the server reaches them.
+    pub async fn counters(&self) -> UnreadCounters {
+        let db = self.db().await;
+        let namespace = socialnet::db::cache_namespace(&db).await.unwrap();
+        UnreadCounters::connect(
+            self.config.cache.redis_url.as_deref().unwrap(),
+            &self.config.cache.redis_key_prefix,
+            &namespace,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Deletes the test's counters from the shared Redis.
+    async fn clear_counters(&self) {
+        self.counters().await.clear().await.unwrap();
+    }
+}
+
+/// Sends, reads and their counts, as one reader and one writer see them.
+pub async fn unread_scenario(app: &TestApp) {
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    let vera = app.user("Вера", "Сидорова").await;
+    app.unread_becomes(&boris, &[]).await;
+    for text in ["раз", "два", "три"] {
+        app.send_ok(&anna, &boris, text).await;
+    }
+    app.send_ok(&vera, &boris, "привет").await;
+    app.send_ok(&vera, &boris, "ты тут?").await;
+    app.unread_becomes(&boris, &[(&anna, 3), (&vera, 2)]).await;
+    // A writer's own messages are not unread for them.
+    app.unread_becomes(&anna, &[]).await;
+
+    assert_eq!(app.read_up_to(&boris, &anna, 2).await, 2);
+    app.unread_becomes(&boris, &[(&anna, 1), (&vera, 2)]).await;
+    // An older mark changes nothing; one past the end is the end.
+    assert_eq!(app.read_up_to(&boris, &anna, 1).await, 2);
+    assert_eq!(app.read_up_to(&boris, &anna, 1_000).await, 3);
+    app.unread_becomes(&boris, &[(&vera, 2)]).await;
+    // A bare number is accepted too.
+    let response = app
+        .mark_read(&boris, &vera.id, &json!({ "up_to": 1 }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.unread_becomes(&boris, &[(&vera, 1)]).await;
+
+    // A reply counts for the other side; boris's mark stays where it was.
+    app.send_ok(&boris, &anna, "отвечаю").await;
+    app.unread_becomes(&anna, &[(&boris, 1)]).await;
+    app.send_ok(&anna, &boris, "четыре").await;
+    app.unread_becomes(&boris, &[(&anna, 1), (&vera, 1)]).await;
+}
+
+/// Every malformed mark is a clear 4xx, never a 500.
+pub async fn bad_reads_scenario(app: &TestApp) {
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for body in [
+        json!({ "up_to": "0" }),
+        json!({ "up_to": "abc" }),
+        json!({ "up_to": "-1" }),
+        json!({ "up_to": -1 }),
+        json!({ "up_to": "99999999999999999999" }),
+        json!({ "up_to": null }),
+        json!({}),
+        json!([1]),
+    ] {
+        let response = app.mark_read(&boris, &anna.id, &body).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    let own = app
+        .mark_read(&boris, &boris.id, &json!({ "up_to": "1" }))
+        .await;
+    assert_error(own, StatusCode::BAD_REQUEST).await;
+    let nobody = app
+        .mark_read(&boris, "999999999", &json!({ "up_to": "1" }))
+        .await;
+    assert_error(nobody, StatusCode::NOT_FOUND).await;
+    let bad_id = app.mark_read(&boris, "abc", &json!({ "up_to": "1" })).await;
+    assert_error(bad_id, StatusCode::BAD_REQUEST).await;
+    // A dialog with no message yet: nothing to read.
+    assert_eq!(app.read_up_to(&boris, &anna, 5).await, 0);
+    let anonymous = app.get("/dialog/unread").await;
+    assert_error(anonymous, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn counts_follow_sends_and_reads_in_process() {
+    let app = spawn_app_with(|c| use_counters(c, &redis_url())).await;
+    unread_scenario(&app).await;
+    bad_reads_scenario(&app).await;
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn counts_follow_sends_and_reads_through_rabbitmq() {
+    let app = spawn_app_with(|c| {
+        use_counters(c, &redis_url());
+        use_broker(c, &amqp_url());
+    })
+    .await;
+    unread_scenario(&app).await;
+    // The events went through the outbox, which the relay drains.
+    eventually(Duration::from_secs(10), || async {
+        let rows: i64 = app
+            .db()
+            .await
+            .query_one("select count(*) from outbox", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if rows == 0 {
+            Ok(())
+        } else {
+            Err(format!("{rows} events still in the outbox"))
+        }
+    })
+    .await;
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn counts_follow_sends_and_reads_on_tarantool() {
+    let app = spawn_app_with(|c| {
+        use_counters(c, &redis_url());
+        c.dialogs.dialog_store = DialogStoreKind::Tarantool;
+        c.dialogs.tarantool_url = crate::tarantool::tarantool_url().parse().unwrap();
+    })
+    .await;
+    unread_scenario(&app).await;
+    bad_reads_scenario(&app).await;
+    // The marks are in Tarantool with the messages: counters lost are rebuilt from there.
+    let gleb = app.user("Глеб", "Орлов").await;
+    let dina = app.user("Дина", "Орлова").await;
+    for text in ["раз", "два", "три"] {
+        app.send_ok(&gleb, &dina, text).await;
+    }
+    app.read_up_to(&dina, &gleb, 1).await;
+    app.unread_becomes(&dina, &[(&gleb, 2)]).await;
+    app.clear_counters().await;
+    app.unread_becomes(&dina, &[(&gleb, 2)]).await;
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn without_redis_the_counts_answer_503_and_the_marks_are_kept() {
+    let app = spawn_app_with(|_| {}).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for text in ["раз", "два", "три"] {
+        app.send_ok(&anna, &boris, text).await;
+    }
+    let off = app.get_as(&boris, "/dialog/unread").await;
+    let message = assert_error(off, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(message.contains("REDIS_URL"), "{message}");
+    assert_eq!(app.read_up_to(&boris, &anna, 2).await, 2);
+
+    // An instance with Redis builds the counters from the messages and the marks.
+    let with_counters = app.spawn_beside(|c| use_counters(c, &redis_url())).await;
+    with_counters.unread_becomes(&boris, &[(&anna, 1)]).await;
+    with_counters.clear_counters().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_or_late_event_counts_nothing_more() {
+    let app = spawn_app_with(|c| {
+        use_counters(c, &redis_url());
+        use_broker(c, &amqp_url());
+    })
+    .await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for text in ["раз", "два", "три"] {
+        app.send_ok(&anna, &boris, text).await;
+    }
+    app.read_up_to(&boris, &anna, 1).await;
+    app.unread_becomes(&boris, &[(&anna, 2)]).await;
+
+    // Every event again, as redeliveries would bring them, the read among them older than the
+    // sends it covers.
+    let (a, b) = (anna.id.parse().unwrap(), boris.id.parse().unwrap());
+    let mut events = vec![DialogEvent::Read {
+        reader: b,
+        other: a,
+        up_to: 1,
+    }];
+    for id in [3, 1, 2, 3] {
+        events.push(DialogEvent::MessageSent { id, from: a, to: b });
+    }
+    let events: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind(), serde_json::to_string(e).unwrap()))
+        .collect();
+    publish_events(&app, &events).await;
+    // A send after the duplicates shows that they had their turn.
+    app.send_ok(&anna, &boris, "четыре").await;
+    app.unread_becomes(&boris, &[(&anna, 3)]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.unread_becomes(&boris, &[(&anna, 3)]).await;
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn a_burst_across_a_broker_outage_is_counted_once_it_is_back() {
+    let rabbit = RabbitNodes::start(1).await;
+    let app = spawn_app_with(|c| {
+        use_counters(c, &redis_url());
+        use_broker(c, &rabbit.url(1));
+    })
+    .await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    let vera = app.user("Вера", "Сидорова").await;
+    for i in 0..10 {
+        app.send_ok(&anna, &boris, &format!("до {i}")).await;
+    }
+    app.unread_becomes(&boris, &[(&anna, 10)]).await;
+
+    // Mid-burst the broker stops: sends and reads still succeed, their events wait in the
+    // outbox.
+    let stopper = {
+        let rabbit = rabbit.clone();
+        tokio::spawn(async move { rabbit.stop_node(1).await })
+    };
+    for i in 0..15 {
+        app.send_ok(&anna, &boris, &format!("во время {i}")).await;
+        app.send_ok(&vera, &boris, &format!("вера {i}")).await;
+    }
+    stopper.await.unwrap();
+    for i in 0..5 {
+        app.send_ok(&vera, &boris, &format!("после {i}")).await;
+    }
+    assert_eq!(app.read_up_to(&boris, &anna, 20).await, 20);
+    rabbit.start_node(1).await;
+
+    app.unread_becomes(&boris, &[(&anna, 5), (&vera, 20)]).await;
+    let expected = app.unread_from_messages().await;
+    assert_eq!(expected[&boris.id][&anna.id], 5);
+    assert_eq!(expected[&boris.id][&vera.id], 20);
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn counters_lost_with_a_restarted_redis_are_rebuilt_from_the_messages() {
+    let mut redis = OwnRedis::start().await;
+    let app = spawn_app_with(|c| use_counters(c, &redis.url())).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for i in 0..5 {
+        app.send_ok(&anna, &boris, &format!("до {i}")).await;
+    }
+    app.read_up_to(&boris, &anna, 2).await;
+    app.unread_becomes(&boris, &[(&anna, 3)]).await;
+
+    // Redis goes away: sends go on (their counts cannot be applied), reads answer 503.
+    redis.stop();
+    for i in 0..4 {
+        app.send_ok(&anna, &boris, &format!("без redis {i}")).await;
+    }
+    let down = app.get_as(&boris, "/dialog/unread").await;
+    assert_error(down, StatusCode::SERVICE_UNAVAILABLE).await;
+    // It comes back empty: the reconciliation rebuilds the counters from the messages.
+    redis.restart().await;
+    app.unread_becomes(&boris, &[(&anna, 7)]).await;
+    app.send_ok(&anna, &boris, "после").await;
+    app.unread_becomes(&boris, &[(&anna, 8)]).await;
+}
+
+#[tokio::test]
+async fn after_any_mix_of_sends_reads_and_redeliveries_the_counts_equal_the_messages() {
+    let app = spawn_app_with(|c| use_counters(c, &redis_url())).await;
+    let mut users = Vec::new();
+    for name in ["Анна", "Борис", "Вера", "Глеб"] {
+        users.push(app.user(name, "Тестова").await);
+    }
+    let counters = app.counters().await;
+    let ids: Vec<i64> = users.iter().map(|u| u.id.parse().unwrap()).collect();
+    let seed: u64 = rand::random();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    // Every event applied so far, to redeliver any of them at any time.
+    let mut applied: Vec<DialogEvent> = Vec::new();
+    let mut last: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+    for _ in 0..150 {
+        let (a, b) = (rng.gen_range(0..4), rng.gen_range(0..4));
+        if a == b {
+            continue;
+        }
+        match rng.gen_range(0..10) {
+            0..=5 => {
+                app.send_ok(&users[a], &users[b], "m").await;
+                let pair = (a.min(b), a.max(b));
+                let id = last.entry(pair).or_insert(0);
+                *id += 1;
+                applied.push(DialogEvent::MessageSent {
+                    id: *id,
+                    from: ids[a],
+                    to: ids[b],
+                });
+            }
+            6..=7 => {
+                let up_to = rng.gen_range(1..=12);
+                let mark = app.read_up_to(&users[a], &users[b], up_to).await;
+                if mark > 0 {
+                    applied.push(DialogEvent::Read {
+                        reader: ids[a],
+                        other: ids[b],
+                        up_to: mark,
+                    });
+                }
+            }
+            _ => {
+                // A redelivery of any earlier event, however late.
+                if !applied.is_empty() {
+                    let event = applied[rng.gen_range(0..applied.len())].clone();
+                    event.apply(&counters).await.unwrap();
+                }
+            }
+        }
+    }
+    let expected = app.unread_from_messages().await;
+    for (i, user) in users.iter().enumerate() {
+        let (total, dialogs) = app.unread(user).await;
+        let want = expected.get(&user.id).cloned().unwrap_or_default();
+        assert_eq!(dialogs, want, "user {i}, seed {seed}");
+        assert_eq!(total, want.values().sum::<i64>(), "user {i}, seed {seed}");
+    }
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn the_rebuild_command_repairs_counters_gone_wrong() {
+    let app = spawn_app_with(|c| use_counters(c, &redis_url())).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for i in 0..4 {
+        app.send_ok(&anna, &boris, &format!("{i}")).await;
+    }
+    app.read_up_to(&boris, &anna, 1).await;
+    app.unread_becomes(&boris, &[(&anna, 3)]).await;
+    // Counts that disagree with the messages: a message that does not exist counted for each.
+    let counters = app.counters().await;
+    let (a, b): (i64, i64) = (anna.id.parse().unwrap(), boris.id.parse().unwrap());
+    assert!(counters.message_sent(b, a, 50).await.unwrap());
+    assert!(counters.message_sent(a, b, 77).await.unwrap());
+    app.unread_becomes(&boris, &[(&anna, 4)]).await;
+    app.unread_becomes(&anna, &[(&boris, 1)]).await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_socialnet"))
+        .args(["counters", "rebuild"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("REDIS_URL", app.config.cache.redis_url.as_deref().unwrap())
+        .env("REDIS_KEY_PREFIX", &app.config.cache.redis_key_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("3 unread messages"), "{stdout}");
+    app.unread_becomes(&boris, &[(&anna, 3)]).await;
+    app.unread_becomes(&anna, &[]).await;
+    app.clear_counters().await;
+}
