@@ -16,6 +16,8 @@
 #   Tarantool on 127.0.0.1:3301 with deploy/tarantool/dialogs.lua (the dialog suite on the
 #   in-memory store; TEST_TARANTOOL_URL to change it), started here with
 #   scripts/stack/tarantool-local.sh, and the tarantool binary (one test runs its own)
+#   prometheus and the PostgreSQL and Redis exporters (the monitoring tests run them with
+#   scripts/stack/monitoring-local.sh)
 # Where the services already run (TEST_*_URL pointing elsewhere, say), plain `cargo test` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,9 @@ command -v pg_autoctl >/dev/null 2>&1 ||
   missing+=("postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)-auto-failover")
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v tarantool >/dev/null 2>&1 || missing+=(tarantool)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || missing+=(prometheus-postgres-exporter)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)

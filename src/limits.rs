@@ -176,6 +176,10 @@ impl RateLimits {
             tracing::info!("rate limits are off (RATE_LIMITS=off)");
             return Ok(RateLimits::off());
         }
+        // Each limit's series exists from the start, at zero.
+        for limit in LIMITS {
+            metrics::counter!("rate_limited", "limit" => limit.name()).increment(0);
+        }
         let rates = LIMITS.map(|limit| limit.rate(config));
         let local = rates.map(|rate| DefaultKeyedRateLimiter::keyed(quota(rate)));
         let shared = match cache.redis_url.as_deref().filter(|url| !url.is_empty()) {

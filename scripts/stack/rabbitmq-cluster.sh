@@ -9,6 +9,8 @@
 #   scripts/stack/rabbitmq-cluster.sh status
 #   scripts/stack/rabbitmq-cluster.sh stop          # stop every node and delete the data
 # Then e.g. AMQP_URL=amqp://guest:guest@127.0.0.1:5681,amqp://guest:guest@127.0.0.1:5682,...
+# RABBIT_METRICS_PORT=P enables RabbitMQ's Prometheus plugin, node I's /metrics on 127.0.0.1:P+I-1
+# (as the official image has it; scripts/stack/monitoring-local.sh RABBITMQ_TARGETS scrapes it).
 # Needs the rabbitmq-server package (its binaries; the system node may keep running beside).
 set -euo pipefail
 dir=${RABBIT_DIR:-/tmp/socialnet-rabbit}
@@ -29,8 +31,16 @@ start_node() {
     echo "listeners.tcp.local = 127.0.0.1:$((port + i - 1))"
     echo "cluster_formation.peer_discovery_backend = classic_config"
     for j in $(seq 1 "$n"); do echo "cluster_formation.classic_config.nodes.$j = $(node "$j")"; done
+    if [ -n "${RABBIT_METRICS_PORT:-}" ]; then
+      echo "prometheus.tcp.ip = 127.0.0.1"
+      echo "prometheus.tcp.port = $((RABBIT_METRICS_PORT + i - 1))"
+    fi
   } > "$dir/node$i/rabbitmq.conf"
-  echo '[].' > "$dir/node$i/enabled_plugins"
+  if [ -n "${RABBIT_METRICS_PORT:-}" ]; then
+    echo '[rabbitmq_prometheus].' > "$dir/node$i/enabled_plugins"
+  else
+    echo '[].' > "$dir/node$i/enabled_plugins"
+  fi
   : > "$dir/node$i/rabbitmq-env.conf"
   HOME="$dir" \
     RABBITMQ_NODENAME="$(node "$i")" \

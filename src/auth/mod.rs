@@ -4,5 +4,5 @@ mod password;
 pub mod secret;
 mod token;
 
-pub use password::{HashError, PasswordHasher, PasswordVerdict};
+pub use password::{HashError, HashLoad, PasswordHasher, PasswordVerdict};
 pub use token::{Claims, TokenError, TokenKeys};

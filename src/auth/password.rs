@@ -7,6 +7,7 @@
 //! each own one buffer for their lifetime, so memory stays at `concurrency × m_cost`, and a
 //! semaphore with a timeout turns a login storm into fast 503s instead of an unbounded queue.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +37,17 @@ pub struct PasswordHasher {
     params: Params,
     jobs: mpsc::Sender<Job>,
     slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// Requests waiting for a slot now (for `/metrics`).
+    waiting: Arc<AtomicUsize>,
     queue_timeout: Duration,
+}
+
+/// How loaded the hashing threads are: hashes running, and requests waiting for a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLoad {
+    pub busy: usize,
+    pub waiting: usize,
 }
 
 /// Whether a password matched its stored hash.
@@ -81,6 +92,8 @@ impl PasswordHasher {
             params,
             jobs,
             slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            waiting: Arc::new(AtomicUsize::new(0)),
             queue_timeout,
         })
     }
@@ -109,6 +122,14 @@ impl PasswordHasher {
         .await
     }
 
+    /// Hashes running and requests waiting now.
+    pub fn load(&self) -> HashLoad {
+        HashLoad {
+            busy: self.concurrency - self.slots.available_permits().min(self.concurrency),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
     /// Hashes on the calling thread; for command-line tools.
     pub fn hash_blocking(&self, password: &str) -> anyhow::Result<String> {
         let salt = SaltString::generate(&mut OsRng);
@@ -124,8 +145,11 @@ impl PasswordHasher {
     ) -> Result<T, HashError> {
         // The permit travels with the job: a request that gives up (timeout, client gone) still
         // holds its slot until its hash is done, so abandoned work cannot pile up.
-        let permit = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
-            .await
+        let waiting = Waiting::enter(&self.waiting);
+        let acquired =
+            tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await;
+        drop(waiting);
+        let permit = acquired
             .map_err(|_| HashError::Saturated)?
             .map_err(|_| HashError::ShutDown)?;
         let (reply, result) = oneshot::channel();
@@ -139,6 +163,22 @@ impl PasswordHasher {
         result
             .await
             .map_err(|_| HashError::Failed(anyhow::anyhow!("hashing thread failed")))?
+    }
+}
+
+/// One request counted as waiting for a slot, until it has one, gives up or is dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

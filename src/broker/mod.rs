@@ -23,6 +23,7 @@ mod outbox;
 mod publish;
 mod relay;
 
+pub use outbox::backlog as outbox_backlog;
 pub use publish::{DialogEvents, PostEvents};
 
 use std::collections::HashSet;

@@ -48,3 +48,16 @@ pub async fn delete(db: &impl GenericClient, ids: &[i64]) -> Result<u64, DbError
         .await?;
     Ok(db.execute(&statement, &[&ids]).await?)
 }
+
+/// The backlog: how many events wait, and how long the oldest has waited (seconds; 0 for none).
+#[tracing::instrument(name = "sql.outbox_backlog", skip(db))]
+pub async fn backlog(db: &impl GenericClient) -> Result<(i64, f64), DbError> {
+    let statement = db
+        .prepare_cached(
+            "select count(*), coalesce(extract(epoch from now() - min(created_at))::float8, 0)
+             from outbox",
+        )
+        .await?;
+    let row = db.query_one(&statement, &[]).await?;
+    Ok((row.get(0), row.get(1)))
+}

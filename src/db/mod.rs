@@ -243,10 +243,13 @@ fn connection_config_on(config: &DbConfig, url: &DatabaseUrl) -> tokio_postgres:
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(CONNECT_TIMEOUT);
     }
-    pg.options(format!(
-        "-c statement_timeout={}",
-        config.db_statement_timeout_ms
-    ));
+    // Added to the URL's own `options`, which are kept.
+    let timeout = format!("-c statement_timeout={}", config.db_statement_timeout_ms);
+    let options = match pg.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {timeout}"),
+        _ => timeout,
+    };
+    pg.options(options);
     if pg.get_application_name().is_none() {
         pg.application_name("socialnet");
     }

@@ -196,10 +196,36 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for node in state.db.replicas().map_or(&[][..], |r| r.nodes()) {
         pool_gauges(&node.name, node.pool());
     }
+    let hashing = state.hasher.load();
+    metrics::gauge!("password_hash_busy").set(hashing.busy as f64);
+    metrics::gauge!("password_hash_waiting").set(hashing.waiting as f64);
+    if state.events.through_outbox() || state.dialog_events.through_outbox() {
+        outbox_gauges(&state).await;
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         super::metrics::handle().render(),
     )
+}
+
+/// Longest the outbox's backlog query may take at a scrape.
+const BACKLOG_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The outbox's backlog: rows waiting and the age of the oldest. Left as they were when the
+/// database does not answer in time: a scrape never waits on it for long.
+async fn outbox_gauges(state: &AppState) {
+    let backlog = tokio::time::timeout(BACKLOG_TIMEOUT, async {
+        crate::broker::outbox_backlog(&state.db.get().await?).await
+    })
+    .await;
+    match backlog {
+        Ok(Ok((rows, oldest))) => {
+            metrics::gauge!("outbox_rows").set(rows as f64);
+            metrics::gauge!("outbox_oldest_seconds").set(oldest);
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not read"),
+        Err(_) => tracing::debug!("outbox backlog not read in time"),
+    }
 }
 
 /// The gauges of one pool, labelled `primary` or with the replica's name.

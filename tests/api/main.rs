@@ -25,6 +25,7 @@ mod http_shell;
 mod limits;
 mod live;
 mod login;
+mod monitoring;
 mod openapi;
 mod posts;
 mod rabbit;
