@@ -18,6 +18,8 @@
 #   scripts/stack/tarantool-local.sh, and the tarantool binary (one test runs its own)
 #   prometheus and the PostgreSQL and Redis exporters (the monitoring tests run them with
 #   scripts/stack/monitoring-local.sh)
+#   chromium and Node.js, with playwright-core from tests/browser/package-lock.json (installed
+#   here by npm ci): the live page's test drives two headless browser sessions
 # Where the services already run (TEST_*_URL pointing elsewhere, say), plain `cargo test` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +40,9 @@ command -v tarantool >/dev/null 2>&1 || missing+=(tarantool)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-postgres-exporter >/dev/null 2>&1 || missing+=(prometheus-postgres-exporter)
 command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
@@ -75,6 +80,13 @@ if [ -z "${TEST_AMQP_URL:-}" ] && ! amqp_up; then
   log "starting RabbitMQ"
   rabbitmq-server -detached
   wait_for RabbitMQ 60 amqp_up
+fi
+
+# The browser tests' package, at the version the lock file names.
+lock=tests/browser/package-lock.json
+if ! [ tests/browser/node_modules/.installed-from -nt "$lock" ]; then
+  log "installing tests/browser's npm packages"
+  (cd tests/browser && npm ci --silent --no-audit --no-fund && touch node_modules/.installed-from)
 fi
 
 if [ -z "${TEST_TARANTOOL_URL:-}" ]; then

@@ -76,7 +76,30 @@ pub fn router(state: AppState) -> App {
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)
         .with_state(state);
-    with_middleware(api.merge(openapi::docs_router(doc)), &config)
+    let mut app = api.merge(openapi::docs_router(doc));
+    // The live feed is the main service's.
+    if config.serve.service == Service::All {
+        app = app.merge(live_page_router());
+    }
+    with_middleware(app, &config)
+}
+
+/// The page of the live feed, `/demo/live`: sign in, follow, post, and watch followed users'
+/// posts arrive over the websocket. One self-contained file: it loads nothing from elsewhere,
+/// which its Content-Security-Policy also tells the browser.
+fn live_page_router() -> Router {
+    const PAGE: &str = include_str!("live.html");
+    const POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+                          style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'";
+    Router::new().route(
+        "/demo/live",
+        axum::routing::get(|| async {
+            (
+                [(axum::http::header::CONTENT_SECURITY_POLICY, POLICY)],
+                axum::response::Html(PAGE),
+            )
+        }),
+    )
 }
 
 /// `/metrics` alone, for the listener of `METRICS_BIND`.

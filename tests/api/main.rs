@@ -24,6 +24,7 @@ mod helpers;
 mod http_shell;
 mod limits;
 mod live;
+mod live_page;
 mod login;
 mod monitoring;
 mod openapi;

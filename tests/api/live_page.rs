@@ -1,0 +1,72 @@
+//! The live-feed page (`/demo/live`) in a real browser: Debian's Chromium, headless, driven by
+//! `tests/browser/live_page.mjs` (playwright-core from `tests/browser/package-lock.json`, which
+//! the test script installs). Two sessions: one follows the other, and a post made in one
+//! appears in the other within a second.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_page_serves_itself_whole_with_a_policy_that_keeps_it_so() {
+    let app = spawn_app().await;
+    let response = app.get("/demo/live").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
+    let page = response.text().await.unwrap();
+    // Nothing loaded from elsewhere.
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "{page}"
+    );
+    assert!(page.contains("/post/feed/posted?token="));
+}
+
+#[tokio::test]
+async fn a_post_made_in_one_browser_appears_in_a_follower_s_within_a_second() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/playwright-core")
+            .exists(),
+        "playwright-core is not installed: run scripts/test.sh (npm ci in tests/browser)"
+    );
+    let app = spawn_app().await;
+    let author = app.register_user("Автор", "Браузерный").await;
+    let reader = app.register_user("Читатель", "Браузерный").await;
+    let base = app.address.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(dir)
+            .args([
+                "live_page.mjs",
+                &base,
+                &author,
+                &reader,
+                "correct horse battery",
+            ])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(result["ms"].as_u64().unwrap() < 1000, "{result}");
+}
