@@ -1,13 +1,11 @@
 //! `socialnet fake`: realistic data at scale, loaded with binary `COPY`.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use clap::Args;
 use futures_util::pin_mut;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -15,6 +13,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::names::{feminine_surname, Language, NameData};
+use super::progress::Progress;
 use crate::auth::PasswordHasher;
 use crate::config::DbConfig;
 use crate::db;
@@ -147,7 +146,7 @@ pub async fn fake_users(args: &FakeUsersArgs) -> anyhow::Result<FakeUsersReport>
     if !args.keep_index {
         drop_search_index(&client).await?;
     }
-    let progress = Progress::new(args.count);
+    let progress = Progress::new("fake users", "rows", args.count);
     let started = Instant::now();
 
     // Generation runs on a blocking thread, one batch ahead of the COPY.
@@ -198,11 +197,11 @@ pub async fn fake_users(args: &FakeUsersArgs) -> anyhow::Result<FakeUsersReport>
                 .await?;
         }
         rows += writer.finish().await?;
-        progress.update(rows, started.elapsed());
+        progress.update(rows);
     }
     generator.await.context("generator thread")?;
     let load = started.elapsed();
-    progress.finish(rows, load);
+    progress.finish(rows);
 
     let index_started = Instant::now();
     if !args.keep_index {
@@ -217,54 +216,4 @@ pub async fn fake_users(args: &FakeUsersArgs) -> anyhow::Result<FakeUsersReport>
         load,
         index: index_started.elapsed(),
     })
-}
-
-/// A progress bar on a terminal, plain lines (about every 10%) otherwise.
-struct Progress {
-    bar: Option<ProgressBar>,
-    total: u64,
-    next_line: std::cell::Cell<u64>,
-}
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} users  {per_sec}  eta {eta}")
-                    .expect("valid template"),
-            );
-            bar
-        });
-        Progress {
-            bar,
-            total,
-            next_line: std::cell::Cell::new(total / 10),
-        }
-    }
-
-    fn update(&self, rows: u64, elapsed: Duration) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(rows);
-        } else if rows >= self.next_line.get() && rows < self.total {
-            let rate = rows as f64 / elapsed.as_secs_f64().max(1e-9);
-            let eta = (self.total - rows) as f64 / rate.max(1.0);
-            eprintln!(
-                "fake users: {rows}/{} ({:.0}%), {rate:.0} rows/s, eta {eta:.0}s",
-                self.total,
-                100.0 * rows as f64 / self.total as f64
-            );
-            self.next_line.set(rows + (self.total / 10).max(1));
-        }
-    }
-
-    fn finish(&self, rows: u64, elapsed: Duration) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        eprintln!(
-            "fake users: loaded {rows} rows in {:.1}s",
-            elapsed.as_secs_f64()
-        );
-    }
 }

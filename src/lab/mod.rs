@@ -4,6 +4,7 @@ pub mod bench;
 pub mod dialogs;
 pub mod fake;
 pub mod names;
+mod progress;
 pub mod social;
 
 use deadpool_postgres::Pool;

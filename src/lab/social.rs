@@ -15,6 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::names::NameData;
+use super::progress::Progress;
 use crate::config::DbConfig;
 use crate::db;
 
@@ -105,6 +106,8 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
         )
         .await?;
     let mut follows = 0u64;
+    let drawing = Progress::new("fake social: follows", "users", ids.len() as u64);
+    let mut users_done = 0u64;
     for chunk in ids.chunks(50_000) {
         let sink = client
             .copy_in("copy fake_friends (user_id, friend_id) from stdin (format binary)")
@@ -128,7 +131,12 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
             follows += chosen.len() as u64;
         }
         writer.finish().await?;
+        users_done += chunk.len() as u64;
+        drawing.update(users_done);
     }
+    drawing.finish(users_done);
+    eprintln!("fake social: adding {follows} follows to the friends table…");
+    let inserting = Instant::now();
     let inserted_follows = client
         .execute(
             "insert into friends (user_id, friend_id) select user_id, friend_id from fake_friends on conflict do nothing",
@@ -136,7 +144,10 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
         )
         .await?;
     client.batch_execute("drop table fake_friends").await?;
-    eprintln!("fake social: {inserted_follows} follows ({follows} drawn)");
+    eprintln!(
+        "fake social: {inserted_follows} follows ({follows} drawn) added in {:.1}s",
+        inserting.elapsed().as_secs_f64()
+    );
 
     // Posts: prolific authors are skewed too (a separate, milder ranking), times grow with ids.
     let total_posts = (args.posts_per_user * ids.len() as f64).round() as u64;
@@ -146,6 +157,7 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
     let vocabulary = NameData::load().vocabulary();
     let timeline = Timeline::last_days(args.days);
     let mut posts = 0u64;
+    let posting = Progress::new("fake social: posts", "posts", total_posts);
     while posts < total_posts {
         let batch = (total_posts - posts).min(50_000);
         let sink = client
@@ -161,7 +173,10 @@ pub async fn fake_social(args: &FakeSocialArgs) -> anyhow::Result<FakeSocialRepo
             posts += 1;
         }
         writer.finish().await?;
+        posting.update(posts);
     }
+    posting.finish(posts);
+    eprintln!("fake social: vacuuming and analysing friends and posts…");
     client
         .batch_execute("vacuum (analyze) friends, posts")
         .await?;
