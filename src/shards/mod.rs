@@ -20,6 +20,11 @@ pub const DISTRIBUTED: [&str; 2] = ["dialogs", "dialog_messages"];
 pub const SEND_FUNCTION: &str = "send_dialog_message(bigint,bigint,bigint,bigint,bigint,text)";
 /// The table copied to every node.
 pub const REFERENCE: &str = "users";
+/// Points follow_changes' clock at posts' id sequence, as migration 0008 does.
+const FOLLOW_CLOCK: &str = "do $$ begin
+     execute format('alter table follow_changes alter column clock set default nextval(%L)',
+                    pg_get_serial_sequence('posts', 'id'));
+     end $$";
 
 /// How the dialog tables are to be sharded, from the configuration.
 #[derive(Debug, Clone)]
@@ -102,10 +107,17 @@ pub async fn distribute(db: &Client, sharding: &Sharding) -> anyhow::Result<()> 
     // in its metadata for that.
     ensure_coordinator_in_metadata(db, &sharding.coordinator).await?;
     if ops::table_kind(db, REFERENCE).await? != Some(TableKind::Reference) {
-        db.execute(
-            "select create_reference_table($1::text::regclass)",
-            &[&REFERENCE],
-        )
+        // Citus turns the local tables that reference users (posts, friends…) into "Citus local
+        // tables", recreating them, and with them posts' id sequence, which the clock of
+        // follow_changes draws from (migration 0008): that default is set aside meanwhile and
+        // pointed at the sequence posts has afterwards, in one transaction.
+        db.batch_execute(&format!(
+            "begin;
+             alter table follow_changes alter column clock drop default;
+             select create_reference_table('{REFERENCE}');
+             {FOLLOW_CLOCK};
+             commit;"
+        ))
         .await
         .context("making users a reference table")?;
         tracing::info!("citus: users is a reference table");

@@ -66,6 +66,16 @@ async fn citus_app(
     workers: usize,
     shard_count: u32,
 ) -> (TestApp, Vec<DatabaseGuard>) {
+    citus_app_with(cluster, workers, shard_count, |_| {}).await
+}
+
+/// The same, configured further by `customise`.
+async fn citus_app_with(
+    cluster: &Cluster,
+    workers: usize,
+    shard_count: u32,
+    customise: impl FnOnce(&mut socialnet::config::Config),
+) -> (TestApp, Vec<DatabaseGuard>) {
     let name = format!("socialnet_citus_{}", uuid::Uuid::new_v4().simple());
     let mut databases = Vec::new();
     let turn = CLUSTER_CHANGES.lock().await;
@@ -84,6 +94,7 @@ async fn citus_app(
     drop(turn);
     let app = spawn_app_on(&with_database(&cluster.coordinator, &name), |c| {
         c.db.citus_shard_count = shard_count;
+        customise(c);
     })
     .await;
     let mut add = vec!["add-worker"];
@@ -122,6 +133,40 @@ async fn on_citus_both_parties_see_the_same_dialog() {
     paging_scenario(&app).await;
     concurrent_scenario(&app).await;
     shards(&app, &["status"]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a Citus cluster: TEST_CITUS_URL (see the README: Citus)"]
+async fn on_citus_unread_counts_follow_sends_and_reads_through_the_outbox() {
+    let cluster = cluster().await;
+    // Read marks live on the dialogs' own rows, on the workers; each send's and read's event goes
+    // to the coordinator's outbox in the same statement.
+    let (app, _nodes) = citus_app_with(&cluster, 2, 32, |c| {
+        crate::feed_cache::use_redis(c, &crate::feed_cache::redis_url());
+        crate::helpers::use_broker(c, &crate::helpers::amqp_url());
+        c.dialogs.unread_reconcile_ms = 200;
+    })
+    .await;
+    crate::unread::unread_scenario(&app).await;
+    crate::unread::bad_reads_scenario(&app).await;
+    // Counters lost are rebuilt from the shards: every reader's counts come back.
+    let expected = app.unread_from_messages().await;
+    assert!(!expected.is_empty());
+    app.counters().await.clear().await.unwrap();
+    for (reader, want) in &expected {
+        let user = crate::helpers::TestUser {
+            id: reader.clone(),
+            token: app.token_for(reader.parse().unwrap()).await,
+        };
+        crate::helpers::eventually(Duration::from_secs(20), || async {
+            match app.try_unread(&user, "/dialog/unread").await {
+                Ok((_, dialogs)) if &dialogs == want => Ok(()),
+                seen => Err(format!("{seen:?}, expected {want:?}")),
+            }
+        })
+        .await;
+    }
+    app.counters().await.clear().await.unwrap();
 }
 
 #[tokio::test]
