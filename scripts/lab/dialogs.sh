@@ -55,18 +55,8 @@ if ! psql "postgres://postgres@127.0.0.1:$citus_port/postgres" -X -Atq -c "selec
   echo "no Citus coordinator on 127.0.0.1:$citus_port: skipping the Citus runs (scripts/stack/citus-local.sh start 2)" >&2
   exit 0
 fi
-workers=$(psql "postgres://postgres@127.0.0.1:$citus_port/postgres" -X -Atq -c \
-  "select nodename || ':' || nodeport from pg_dist_node where groupid <> 0 order by nodeport")
-fresh_citus() { # database name: created on every node, with the extension
-  for node in 127.0.0.1:$citus_port $workers; do
-    psql "postgres://postgres@$node/postgres" -X -q -c "drop database if exists $1 with (force)" 2>/dev/null || true
-    psql "postgres://postgres@$node/postgres" -X -q -c "create database $1" 2>/dev/null
-    psql "postgres://postgres@$node/$1" -X -q -c "create extension citus"
-  done
-  echo "postgres://postgres@127.0.0.1:$citus_port/$1"
-}
-
-citus=$(fresh_citus lab_dialogs)
+workers=$(citus_workers "$citus_port")
+citus=$(fresh_citus "$citus_port" lab_dialogs)
 $bin migrate --database-url "$citus" >/dev/null 2>&1
 # shellcheck disable=SC2086 # one argument per worker
 $bin shards --database-url "$citus" add-worker $workers 2>/dev/null
@@ -78,7 +68,7 @@ stop
 $bin bench compare $out/plain-1m $out/citus-1m --out $out/compare-citus
 
 # 3. Rebalance under writes: 32 shards on the first worker, then the second joins.
-rebalance=$(fresh_citus lab_rebalance)
+rebalance=$(fresh_citus "$citus_port" lab_rebalance)
 $bin migrate --database-url "$rebalance" >/dev/null 2>&1
 first=$(echo "$workers" | head -n 1)
 second=$(echo "$workers" | sed -n 2p)

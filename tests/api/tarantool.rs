@@ -208,3 +208,21 @@ async fn tarantool_killed_and_restarted_loses_nothing_and_the_server_reconnects(
     // The numbers went on from where they were: 50 before, the 51st after.
     assert_eq!(dialog[0]["id"], "51");
 }
+
+#[tokio::test]
+async fn an_operator_takes_a_snapshot_and_the_store_keeps_answering() {
+    let app = spawn_on_tarantool().await;
+    dialog_scenario(&app).await;
+    let store = socialnet::tarantool::Tarantool::new(
+        tarantool_url().parse().unwrap(),
+        Duration::from_secs(60),
+    );
+    let took = store.call("dialog_snapshot", &[]).await.unwrap();
+    let seconds = took.first().and_then(|v| v.as_f64()).unwrap();
+    assert!(seconds >= 0.0, "{took:?}");
+    // Dialogs go on as before.
+    let anna = app.user("Анна", "Снимкова").await;
+    let boris = app.user("Борис", "Снимков").await;
+    app.send_ok(&anna, &boris, "после снимка").await;
+    assert_eq!(app.dialog(&boris, &anna.id, "").await.len(), 1);
+}
