@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::{user_key, Names, Shared};
 use crate::backoff::Backoff;
 use crate::cache::UnreadCounters;
-use crate::dialogs::DialogEvent;
+use crate::dialogs::events::DialogEvent;
 use crate::ids::{PostId, UserId};
 use crate::live::{Audience, LiveFanout, LiveHub, LivePost, LiveRoute};
 use crate::posts::feed::Feeds;

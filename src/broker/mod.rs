@@ -42,7 +42,7 @@ use crate::backoff::Backoff;
 use crate::cache::UnreadCounters;
 use crate::config::{BrokerConfig, LiveRouteExchange};
 use crate::db::Db;
-use crate::dialogs::DialogEvent;
+use crate::dialogs::events::DialogEvent;
 use crate::ids::UserId;
 use crate::live::LiveFanout;
 use crate::posts::feed::Feeds;

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::Broker;
 use crate::cache::UnreadCounters;
-use crate::dialogs::DialogEvent;
+use crate::dialogs::events::DialogEvent;
 use crate::ids::{PostId, UserId};
 use crate::live::{LiveFanout, LivePost};
 use crate::posts::feed::Feeds;

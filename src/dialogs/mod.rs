@@ -3,7 +3,7 @@
 //! (`store`), served on the API's old paths (`routes`) and, by the dialog service, on its own
 //! versioned ones (`v2`); with unread counters kept from their events (`unread`).
 
-mod events;
+pub mod events;
 mod memory;
 pub mod routes;
 pub mod sql;
@@ -12,13 +12,5 @@ mod types;
 pub mod unread;
 pub mod v2;
 
-pub use events::DialogEvent;
 pub use store::{DialogStore, StoreError};
 pub use types::{DialogKey, Message, MessageText, MESSAGE_MAX_CHARS};
-
-use utoipa_axum::router::OpenApiRouter;
-
-/// The dialog API on its old paths: sending, listing, unread counts and read marks.
-pub fn router() -> OpenApiRouter<crate::state::AppState> {
-    routes::router().merge(unread::router())
-}

@@ -35,9 +35,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The main service's routes; the dialog routes forwarded to `dialog_service` when there is one.
 fn routes_with(metrics: bool, dialog_service: Option<Upstream>) -> OpenApiRouter<AppState> {
     let dialogs = match dialog_service {
-        Some(upstream) => crate::dialogs::router()
-            .route_layer(middleware::from_fn_with_state(upstream, forward::forward)),
-        None => crate::dialogs::router(),
+        Some(upstream) => {
+            dialog_routes().route_layer(middleware::from_fn_with_state(upstream, forward::forward))
+        }
+        None => dialog_routes(),
     };
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(crate::users::routes::router())
@@ -46,6 +47,11 @@ fn routes_with(metrics: bool, dialog_service: Option<Upstream>) -> OpenApiRouter
         .merge(crate::live::routes::router())
         .merge(dialogs)
         .merge(ops::router(metrics))
+}
+
+/// The dialog API on its old paths: sending, listing, unread counts and read marks.
+fn dialog_routes() -> OpenApiRouter<AppState> {
+    crate::dialogs::routes::router().merge(crate::dialogs::unread::router())
 }
 
 /// The dialog service's routes (`serve --service dialogs`): the dialog API on the old paths and
@@ -57,7 +63,7 @@ pub fn dialog_service_routes() -> OpenApiRouter<AppState> {
 fn dialog_service_routes_with(metrics: bool) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::DialogServiceDoc::openapi())
         .merge(crate::dialogs::v2::router())
-        .merge(crate::dialogs::router())
+        .merge(dialog_routes())
         .merge(ops::router(metrics))
 }
 

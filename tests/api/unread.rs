@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use socialnet::cache::UnreadCounters;
 use socialnet::config::{Config, DialogStoreKind};
-use socialnet::dialogs::DialogEvent;
+use socialnet::dialogs::events::DialogEvent;
 
 use crate::broker::publish_events;
 use crate::feed_cache::{redis_url, use_redis};
