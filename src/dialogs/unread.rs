@@ -355,7 +355,12 @@ pub async fn rebuild_now(
     counters: &UnreadCounters,
 ) -> anyhow::Result<Rebuilt> {
     let deadline = std::time::Instant::now() + REBUILD_HOLD;
+    let mut said = false;
     while !counters.claim_rebuild(REBUILD_HOLD).await? {
+        if !said {
+            eprintln!("another instance is rebuilding the counters; waiting for it to finish");
+            said = true;
+        }
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "another instance has been rebuilding the counters for too long"

@@ -478,13 +478,18 @@ async fn the_rebuild_command_repairs_counters_gone_wrong() {
     app.unread_becomes(&boris, &[(&anna, 4)]).await;
     app.unread_becomes(&anna, &[(&boris, 1)]).await;
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_socialnet"))
+    // Off the test's own thread, which also runs the server (and its reconciliation): blocked
+    // on the command, it would hold a rebuild's claim that the command waits for.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_socialnet"));
+    command
         .args(["counters", "rebuild"])
         .env("DATABASE_URL", &app.database_url)
         .env("REDIS_URL", app.config.cache.redis_url.as_deref().unwrap())
         .env("REDIS_KEY_PREFIX", &app.config.cache.redis_key_prefix)
-        .env("RUST_LOG", "warn")
-        .output()
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
