@@ -97,17 +97,12 @@ impl DialogStore {
         record: EventRecord<'_>,
     ) -> Result<Sent, StoreError> {
         let key = DialogKey::of(from, to);
-        let event = |id| DialogEvent::MessageSent {
-            id,
-            from: from.0,
-            to: to.0,
-        };
-        match (self, record) {
-            (DialogStore::Postgres, record) => {
+        match self {
+            DialogStore::Postgres => {
                 let conn = db.get().await?;
                 Ok(sql::send_message(&conn, key, from, to, text, record).await?)
             }
-            (DialogStore::Tarantool(store), record) => {
+            DialogStore::Tarantool(store) => {
                 // On the primary: a user registered a moment ago may not be on a replica yet.
                 if !sql::user_exists(&db.get().await?, to).await? {
                     return Ok(Sent::UnknownRecipient);
@@ -115,15 +110,12 @@ impl DialogStore {
                 let database = store.database(db).await?;
                 let id =
                     memory::send_message(&store.tarantool, database, key, from, to, text).await?;
-                if let EventRecord::Outbox { request_id } = record {
-                    let recorded = match db.get().await {
-                        Ok(conn) => record_event(&conn, &event(id), request_id).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = recorded {
-                        tracing::warn!(error = %e, "message stored, its event not recorded: counted at the next reconciliation");
-                    }
-                }
+                let event = DialogEvent::MessageSent {
+                    id,
+                    from: from.0,
+                    to: to.0,
+                };
+                record_after_write(db, record, &event).await;
                 Ok(Sent::Message(id))
             }
         }
@@ -141,31 +133,21 @@ impl DialogStore {
         record: EventRecord<'_>,
     ) -> Result<i64, StoreError> {
         let key = DialogKey::of(reader, other);
-        let event = |up_to| DialogEvent::Read {
-            reader: reader.0,
-            other: other.0,
-            up_to,
-        };
-        let mark = match (self, record) {
-            (DialogStore::Postgres, record) => {
+        let mark = match self {
+            DialogStore::Postgres => {
                 sql::mark_read(&db.get().await?, key, reader, other, up_to, record).await?
             }
-            (DialogStore::Tarantool(store), record) => {
+            DialogStore::Tarantool(store) => {
                 let database = store.database(db).await?;
                 let mark =
                     memory::mark_read(&store.tarantool, database, key, reader, up_to).await?;
-                if let (Some(mark), EventRecord::Outbox { request_id }) = (mark, record) {
-                    if mark > 0 {
-                        // As for a send: the mark is kept; a lost event is repaired by the
-                        // next reconciliation.
-                        let recorded = match db.get().await {
-                            Ok(conn) => record_event(&conn, &event(mark), request_id).await,
-                            Err(e) => Err(e),
-                        };
-                        if let Err(e) = recorded {
-                            tracing::warn!(error = %e, "read mark kept, its event not recorded: applied at the next reconciliation");
-                        }
-                    }
+                if let Some(mark) = mark.filter(|mark| *mark > 0) {
+                    let event = DialogEvent::Read {
+                        reader: reader.0,
+                        other: other.0,
+                        up_to: mark,
+                    };
+                    record_after_write(db, record, &event).await;
                 }
                 mark
             }
@@ -216,13 +198,20 @@ impl DialogStore {
     }
 }
 
-/// Writes `event` to the outbox under `request_id`.
-async fn record_event(
-    db: &impl deadpool_postgres::GenericClient,
-    event: &DialogEvent,
-    request_id: &str,
-) -> Result<(), DbError> {
-    let payload = serde_json::to_string(event)
-        .map_err(|e| DbError::internal(e, "encoding a dialog event"))?;
-    crate::db::record_event(db, event.kind(), &payload, request_id).await
+/// With the outbox, writes `event` to it after a write to Tarantool, which shares no transaction
+/// with PostgreSQL: if that fails, the write is kept and the counters miss it until the next
+/// reconciliation (`socialnet counters rebuild`, or a rebuild after Redis lost them).
+async fn record_after_write(db: &Db, record: EventRecord<'_>, event: &DialogEvent) {
+    let Some(request_id) = record.request_id() else {
+        return;
+    };
+    let recorded = async {
+        let payload = serde_json::to_string(event)
+            .map_err(|e| DbError::internal(e, "encoding a dialog event"))?;
+        crate::db::record_event(&db.get().await?, event.kind(), &payload, request_id).await
+    }
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, kind = event.kind(), "dialog write kept, its event not recorded: repaired at the next reconciliation");
+    }
 }
