@@ -44,6 +44,9 @@ pub enum Command {
     /// Load a running server and measure it; compare two runs.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The lab's pages: `index` writes the one page of every technique's plots and readings.
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Operate the feed cache.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -142,6 +145,20 @@ pub enum BenchCommand {
     Render {
         /// The run's folder.
         dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Write DIR/index.html: every technique's before/after plots and a one-line reading of each
+    /// comparison, from the results in DIR (what `scripts/lab/run.sh` writes).
+    Index {
+        /// The lab folder.
+        #[arg(long, default_value = "docs/lab")]
+        dir: std::path::PathBuf,
+        /// Only check that DIR/index.html is what the results give (fails if not).
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -315,6 +332,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Render { dir }) => {
             bench::RunResult::read(&dir)?.write(&dir)?;
             println!("{}", dir.join("report.md").display());
+            Ok(())
+        }
+        Command::Lab(LabCommand::Index { dir, check }) => {
+            let page = crate::lab::index::write(&dir, check)?;
+            println!(
+                "{}: {} comparisons, {} not measured",
+                dir.join("index.html").display(),
+                page.found,
+                page.missing
+            );
             Ok(())
         }
         Command::SearchIndex(args) => {

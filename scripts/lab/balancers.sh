@@ -20,7 +20,7 @@ export RATE_LIMITS=off RUST_LOG=warn
 . scripts/lib/server.sh
 build_release
 export SOCIALNET_BIN=$bin
-out=docs/lab/replicas
+out=${LAB_DIR:-docs/lab}/replicas
 work=$(mktemp -d)
 poller=
 cleanup() {

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 connections=${CONNECTIONS:-1,10,100}
 duration=${DURATION:-10}
 messages=${MESSAGES:-1000000}
-out=docs/lab/dialogs
+out=${LAB_DIR:-docs/lab}/dialogs
 export RUST_LOG=warn
 . scripts/lib/server.sh
 . scripts/lib/dialogs-lab.sh

@@ -18,9 +18,9 @@ connections=${CONNECTIONS:-1,10,100,1000}
 duration=${DURATION:-10}
 sizes=${SIZES:-1 10}
 citus_port=${CITUS_PORT:-5450}
-out=docs/lab/dialogs
+out=${LAB_DIR:-docs/lab}/dialogs
 export TARANTOOL_PORT=${TARANTOOL_PORT:-3311}
-export SOCIALNET_TARANTOOL_ROOT=/tmp/socialnet-lab-tarantool
+export SOCIALNET_TARANTOOL_ROOT=${LAB_TARANTOOL_ROOT:-/tmp/socialnet-lab-tarantool}
 export TARANTOOL_MEMORY_MB=${TARANTOOL_MEMORY_MB:-6144}
 export RUST_LOG=warn
 . scripts/lib/server.sh
@@ -90,7 +90,7 @@ grep -q snapshot "$summary" 2>/dev/null || {
 # FIRST=no: dialog-list only from the first size on (the sends were measured at a smaller one).
 first=${FIRST:-yes}
 for size in $sizes; do
-  load "$plain" $((size * 1000000))
+  load "$plain" $((size * unit))
   tt=$($tarantool_stack start)
   # Copied afresh unless Tarantool already holds as many messages as PostgreSQL.
   in_pg=$(psql "$plain" -X -Atq -c "select count(*) from dialog_messages")

@@ -15,7 +15,7 @@ duration=${DURATION:-10}
 messages=${MESSAGES:-1000000}
 redis_port=${REDIS_PORT:-6391}
 amqp=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-out=docs/lab/dialogs
+out=${LAB_DIR:-docs/lab}/dialogs
 export RUST_LOG=warn
 . scripts/lib/server.sh
 . scripts/lib/dialogs-lab.sh

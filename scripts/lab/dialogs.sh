@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 connections=${CONNECTIONS:-1,10,100,1000}
 duration=${DURATION:-10}
 citus_port=${CITUS_PORT:-5450}
-out=docs/lab/dialogs
+out=${LAB_DIR:-docs/lab}/dialogs
 . scripts/lib/server.sh
 . scripts/lib/dialogs-lab.sh
 build_release
@@ -39,12 +39,12 @@ keep() { # run folder, name
 # 1. Plain PostgreSQL.
 plain=$(scripts/stack/pg-instance.sh start "${PG_PORT:-5440}" | sed 's#/socialnet$#/lab_dialogs#')
 $bin migrate --database-url "$plain" >/dev/null
-load "$plain" 1000000
+load "$plain" "$unit"
 $bin fake dialog-shards --database-url "$plain" --shards 32 >$out/key-choice.md
 serve "$plain"
 keep "$(bench plain-1m "$plain" dialog-send,dialog-list)" plain-1m
 stop
-load "$plain" 10000000
+load "$plain" $((10 * unit))
 serve "$plain"
 keep "$(bench plain-10m "$plain" dialog-list)" plain-10m
 stop
@@ -60,7 +60,7 @@ citus=$(fresh_citus "$citus_port" lab_dialogs)
 $bin migrate --database-url "$citus" >/dev/null 2>&1
 # shellcheck disable=SC2086 # one argument per worker
 $bin shards --database-url "$citus" add-worker $workers 2>/dev/null
-load "$citus" 1000000
+load "$citus" "$unit"
 $bin shards --database-url "$citus" status >$out/citus-status.txt 2>/dev/null
 serve "$citus"
 keep "$(bench citus-1m "$citus" dialog-send,dialog-list)" citus-1m
@@ -73,7 +73,7 @@ $bin migrate --database-url "$rebalance" >/dev/null 2>&1
 first=$(echo "$workers" | head -n 1)
 second=$(echo "$workers" | sed -n 2p)
 $bin shards --database-url "$rebalance" add-worker "$first" >/dev/null 2>&1
-load "$rebalance" 200000
+load "$rebalance" $((unit / 5))
 serve "$rebalance"
 bench rebalance "$rebalance" dialog-send 10 120 >/tmp/socialnet-lab-rebalance.dir &
 load_pid=$!

@@ -21,7 +21,7 @@ ways=${WAYS:-kill cut}
 cut=${CUT:-2}
 export FAILOVER_PORT=${FAILOVER_PORT:-5480}
 stack=scripts/stack/failover-local.sh
-out=docs/lab/replicas
+out=${LAB_DIR:-docs/lab}/replicas
 . scripts/lib/server.sh
 build_release
 mapfile -t urls < <($stack start 2)

@@ -33,8 +33,9 @@ start REDIS_URL="$redis_url" REDIS_KEY_PREFIX=lab
 cached=$(bench cached-feed)
 stop_server
 
-mkdir -p docs/lab/feed
-rm -rf docs/lab/feed/sql-feed docs/lab/feed/cached-feed docs/lab/feed/compare
-cp -r "$sql" docs/lab/feed/sql-feed
-cp -r "$cached" docs/lab/feed/cached-feed
-$bin bench compare docs/lab/feed/sql-feed docs/lab/feed/cached-feed --out docs/lab/feed/compare
+out=${LAB_DIR:-docs/lab}/feed
+mkdir -p "$out"
+rm -rf $out/sql-feed $out/cached-feed $out/compare
+cp -r "$sql" $out/sql-feed
+cp -r "$cached" $out/cached-feed
+$bin bench compare $out/sql-feed $out/cached-feed --out $out/compare

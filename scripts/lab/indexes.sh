@@ -28,8 +28,9 @@ $bin search-index drop --database-url "$db_url"
 without=$(bench without-index)
 $bin search-index create --database-url "$db_url"
 
-mkdir -p docs/lab/indexes
-rm -rf docs/lab/indexes/with-index docs/lab/indexes/without-index docs/lab/indexes/compare
-cp -r "$with" docs/lab/indexes/with-index
-cp -r "$without" docs/lab/indexes/without-index
-$bin bench compare docs/lab/indexes/without-index docs/lab/indexes/with-index --out docs/lab/indexes/compare
+out=${LAB_DIR:-docs/lab}/indexes
+mkdir -p "$out"
+rm -rf $out/with-index $out/without-index $out/compare
+cp -r "$with" $out/with-index
+cp -r "$without" $out/without-index
+$bin bench compare $out/without-index $out/with-index --out $out/compare

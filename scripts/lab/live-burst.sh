@@ -42,7 +42,7 @@ start_server 8096 /tmp/socialnet-lab-burst.log "${broker_env[@]}"
 broadcast=$(bench broadcast)
 stop_server
 
-out=docs/lab/live/burst
+out=${LAB_DIR:-docs/lab}/live/burst
 rm -rf $out
 mkdir -p $out
 cp -r "$by_follower" $out/by-follower

@@ -67,7 +67,7 @@ for port in 8101 8102; do wait_ready "$port"; done
 balanced=$(bench balanced http://127.0.0.1:8100 "$(cat /tmp/socialnet-lb/app1.pid)")
 stop
 
-out=docs/lab/live
+out=${LAB_DIR:-docs/lab}/live
 mkdir -p $out
 rm -rf $out/in-process $out/broker $out/broker-direct $out/broker-per-follower $out/balanced $out/compare-*
 cp -r "$in_process" $out/in-process

@@ -15,7 +15,7 @@ export REPLICAS_PORT=${REPLICAS_PORT:-5460}
 . scripts/lib/server.sh
 . scripts/lib/replicas-lab.sh
 replicas_lab_stack "$users"
-out=docs/lab/replicas
+out=${LAB_DIR:-docs/lab}/replicas
 mkdir -p "$out"
 sampler=
 trap 'stop_server; [ -z "$sampler" ] || kill "$sampler" 2>/dev/null; scripts/stack/replicas-local.sh start 2 --sync async >/dev/null' EXIT

@@ -30,7 +30,7 @@ none=$(run no-replicas)
 one=$(run one-replica DATABASE_READ_URLS="${urls[1]}")
 two=$(run two-replicas DATABASE_READ_URLS="${urls[1]},${urls[2]}")
 
-out=docs/lab/replicas
+out=${LAB_DIR:-docs/lab}/replicas
 mkdir -p "$out"
 rm -rf "$out"/no-replicas "$out"/one-replica "$out"/two-replicas "$out"/compare-*
 cp -r "$none" "$out"/no-replicas

@@ -1,8 +1,10 @@
-//! Lab tools: the data generator (`socialnet fake`) and the load benchmark (`socialnet bench`).
+//! Lab tools: the data generator (`socialnet fake`), the load benchmark (`socialnet bench`) and
+//! the lab's index page (`socialnet lab index`).
 
 pub mod bench;
 pub mod dialogs;
 pub mod fake;
+pub mod index;
 pub mod names;
 mod progress;
 pub mod social;

@@ -22,6 +22,7 @@ mod friends;
 mod hardening;
 mod helpers;
 mod http_shell;
+mod lab_page;
 mod limits;
 mod live;
 mod live_page;

@@ -321,7 +321,7 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
 }
 
 /// `b / a` with three significant digits, or `–` when `a` is zero.
-fn ratio(b: f64, a: f64) -> String {
+pub fn ratio(b: f64, a: f64) -> String {
     if a <= 0.0 {
         return "–".to_owned();
     }
