@@ -205,6 +205,16 @@ impl Cli {
             _ => LogFormat::Text,
         }
     }
+
+    /// The name this process's traces carry (`service.name`).
+    pub fn service_name(&self) -> &'static str {
+        match &self.command {
+            Command::Serve(config) if config.serve.service == crate::config::Service::Dialogs => {
+                "socialnet-dialogs"
+            }
+            _ => "socialnet",
+        }
+    }
 }
 
 /// Runs the parsed command to completion. Logging is the caller's to set up (see `main`).

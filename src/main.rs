@@ -5,9 +5,15 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = socialnet::cli::Cli::parse();
-    socialnet::telemetry::init(cli.log_format());
-    socialnet::cli::run(cli).await
+    // Before the runtime: the trace exporter's HTTP client (when one is configured) runs its own
+    // thread, and is flushed and dropped after the runtime is gone.
+    let telemetry = socialnet::telemetry::init(cli.log_format(), cli.service_name());
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(socialnet::cli::run(cli));
+    drop(telemetry);
+    result
 }

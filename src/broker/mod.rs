@@ -117,11 +117,15 @@ fn request_id_of(properties: &lapin::BasicProperties) -> Option<String> {
 /// The span a consumer handles a message in: its log lines name the request it comes from.
 fn event_span(consumer: &'static str, properties: &lapin::BasicProperties) -> tracing::Span {
     let request_id = request_id_of(properties);
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "event",
         consumer,
         request_id = request_id.as_deref().unwrap_or("none")
-    )
+    );
+    if let Some(id) = &request_id {
+        crate::telemetry::join_request_trace(&span, id);
+    }
+    span
 }
 
 /// Longest wait for the broker's confirm of a publish.

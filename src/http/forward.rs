@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use crate::api::request_id::{RequestId, REQUEST_ID_HEADER};
 use crate::api::ApiError;
@@ -68,7 +69,8 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request, _next: 
         Err(e) => return ApiError::bad_request(format!("cannot forward: {e}")).into_response(),
     };
     let started = Instant::now();
-    match upstream.send(onward).await {
+    let hop = tracing::info_span!("forward", service = upstream.name());
+    match upstream.send(onward).instrument(hop).await {
         Ok(answer) => {
             let (their, body) = answer.into_parts();
             tracing::debug!(

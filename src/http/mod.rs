@@ -157,6 +157,7 @@ async fn around_request(
         method = %request.method(),
         path = %request.uri().path(),
     );
+    crate::telemetry::join_request_trace(&span, id.as_str());
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header.clone());

@@ -191,7 +191,10 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     // TEST_LOG=1 shows the server's logs (RUST_LOG filters them).
     if std::env::var_os("TEST_LOG").is_some() {
-        socialnet::telemetry::init(LogFormat::Text);
+        drop(socialnet::telemetry::init(
+            LogFormat::Text,
+            "socialnet-tests",
+        ));
     }
     let database_url = fresh_database_url();
     let mut config = test_config(&database_url);

@@ -2,11 +2,16 @@
 //! as processes of the binary, with JSON logs, RabbitMQ and the feed cache; one id given by the
 //! client is on the log lines of the main service's request, of the hop to the dialog service,
 //! of the dialog service's own request, and of the RabbitMQ consumers that applied the post's
-//! event and the message's (the outbox rows and the message headers carried it there).
+//! event and the message's (the outbox rows and the message headers carried it there). The same
+//! spans, exported over OTLP/HTTP to a receiver the test runs, land in one trace per request id,
+//! from both services.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sha1::{Digest, Sha1};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -78,6 +83,89 @@ fn messages(lines: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// An OTLP/HTTP receiver (JSON encoding) on a loopback port: every span posted to
+/// `/v1/traces`, flattened to (service.name, span name, trace id, its attributes).
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<ReceivedSpan>>>);
+
+/// service.name, span name, trace id (hex), attributes.
+type ReceivedSpan = (String, String, String, Value);
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let receiver = Receiver::default();
+        let spans = receiver.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::Json<Value>| async move {
+                spans.take(&body);
+                axum::Json(json!({}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    fn take(&self, request: &Value) {
+        let value = |v: &Value| {
+            let v = &v["value"];
+            v.get("stringValue")
+                .cloned()
+                .or_else(|| v.get("intValue").cloned())
+                .unwrap_or(Value::Null)
+        };
+        for resource in request["resourceSpans"].as_array().into_iter().flatten() {
+            let service = resource["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .map(value)
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let attributes: serde_json::Map<String, Value> = span["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| (a["key"].as_str().unwrap_or("").to_owned(), value(a)))
+                        .collect();
+                    self.0.lock().unwrap().push((
+                        service.clone(),
+                        span["name"].as_str().unwrap_or("").to_owned(),
+                        span["traceId"].as_str().unwrap_or("").to_owned(),
+                        Value::Object(attributes),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// (service, span name, consumer) of every span in the trace of `request_id`, which must
+    /// all carry that request id when they carry one.
+    fn trace_of(&self, request_id: &str) -> Vec<(String, String, String)> {
+        let trace: String = Sha1::digest(request_id.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let spans = self.0.lock().unwrap();
+        spans
+            .iter()
+            .filter(|(_, _, t, _)| *t == trace)
+            .map(|(service, name, _, attributes)| {
+                if let Some(id) = attributes.get("request_id") {
+                    assert_eq!(id, request_id, "{name} of {service}: {attributes}");
+                }
+                let consumer = attributes["consumer"].as_str().unwrap_or("").to_owned();
+                (service.clone(), name.clone(), consumer)
+            })
+            .collect()
+    }
+}
+
 struct Logs(Vec<PathBuf>);
 
 impl Drop for Logs {
@@ -104,6 +192,13 @@ async fn one_request_id_is_on_every_service_and_consumer_that_handled_the_reques
     let redis_url = crate::feed_cache::redis_url();
     let amqp_url = amqp_url();
     let prefix = format!("socialnet_trace_{name}");
+    let (receiver, otlp) = Receiver::start().await;
+    // Spans leave in batches every 100 ms (the default is 5 s).
+    let traces = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
     // The main service first: it creates the database and its token secret, which the dialog
     // service then reads.
     let _main = serve(
@@ -117,6 +212,9 @@ async fn one_request_id_is_on_every_service_and_consumer_that_handled_the_reques
             ("AMQP_URL", &amqp_url),
             ("AMQP_PREFIX", &prefix),
             ("AMQP_QUEUE_EXPIRES_MS", "60000"),
+            traces[0],
+            traces[1],
+            traces[2],
         ],
     );
     let main = TestApp::at(format!("http://127.0.0.1:{main_port}"), &database_url);
@@ -139,6 +237,9 @@ async fn one_request_id_is_on_every_service_and_consumer_that_handled_the_reques
             ("AMQP_URL", &amqp_url),
             ("AMQP_PREFIX", &prefix),
             ("AMQP_QUEUE_EXPIRES_MS", "60000"),
+            traces[0],
+            traces[1],
+            traces[2],
         ],
     );
     wait_ready(&main).await;
@@ -262,4 +363,37 @@ async fn one_request_id_is_on_every_service_and_consumer_that_handled_the_reques
             }
         }
     }
+
+    // The traces: each request id's spans in one trace, from every process that handled it.
+    let has = |spans: &[(String, String, String)], service: &str, name: &str, consumer: &str| {
+        spans
+            .iter()
+            .any(|(s, n, c)| s == service && n == name && c == consumer)
+    };
+    let post_spans = eventually(Duration::from_secs(30), || async {
+        let spans = receiver.trace_of(&post_trace);
+        if has(&spans, "socialnet", "request", "") && has(&spans, "socialnet", "event", "feed") {
+            Ok(spans)
+        } else {
+            Err(format!("{spans:?}"))
+        }
+    })
+    .await;
+    assert!(
+        post_spans.iter().all(|(s, _, _)| s == "socialnet"),
+        "{post_spans:?}"
+    );
+    eventually(Duration::from_secs(30), || async {
+        let spans = receiver.trace_of(&dialog_trace);
+        if has(&spans, "socialnet", "request", "")
+            && has(&spans, "socialnet", "forward", "")
+            && has(&spans, "socialnet-dialogs", "request", "")
+            && has(&spans, "socialnet-dialogs", "event", "unread")
+        {
+            Ok(())
+        } else {
+            Err(format!("{spans:?}"))
+        }
+    })
+    .await;
 }
