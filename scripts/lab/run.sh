@@ -51,7 +51,7 @@ sweep=()
 # Seconds each step usually takes (on 2 cores; the full run's from the scripts' own timings, the
 # quick run's from CI's), for the time left.
 declare -A usual_full=([indexes]=420 [feed]=900 [live]=300 [live-burst]=300 [replicas]=600
-  [replicas-sync]=200 [replicas-ryw]=60 [failover]=240 [balancers]=90 [dialogs]=1500
+  [replicas-sync]=200 [replicas-ryw]=20 [failover]=240 [balancers]=90 [dialogs]=1500
   [dialogs-hop]=300 [dialogs-unread]=300 [dialogs-memory]=2400)
 declare -A usual_quick=([indexes]=15 [feed]=20 [live]=55 [live-burst]=15 [replicas]=40
   [replicas-sync]=20 [replicas-ryw]=5 [failover]=75 [balancers]=20 [dialogs]=25
