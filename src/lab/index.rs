@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use super::bench::outage::OutageResult;
 use super::bench::plot::escape;
-use super::bench::report::ratio;
+use super::bench::report::{paired_scenarios, paired_steps, ratio};
 use super::bench::RunResult;
 
 /// One technique: what it asks, the report that reads it at length, and its evidence.
@@ -387,12 +387,11 @@ fn render_item(dir: &Path, item: &Item) -> anyhow::Result<Option<String>> {
             if plots.is_empty() {
                 return Ok(None);
             }
-            format!(
-                "<div class=\"item\"><h3>{what}</h3><p class=\"reading\">{}</p>\
-                 <p class=\"when\">A: {}, B: {}.</p><div class=\"plots\">{plots}</div></div>\n",
-                escape(&compare_reading(&a, &b)),
-                escape(&a.started_at),
-                escape(&b.started_at)
+            plotted(
+                &what,
+                &compare_reading(&a, &b),
+                &format!("A: {}, B: {}", a.started_at, b.started_at),
+                &plots,
             )
         }
         Item::Outage { dir: outage, .. } => {
@@ -404,24 +403,22 @@ fn render_item(dir: &Path, item: &Item) -> anyhow::Result<Option<String>> {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let result: OutageResult = serde_json::from_slice(&text)
                 .with_context(|| format!("parsing {}", path.display()))?;
-            format!(
-                "<div class=\"item\"><h3>{what}</h3><p class=\"reading\">{}</p>\
-                 <p class=\"when\">{}.</p><div class=\"plots\">{}</div></div>\n",
-                escape(&outage_reading(&result)),
-                escape(&result.started_at),
-                plots(dir, outage)?
+            plotted(
+                &what,
+                &outage_reading(&result),
+                &result.started_at,
+                &plots(dir, outage)?,
             )
         }
         Item::Run { dir: run, .. } => {
             let Some(result) = read_run(dir, run)? else {
                 return Ok(None);
             };
-            format!(
-                "<div class=\"item\"><h3>{what}</h3><p class=\"reading\">{}</p>\
-                 <p class=\"when\">{}.</p><div class=\"plots\">{}</div></div>\n",
-                escape(&run_reading(&result)),
-                escape(&result.started_at),
-                plots(dir, run)?
+            plotted(
+                &what,
+                &run_reading(&result),
+                &result.started_at,
+                &plots(dir, run)?,
             )
         }
         Item::Text { file, .. } => {
@@ -438,6 +435,17 @@ fn render_item(dir: &Path, item: &Item) -> anyhow::Result<Option<String>> {
         }
     };
     Ok(Some(html))
+}
+
+/// One item with plots: its title (escaped already), reading, when it was measured, and the
+/// `<img>` tags.
+fn plotted(what: &str, reading: &str, when: &str, plots: &str) -> String {
+    format!(
+        "<div class=\"item\"><h3>{what}</h3><p class=\"reading\">{}</p>\
+         <p class=\"when\">{}.</p><div class=\"plots\">{plots}</div></div>\n",
+        escape(reading),
+        escape(when)
+    )
 }
 
 fn read_run(dir: &Path, run: &str) -> anyhow::Result<Option<RunResult>> {
@@ -476,16 +484,8 @@ fn plots(dir: &Path, sub: &str) -> anyhow::Result<String> {
 /// connection count both measured.
 fn compare_reading(a: &RunResult, b: &RunResult) -> String {
     let mut parts = Vec::new();
-    for sa in &a.scenarios {
-        let Some(sb) = b.scenarios.iter().find(|s| s.scenario == sa.scenario) else {
-            continue;
-        };
-        let Some((step_a, step_b)) = sa
-            .steps
-            .iter()
-            .rev()
-            .find_map(|x| Some((x, sb.steps.iter().find(|y| y.connections == x.connections)?)))
-        else {
+    for (sa, sb) in paired_scenarios(a, b) {
+        let Some((step_a, step_b)) = paired_steps(sa, sb).next_back() else {
             continue;
         };
         let mut part = format!(

@@ -526,3 +526,27 @@ impl TestApp {
         self.get_json(&format!("/user/get/{id}")).await
     }
 }
+
+/// Runs `node tests/browser/SCRIPT ARGS…` (headless Chromium through playwright-core, which
+/// scripts/test.sh installs there) and gives the one JSON line it prints; panics with its output
+/// when it fails. It blocks: from an async test, call it in `spawn_blocking`.
+pub fn browser_script(script: &str, args: &[&str]) -> Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run scripts/test.sh (npm ci in tests/browser)"
+    );
+    let output = std::process::Command::new("node")
+        .current_dir(&dir)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::helpers::browser_script;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 #[test]
@@ -23,25 +25,8 @@ fn the_committed_page_is_what_the_committed_results_give() {
 
 #[test]
 fn every_plot_of_the_page_renders_in_a_real_browser() {
-    let browser = Path::new(ROOT).join("tests/browser");
-    assert!(
-        browser.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run scripts/test.sh (npm ci in tests/browser)"
-    );
     let page = Path::new(ROOT).join("docs/lab/index.html");
-    let output = Command::new("node")
-        .current_dir(&browser)
-        .arg("lab_page.mjs")
-        .arg(&page)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let result = browser_script("lab_page.mjs", &[page.to_str().unwrap()]);
     let images = std::fs::read_to_string(&page)
         .unwrap()
         .matches("<img ")

@@ -3,12 +3,9 @@
 //! the test script installs). Two sessions: one follows the other, and a post made in one
 //! appears in the other within a second.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
-use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{browser_script, spawn_app};
 
 #[tokio::test]
 async fn the_page_serves_itself_whole_with_a_policy_that_keeps_it_so() {
@@ -35,38 +32,17 @@ async fn the_page_serves_itself_whole_with_a_policy_that_keeps_it_so() {
 
 #[tokio::test]
 async fn a_post_made_in_one_browser_appears_in_a_follower_s_within_a_second() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    assert!(
-        std::path::Path::new(dir)
-            .join("node_modules/playwright-core")
-            .exists(),
-        "playwright-core is not installed: run scripts/test.sh (npm ci in tests/browser)"
-    );
     let app = spawn_app().await;
     let author = app.register_user("Автор", "Браузерный").await;
     let reader = app.register_user("Читатель", "Браузерный").await;
     let base = app.address.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .current_dir(dir)
-            .args([
-                "live_page.mjs",
-                &base,
-                &author,
-                &reader,
-                "correct horse battery",
-            ])
-            .output()
+    let result = tokio::task::spawn_blocking(move || {
+        browser_script(
+            "live_page.mjs",
+            &[&base, &author, &reader, "correct horse battery"],
+        )
     })
     .await
-    .unwrap()
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    .unwrap();
     assert!(result["ms"].as_u64().unwrap() < 1000, "{result}");
 }

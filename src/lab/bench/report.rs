@@ -271,10 +271,7 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
         a.name, b.name, a.name, b.name
     );
     let mut common = 0;
-    for sa in &a.scenarios {
-        let Some(sb) = b.scenarios.iter().find(|s| s.scenario == sa.scenario) else {
-            continue;
-        };
+    for (sa, sb) in paired_scenarios(a, b) {
         common += 1;
         let stem = &sa.scenario;
         let _ = write!(
@@ -283,14 +280,7 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
              | connections | A ok/s | B ok/s | ratio | A p99 ms | B p99 ms | ratio | A failed | B failed |\n\
              |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         );
-        for step_a in &sa.steps {
-            let Some(step_b) = sb
-                .steps
-                .iter()
-                .find(|s| s.connections == step_a.connections)
-            else {
-                continue;
-            };
+        for (step_a, step_b) in paired_steps(sa, sb) {
             let _ = writeln!(
                 md,
                 "| {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} |",
@@ -318,6 +308,28 @@ pub fn compare(a: &RunResult, b: &RunResult, dir: &Path) -> anyhow::Result<Strin
     anyhow::ensure!(common > 0, "the two runs have no scenario in common");
     std::fs::write(dir.join("compare.md"), &md)?;
     Ok(md)
+}
+
+/// The scenarios both runs measured, in A's order.
+pub fn paired_scenarios<'r>(
+    a: &'r RunResult,
+    b: &'r RunResult,
+) -> impl Iterator<Item = (&'r ScenarioResult, &'r ScenarioResult)> {
+    a.scenarios.iter().filter_map(move |sa| {
+        let sb = b.scenarios.iter().find(|s| s.scenario == sa.scenario)?;
+        Some((sa, sb))
+    })
+}
+
+/// The steps (connection counts) both scenarios measured, in A's order.
+pub fn paired_steps<'r>(
+    a: &'r ScenarioResult,
+    b: &'r ScenarioResult,
+) -> impl DoubleEndedIterator<Item = (&'r StepResult, &'r StepResult)> {
+    a.steps.iter().filter_map(move |sa| {
+        let sb = b.steps.iter().find(|s| s.connections == sa.connections)?;
+        Some((sa, sb))
+    })
 }
 
 /// `b / a` with three significant digits, or `–` when `a` is zero.
