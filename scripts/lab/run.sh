@@ -2,7 +2,7 @@
 # The whole lab in one command: every report of scripts/lab/ measured again from a clean state,
 # one step after another, then the page of them all (`socialnet lab index`: LAB_DIR/index.html,
 # every technique's before/after plots and the reading of each comparison; it opens offline).
-#   scripts/lab/run.sh                  # the full run, into docs/lab: about two hours here
+#   scripts/lab/run.sh                  # the full run, into docs/lab: about 65 minutes here
 #   scripts/lab/run.sh --quick          # every step at small sizes, into results/lab-quick: a
 #                                       # few minutes (CI runs it); its numbers show the
 #                                       # pipeline works, not what a technique is worth
@@ -48,11 +48,11 @@ sized() { # quick value, full value
 sweep=()
 [ $quick = no ] || sweep=(DURATION=1 CONNECTIONS=1,10)
 
-# Seconds each step usually takes (on 2 cores; the full run's from the scripts' own timings, the
-# quick run's from CI's), for the time left.
-declare -A usual_full=([indexes]=420 [feed]=900 [live]=300 [live-burst]=300 [replicas]=600
-  [replicas-sync]=200 [replicas-ryw]=20 [failover]=240 [balancers]=90 [dialogs]=1500
-  [dialogs-hop]=300 [dialogs-unread]=300 [dialogs-memory]=2400)
+# Seconds each step usually takes (on 2 cores; the full run's from a whole run of 2026-12-04,
+# 3,819 s with the Citus legs, the quick run's from CI's), for the time left.
+declare -A usual_full=([indexes]=120 [feed]=630 [live]=360 [live-burst]=260 [replicas]=300
+  [replicas-sync]=110 [replicas-ryw]=10 [failover]=140 [balancers]=45 [dialogs]=520
+  [dialogs-hop]=165 [dialogs-unread]=120 [dialogs-memory]=1080)
 declare -A usual_quick=([indexes]=15 [feed]=20 [live]=55 [live-burst]=15 [replicas]=40
   [replicas-sync]=20 [replicas-ryw]=5 [failover]=75 [balancers]=20 [dialogs]=25
   [dialogs-hop]=25 [dialogs-unread]=25 [dialogs-memory]=80)
