@@ -140,8 +140,9 @@ function dialog_list(database, dialog_id, low, high, before, limit, offset)
 end
 
 -- Raises the reader's mark of how far they have read the dialog to `up_to`, clamped to the
--- dialog's last message; returns the mark now, or nil when the dialog has no message yet. No
--- yield between the read and the update: concurrent marks cannot lower one another.
+-- dialog's last message; returns the mark now and whether this call raised it (a repeated mark
+-- has no event to tell), or nil when the dialog has no message yet. No yield between the read
+-- and the update: concurrent marks cannot lower one another.
 function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
     local key = { database, dialog_id, low, high }
     local dialog = box.space.dialogs:get(key)
@@ -151,11 +152,12 @@ function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
     local marks = { dialog[6] or 0, dialog[7] or 0 }
     local side = reader_is_low and 1 or 2
     local wanted = math.min(up_to, dialog[5])
-    if wanted > marks[side] then
+    local raised = wanted > marks[side]
+    if raised then
         marks[side] = wanted
         box.space.dialogs:update(key, { { '=', 6, marks[1] }, { '=', 7, marks[2] } })
     end
-    return marks[side]
+    return marks[side], raised
 end
 
 -- For a rebuild of the unread counters: up to `limit` dialogs after the key `after`, each as

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rmpv::Value;
 
-use super::sql::{Page, UnreadSide};
+use super::sql::{Mark, Page, UnreadSide};
 use super::types::{DialogKey, Message, MessageText};
 use crate::ids::UserId;
 use crate::tarantool::{Arg, Tarantool, TarantoolError};
@@ -73,8 +73,8 @@ pub async fn list_messages(
         .collect()
 }
 
-/// Raises `reader`'s read mark of the dialog (see `dialog_read`); the mark now, or `None` when
-/// the dialog has no message yet.
+/// Raises `reader`'s read mark of the dialog (see `dialog_read`); the mark now and whether
+/// this call raised it, or `None` when the dialog has no message yet.
 #[tracing::instrument(name = "tarantool.dialog_read", skip(store))]
 pub async fn mark_read(
     store: &Tarantool,
@@ -82,7 +82,7 @@ pub async fn mark_read(
     key: DialogKey,
     reader: UserId,
     up_to: i64,
-) -> Result<Option<i64>, TarantoolError> {
+) -> Result<Option<Mark>, TarantoolError> {
     let reader_is_low = Value::Boolean(reader == key.low);
     let values = store
         .call(
@@ -97,13 +97,20 @@ pub async fn mark_read(
             ],
         )
         .await?;
-    match values.first() {
-        Some(Value::Nil) | None => Ok(None),
+    let now = match values.first() {
+        Some(Value::Nil) | None => return Ok(None),
         Some(value) => value
             .as_i64()
-            .map(Some)
-            .ok_or_else(|| unexpected("dialog_read", &values)),
-    }
+            .ok_or_else(|| unexpected("dialog_read", &values))?,
+    };
+    // A store still on a procedure that returns the mark alone: told as raised, as before.
+    let raised = match values.get(1) {
+        None => true,
+        Some(value) => value
+            .as_bool()
+            .ok_or_else(|| unexpected("dialog_read", &values))?,
+    };
+    Ok(Some(Mark { now, raised }))
 }
 
 /// Both sides of up to `limit` dialogs after the key `after` (see `dialog_unread_sides`), and

@@ -148,20 +148,36 @@ pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, 
     Ok(db.query_opt(&statement, &[&user.0]).await?.is_some())
 }
 
+/// A read mark after a request to raise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// How far the reader has read now.
+    pub now: i64,
+    /// Whether this request raised it (a repeated or lower mark changes nothing, and has no
+    /// event to tell).
+    pub raised: bool,
+}
+
 /// The statement that raises a read mark, clamped to the dialog's last message; `$4`: whether
-/// the reader is the pair's low user.
-const MARK_READ: &str = "update dialogs set
-         read_low = case when $4 then greatest(read_low, least($5, last_message_id))
-                    else read_low end,
-         read_high = case when $4 then read_high
-                     else greatest(read_high, least($5, last_message_id)) end
-     where dialog_id = $1 and user_low = $2 and user_high = $3
-     returning case when $4 then read_low else read_high end as mark";
+/// the reader is the pair's low user. The row as it was (`o`, the statement's snapshot) tells
+/// whether the mark rose; RETURNING alone sees only the new values.
+const MARK_READ: &str = "update dialogs d set
+         read_low = case when $4 then greatest(d.read_low, least($5, d.last_message_id))
+                    else d.read_low end,
+         read_high = case when $4 then d.read_high
+                     else greatest(d.read_high, least($5, d.last_message_id)) end
+     from (select dialog_id, read_low, read_high from dialogs
+           where dialog_id = $1 and user_low = $2 and user_high = $3) o
+     where d.dialog_id = $1 and d.user_low = $2 and d.user_high = $3
+       and o.dialog_id = d.dialog_id
+     returning case when $4 then d.read_low else d.read_high end as mark,
+               case when $4 then d.read_low > o.read_low
+                    else d.read_high > o.read_high end as raised";
 
 /// Raises `reader`'s mark of how far they have read the dialog to `up_to`, clamped to the
 /// dialog's last message (a mark never covers a message not sent yet); the mark now, or `None`
-/// when the dialog has no message yet. A lower mark than the one held changes nothing. With the
-/// outbox, its `dialog.read` event is written by the same statement (when there is a mark).
+/// when the dialog has no message yet. A mark no higher than the one held changes nothing. With
+/// the outbox, its `dialog.read` event is written by the same statement, when the mark rose.
 #[tracing::instrument(name = "sql.mark_read", skip(db))]
 pub async fn mark_read(
     db: &impl GenericClient,
@@ -170,7 +186,7 @@ pub async fn mark_read(
     other: UserId,
     up_to: i64,
     event: EventRecord<'_>,
-) -> Result<Option<i64>, DbError> {
+) -> Result<Option<Mark>, DbError> {
     let reader_is_low = reader == key.low;
     let mut args: Vec<&(dyn ToSql + Sync)> =
         vec![&key.id, &key.low.0, &key.high.0, &reader_is_low, &up_to];
@@ -186,15 +202,18 @@ pub async fn mark_read(
                      select 'dialog.read', jsonb_build_object(
                          'kind', 'dialog.read', 'reader', $6::bigint, 'other', $7::bigint,
                          'up_to', mark), $8
-                     from u where mark > 0
+                     from u where raised
                  )
-                 select mark from u"
+                 select mark, raised from u"
             ))
             .await?
         }
     };
     let row = db.query_opt(&statement, &args).await?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(row.map(|row| Mark {
+        now: row.get(0),
+        raised: row.get(1),
+    }))
 }
 
 /// One party's side of a dialog, as a rebuild of the unread counters needs it.

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 
 use super::events::DialogEvent;
 use super::memory;
-use super::sql::{self, Page, Sent, UnreadSide};
+use super::sql::{self, Mark, Page, Sent, UnreadSide};
 use super::types::{DialogKey, Message, MessageText};
 use crate::config::{DialogStoreKind, DialogsConfig};
 use crate::db::{Db, DbError, EventRecord};
@@ -122,8 +122,8 @@ impl DialogStore {
     }
 
     /// Raises `reader`'s mark of how far they have read their dialog with `other` to `up_to`
-    /// (clamped to the dialog's last message), and with `record` writes its `dialog.read` event;
-    /// the mark now (0 for a dialog with no message yet).
+    /// (clamped to the dialog's last message), and with `record` writes its `dialog.read` event
+    /// when the mark rose; the mark now (0 for a dialog with no message yet) and whether it rose.
     pub async fn mark_read(
         &self,
         db: &Db,
@@ -131,7 +131,7 @@ impl DialogStore {
         other: UserId,
         up_to: i64,
         record: EventRecord<'_>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Mark, StoreError> {
         let key = DialogKey::of(reader, other);
         let mark = match self {
             DialogStore::Postgres => {
@@ -141,18 +141,21 @@ impl DialogStore {
                 let database = store.database(db).await?;
                 let mark =
                     memory::mark_read(&store.tarantool, database, key, reader, up_to).await?;
-                if let Some(mark) = mark.filter(|mark| *mark > 0) {
+                if let Some(mark) = mark.filter(|mark| mark.raised) {
                     let event = DialogEvent::Read {
                         reader: reader.0,
                         other: other.0,
-                        up_to: mark,
+                        up_to: mark.now,
                     };
                     record_after_write(db, record, &event).await;
                 }
                 mark
             }
         };
-        Ok(mark.unwrap_or(0))
+        Ok(mark.unwrap_or(Mark {
+            now: 0,
+            raised: false,
+        }))
     }
 
     /// Both sides of up to `limit` dialogs after the key `after` (`i64::MIN` to start), for a

@@ -223,23 +223,23 @@ async fn mark_read(
         .dialogs
         .mark_read(&state.db, me, other, up_to, record)
         .await?;
-    if mark == 0 {
+    if mark.now == 0 {
         // No message in the dialog: perhaps no such user at all.
         if !sql::user_exists(&state.db.get().await?, other).await? {
             return Err(ApiError::not_found("user not found"));
         }
-    } else {
+    } else if mark.raised {
         state
             .dialog_events
             .written(DialogEvent::Read {
                 reader: me.0,
                 other: other.0,
-                up_to: mark,
+                up_to: mark.now,
             })
             .await;
     }
     Ok(ReadMark {
-        read_up_to: mark.to_string(),
+        read_up_to: mark.now.to_string(),
     })
 }
 

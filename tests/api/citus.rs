@@ -149,6 +149,7 @@ async fn on_citus_unread_counts_follow_sends_and_reads_through_the_outbox() {
     .await;
     crate::unread::unread_scenario(&app).await;
     crate::unread::bad_reads_scenario(&app).await;
+    crate::unread::only_a_raised_mark_is_told(&app).await;
     // Counters lost are rebuilt from the shards: every reader's counts come back.
     let expected = app.unread_from_messages().await;
     assert!(!expected.is_empty());

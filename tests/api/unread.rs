@@ -184,6 +184,50 @@ pub async fn unread_scenario(app: &TestApp) {
     app.unread_becomes(&boris, &[(&anna, 1), (&vera, 1)]).await;
 }
 
+/// Outbox rows written on the app's database so far, drained or not (the identity's last value).
+async fn outbox_rows_written(app: &TestApp) -> i64 {
+    app.db()
+        .await
+        .query_one(
+            "select coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'id')), 0)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Only a mark that rises is an event: the same mark again, a lower one, or one past the end
+/// that clamps to the mark held writes no outbox row, and the counts stay right.
+pub async fn only_a_raised_mark_is_told(app: &TestApp) {
+    let olga = app.user("Ольга", "Белова").await;
+    let pavel = app.user("Павел", "Белов").await;
+    for text in ["раз", "два"] {
+        app.send_ok(&olga, &pavel, text).await;
+    }
+    let before = outbox_rows_written(app).await;
+    assert_eq!(app.read_up_to(&pavel, &olga, 1).await, 1);
+    assert_eq!(app.read_up_to(&pavel, &olga, 2).await, 2);
+    let raised = outbox_rows_written(app).await;
+    assert_eq!(raised, before + 2, "each raise is one event");
+    assert_eq!(app.read_up_to(&pavel, &olga, 2).await, 2);
+    assert_eq!(app.read_up_to(&pavel, &olga, 1).await, 2);
+    assert_eq!(app.read_up_to(&pavel, &olga, 1_000).await, 2);
+    assert_eq!(
+        outbox_rows_written(app).await,
+        raised,
+        "a mark that did not rise wrote an event"
+    );
+    app.unread_becomes(&pavel, &[]).await;
+    // A message after the mark: the next read rises again, and is told.
+    app.send_ok(&olga, &pavel, "три").await;
+    app.unread_becomes(&pavel, &[(&olga, 1)]).await;
+    let sent = outbox_rows_written(app).await;
+    assert_eq!(app.read_up_to(&pavel, &olga, 1_000).await, 3);
+    assert_eq!(outbox_rows_written(app).await, sent + 1);
+    app.unread_becomes(&pavel, &[]).await;
+}
+
 /// Every malformed mark is a clear 4xx, never a 500.
 pub async fn bad_reads_scenario(app: &TestApp) {
     let anna = app.user("Анна", "Иванова").await;
@@ -233,6 +277,7 @@ async fn counts_follow_sends_and_reads_through_rabbitmq() {
     })
     .await;
     unread_scenario(&app).await;
+    only_a_raised_mark_is_told(&app).await;
     // The events went through the outbox, which the relay drains.
     eventually(Duration::from_secs(10), || async {
         let rows: i64 = app
@@ -272,6 +317,19 @@ async fn counts_follow_sends_and_reads_on_tarantool() {
     app.unread_becomes(&dina, &[(&gleb, 2)]).await;
     app.clear_counters().await;
     app.unread_becomes(&dina, &[(&gleb, 2)]).await;
+    app.clear_counters().await;
+}
+
+#[tokio::test]
+async fn on_tarantool_only_a_raised_mark_is_told_through_rabbitmq() {
+    let app = spawn_app_with(|c| {
+        use_counters(c, &redis_url());
+        use_broker(c, &amqp_url());
+        c.dialogs.dialog_store = DialogStoreKind::Tarantool;
+        c.dialogs.tarantool_url = crate::tarantool::tarantool_url().parse().unwrap();
+    })
+    .await;
+    only_a_raised_mark_is_told(&app).await;
     app.clear_counters().await;
 }
 
