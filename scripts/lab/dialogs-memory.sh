@@ -8,7 +8,7 @@
 # dialog-list at the next, and dialog-send again with Tarantool flushing its log as PostgreSQL
 # does (wal_mode fsync). With what each store takes in memory or on disk, and how long Tarantool
 # takes to answer again after SIGKILL: replaying its log, and from a fresh snapshot. Loopback
-# only; about 40 minutes at the defaults with Citus.
+# only; about 18 minutes at the defaults with Citus.
 #   scripts/lab/dialogs-memory.sh   # CONNECTIONS=1,10,100,1000 DURATION=10 SIZES="1 10"
 #                                   # (millions of messages) PG_PORT=5440 TARANTOOL_PORT=3311
 #                                   # CITUS_PORT=5450
