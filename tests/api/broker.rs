@@ -41,18 +41,42 @@ async fn outbox_drains(app: &TestApp) {
 }
 
 /// Publishes `events` (routing key, JSON) to the app's events exchange, as the relay or a
-/// redelivery would, each confirmed by the broker.
+/// redelivery would, each confirmed by the broker. The app declares its exchange when its broker
+/// session is up, which a busy broker may take a while to allow: until then this waits.
 pub async fn publish_events(app: &TestApp, events: &[(&str, String)]) {
     let connection =
         lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
             .await
             .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
     let names = socialnet::broker::Names::new(
         &app.config.broker.amqp_prefix,
         app.config.broker.live_route_exchange,
     );
+    eventually(Duration::from_secs(20), || async {
+        // A passive declaration only asks; a missing exchange closes its channel, so one each.
+        let probe = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        let passive = lapin::options::ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        probe
+            .exchange_declare(
+                names.events.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                passive,
+                Default::default(),
+            )
+            .await
+            .map_err(|e| format!("the app's events exchange: {e}"))?;
+        let _ = probe.close(200, "declared".into()).await;
+        Ok(())
+    })
+    .await;
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
     for (key, body) in events {
         let confirm = channel
             .basic_publish(
