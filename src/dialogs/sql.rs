@@ -148,8 +148,8 @@ pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, 
     Ok(db.query_opt(&statement, &[&user.0]).await?.is_some())
 }
 
-/// A read mark after a request to raise it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A read mark after a request to raise it (the default: none yet, nothing raised).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
     /// How far the reader has read now.
     pub now: i64,

@@ -152,10 +152,7 @@ impl DialogStore {
                 mark
             }
         };
-        Ok(mark.unwrap_or(Mark {
-            now: 0,
-            raised: false,
-        }))
+        Ok(mark.unwrap_or_default())
     }
 
     /// Both sides of up to `limit` dialogs after the key `after` (`i64::MIN` to start), for a
