@@ -49,7 +49,7 @@ http {
         hash \$socialnet_balance_key consistent;
 CFG
       for i in $(seq 1 "$n"); do
-        echo "        server 127.0.0.1:$((port + i)) max_fails=1 fail_timeout=5s;"
+        echo "        server 127.0.0.1:$((port + i)) max_fails=3 fail_timeout=5s;"
       done
       cat <<CFG
         keepalive 64;

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod openapi;
 mod ops;
 pub mod serve;
+mod unread_body;
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -131,7 +132,10 @@ pub fn with_middleware(routes: Router, config: &Config) -> App {
     tower::util::BoxCloneSyncService::new(
         tower::ServiceBuilder::new()
             .layer(middleware::from_fn_with_state(
-                config.request_timeout(),
+                RequestLimits {
+                    time: config.request_timeout(),
+                    body_bytes: body_limit,
+                },
                 around_request,
             ))
             .layer(CatchPanicLayer::custom(panic_response))
@@ -141,14 +145,25 @@ pub fn with_middleware(routes: Router, config: &Config) -> App {
     )
 }
 
+/// What one request may take: time, and body bytes.
+#[derive(Clone, Copy)]
+struct RequestLimits {
+    time: Duration,
+    body_bytes: usize,
+}
+
 /// One middleware for what every request needs, in one place (one layer is cheaper than three):
 /// the request id (taken or made, echoed), the span that every log line of the request carries,
-/// the time limit (503 past it), the JSON error body, and one log line at the end.
+/// the time limit (503 past it), the JSON error body, one log line at the end, and the reading
+/// of what the handler left of the body (`unread_body`: outside the time limit, and outside the
+/// body limits, which refuse a body unread).
 async fn around_request(
-    State(limit): State<Duration>,
-    mut request: Request,
+    State(limits): State<RequestLimits>,
+    request: Request,
     next: Next,
 ) -> Response {
+    let limit = limits.time;
+    let (mut request, unread) = unread_body::watch(request, limits.body_bytes);
     let id = RequestId::from_header(request.headers().get(&REQUEST_ID_HEADER));
     let header = id.header_value();
     let span = tracing::info_span!(
@@ -184,6 +199,9 @@ async fn around_request(
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header);
+    if let Some(unread) = unread {
+        unread.finish(&mut response).await;
+    }
     response
 }
 
@@ -250,9 +268,15 @@ mod tests {
         "late"
     }
 
+    /// Answers at once, reading nothing of the body (as a bad token or path would).
+    async fn refuse() -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
     fn test_router(state: AppState) -> App {
         let config = state.config.clone();
         let routes = Router::new()
+            .route("/refuse", axum::routing::post(refuse))
             .route("/whoami", get(whoami))
             .route("/boom", get(boom))
             .route("/slow", get(slow))
@@ -341,6 +365,46 @@ mod tests {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["message"], "internal server error");
         assert_eq!(body["code"], 500);
+    }
+
+    /// Whether the answer to a POST of `body` to `/refuse` closes the connection.
+    async fn refused_closes(body: Body, headers: &[(&str, &str)]) -> bool {
+        let mut request = Request::post("/refuse");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = test_router(offline_state())
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        // 413 when the body limit refused the body by its size.
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::PAYLOAD_TOO_LARGE].contains(&response.status())
+        );
+        response
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|value| value == "close")
+    }
+
+    #[tokio::test]
+    async fn a_body_left_unread_is_read_up_to_the_limit_or_the_answer_closes_the_connection() {
+        // The test state's body limit is 1,024 bytes.
+        assert!(!refused_closes(Body::from(vec![b'x'; 1_000]), &[]).await);
+        assert!(refused_closes(Body::from(vec![b'x'; 5_000]), &[]).await);
+        let declared = [("content-length", "5000")];
+        assert!(refused_closes(Body::from(vec![b'x'; 10]), &declared).await);
+        // A client waiting for `100 Continue` has sent nothing yet: asking for the body would
+        // only make it send what the answer refused.
+        let waiting = [("expect", "100-continue")];
+        assert!(refused_closes(Body::from(vec![b'x'; 10]), &waiting).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_does_not_end_in_time_is_not_waited_for() {
+        let (_sender, trickle) = tokio::sync::mpsc::channel::<Result<Vec<u8>, Infallible>>(1);
+        let endless = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(trickle));
+        assert!(refused_closes(endless, &[]).await);
     }
 
     #[tokio::test]

@@ -8,7 +8,11 @@
 //! - at most `MAX_CONNECTIONS` connections are open at once: past it the loop stops accepting
 //!   (new clients wait in the kernel's backlog) instead of running out of descriptors;
 //! - on shutdown, requests in flight get `SHUTDOWN_GRACE_MS` to finish, then every connection
-//!   still open is closed: a slow client cannot keep the process from exiting.
+//!   still open is closed: a slow client cannot keep the process from exiting;
+//! - a connection the server closes while the client may still be sending (after an answer with
+//!   `Connection: close` to a body that was not read) lingers: what still arrives is read and
+//!   dropped until the client closes its side, for at most [`LINGER_TIME`], so that the kernel
+//!   does not reset the connection under an answer the client has yet to read (see [`Slotted`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +41,11 @@ use crate::config::ServeConfig;
 /// Pause after a failed accept (out of descriptors, say) before the next one, so that the loop
 /// does not spin while the condition lasts.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// The longest a closed connection waits for its client to stop sending, and the most it reads
+/// meanwhile (as nginx's lingering close).
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 16 << 20;
 
 /// Descriptors kept for everything but client connections: the database pool and the pipelined
 /// reads, Redis, RabbitMQ, the listeners, files.
@@ -111,7 +120,11 @@ pub async fn serve(
         });
         // The slot goes with the socket, so that it stays taken by a websocket after the upgrade
         // hands the socket over to the live feed.
-        let socket = Slotted { tcp, _slot: slot };
+        let socket = Slotted {
+            tcp: Some(tcp),
+            slot: Some(slot),
+            closed: false,
+        };
         let connection = http
             .serve_connection(TokioIo::new(socket), service)
             .with_upgrades();
@@ -159,9 +172,26 @@ pub async fn serve(
 
 /// A client's socket holding its connection slot: the slot is free again exactly when the
 /// socket is closed, whoever holds it then (hyper, or the live feed after an upgrade).
+///
+/// When the server has closed its side (`poll_shutdown`: hyper's end of a connection) and the
+/// client may still be sending, dropping the socket with unread data in it would make the kernel
+/// answer with a reset, which can destroy the answer just written before the client reads it.
+/// So the socket lingers instead ([`linger`]), keeping its slot.
 struct Slotted {
-    tcp: tokio::net::TcpStream,
-    _slot: OwnedSemaphorePermit,
+    /// Always there until dropped.
+    tcp: Option<tokio::net::TcpStream>,
+    slot: Option<OwnedSemaphorePermit>,
+    /// Whether the server has closed its side.
+    closed: bool,
+}
+
+impl Slotted {
+    fn tcp(&mut self) -> std::io::Result<Pin<&mut tokio::net::TcpStream>> {
+        self.tcp
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| std::io::ErrorKind::NotConnected.into())
+    }
 }
 
 impl AsyncRead for Slotted {
@@ -170,7 +200,7 @@ impl AsyncRead for Slotted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        self.tcp()?.poll_read(cx, buf)
     }
 }
 
@@ -180,7 +210,7 @@ impl AsyncWrite for Slotted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        self.tcp()?.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -188,19 +218,56 @@ impl AsyncWrite for Slotted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        self.tcp()?.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.tcp
+            .as_ref()
+            .is_some_and(tokio::net::TcpStream::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        self.tcp()?.poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        self.closed = true;
+        self.tcp()?.poll_shutdown(cx)
+    }
+}
+
+impl Drop for Slotted {
+    fn drop(&mut self) {
+        let (Some(tcp), true) = (self.tcp.take(), self.closed) else {
+            return;
+        };
+        match tcp.try_read(&mut [0u8; 1]) {
+            // The usual end: the client closed first (its end of file is here), nothing to wait
+            // for; or the socket failed.
+            Ok(0) => return,
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return,
+            // Data still arriving, or the client may yet send some.
+            _ => {}
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(tcp, self.slot.take()));
+        }
+    }
+}
+
+/// Reads and drops what the client still sends on a connection the server has closed, until the
+/// client closes its side, [`LINGER_TIME`] passes or [`LINGER_BYTES`] arrive; then closes it.
+async fn linger(mut tcp: tokio::net::TcpStream, _slot: Option<OwnedSemaphorePermit>) {
+    use tokio::io::AsyncReadExt;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut read = 0;
+    while read < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => read += n,
+            _ => break,
+        }
     }
 }
 

@@ -545,3 +545,129 @@ async fn behind_haproxy_the_dialog_paths_reach_the_dialog_service() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// An anonymous client's posts that are answered before their body is read (401 for a made-up
+/// token, 400 for a bad path id), 60 KB each, in loops beside normal senders: every normal
+/// message is sent, and every hostile one gets its answer. Before the server read such bodies
+/// and the balancers counted only real failures, nginx took both instances out (its passive
+/// checks saw the server reset the connection) and answered nearly every normal send 502.
+async fn hostile_early_answers_take_no_instance_out(script: &'static str) {
+    let stack = Balanced::start(script, 2);
+    let base = stack.url.clone();
+    let client = reqwest::Client::new();
+    let (_, token) = register_and_log_in(&client, &base, "Обычная", "Отправительница").await;
+    let (boris, _) = register_and_log_in(&client, &base, "Борис", "Получатель").await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let (client, base, token, boris, done) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            boris.clone(),
+            done.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let (mut sent, mut failed) = (0u64, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = client
+                    .post(format!("{base}/dialog/{boris}/send"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"text": "обычное сообщение"}))
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == StatusCode::OK => sent += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (sent, failed)
+        }));
+    }
+    let body = serde_json::json!({"text": "ы".repeat(30_000)}).to_string();
+    let mut attackers = Vec::new();
+    for n in 0..4usize {
+        let (client, base, boris, body, done) = (
+            client.clone(),
+            base.clone(),
+            boris.clone(),
+            body.clone(),
+            done.clone(),
+        );
+        attackers.push(tokio::spawn(async move {
+            let (mut answered, mut unanswered) = (0u64, Vec::new());
+            let mut i = n;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                // A made-up token, or a path id that cannot be one.
+                let (path, expected) = if i % 2 == 0 {
+                    (format!("/dialog/{boris}/send"), StatusCode::UNAUTHORIZED)
+                } else {
+                    ("/dialog/nobody/send".to_owned(), StatusCode::BAD_REQUEST)
+                };
+                let response = client
+                    .post(format!("{base}{path}"))
+                    .bearer_auth(uuid::Uuid::new_v4().simple().to_string())
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == expected => answered += 1,
+                    // A made-up token on a bad path: whichever check runs first.
+                    Ok(r) if r.status() == StatusCode::UNAUTHORIZED => answered += 1,
+                    Ok(r) => unanswered.push(r.status().to_string()),
+                    Err(e) => unanswered.push(e.to_string()),
+                }
+            }
+            (answered, unanswered)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut sent, mut failed) = (0, Vec::new());
+    for sender in senders {
+        let (s, f) = sender.await.unwrap();
+        sent += s;
+        failed.extend(f);
+    }
+    let (mut answered, mut unanswered) = (0, Vec::new());
+    for attacker in attackers {
+        let (a, u) = attacker.await.unwrap();
+        answered += a;
+        unanswered.extend(u);
+    }
+    eprintln!(
+        "{script}: {sent} normal sends, {} failed; {answered} hostile posts answered, {} not",
+        failed.len(),
+        unanswered.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{script}: {} of {} normal sends failed: {:?}",
+        failed.len(),
+        sent + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        unanswered.is_empty(),
+        "{script}: {} hostile posts got no 401/400: {:?}",
+        unanswered.len(),
+        &unanswered[..unanswered.len().min(5)]
+    );
+    assert!(
+        sent > 50 && answered > 50,
+        "{sent} sent, {answered} answered"
+    );
+}
+
+#[tokio::test]
+async fn behind_nginx_hostile_early_answers_take_no_instance_out() {
+    hostile_early_answers_take_no_instance_out("nginx-local.sh").await;
+}
+
+#[tokio::test]
+async fn behind_haproxy_hostile_early_answers_take_no_instance_out() {
+    hostile_early_answers_take_no_instance_out("haproxy-local.sh").await;
+}

@@ -377,3 +377,142 @@ async fn a_socket_is_closed_when_its_token_expires() {
         started.elapsed()
     );
 }
+
+/// One response read off a raw connection: its head (status line and headers, lowercased) and
+/// its body (by `Content-Length`, which the server always sends for these answers).
+async fn read_response(stream: &mut tokio::net::TcpStream) -> Result<(String, Vec<u8>), String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) => {
+                return Err(format!(
+                    "closed after {:?}",
+                    String::from_utf8_lossy(&received)
+                ))
+            }
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                return Err(format!(
+                    "{e} after {:?}",
+                    String::from_utf8_lossy(&received)
+                ))
+            }
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = received[head_end..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) => return Err(format!("closed in the body of {head:?}")),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{e} in the body of {head:?}")),
+        }
+    }
+    Ok((head, body))
+}
+
+/// A POST's head and a JSON body of `size` bytes (a message text of that size, about).
+fn post_with_body(path: &str, authorization: &str, size: usize) -> Vec<u8> {
+    let body = format!(
+        r#"{{"text": "{}"}}"#,
+        "ж".repeat(size.saturating_sub(12) / 2)
+    );
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    request
+}
+
+/// nginx and HTTP clients put a connection back in their pool after a complete answer that did
+/// not say `Connection: close`: such an answer must leave the connection able to carry the
+/// next request, also when it was given before the body was read (a bad token, a bad path).
+#[tokio::test]
+async fn an_answer_given_before_the_body_was_read_leaves_the_connection_usable() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.register_user("Борис", "Петров").await;
+    let valid = format!("Bearer {}", anna.token);
+    let cases = [
+        (
+            format!("/dialog/{boris}/send"),
+            "Bearer made-up",
+            60_000,
+            "401",
+        ),
+        ("/dialog/abc/send".to_owned(), valid.as_str(), 60_000, "400"),
+        // Read whole by its handler, as before.
+        (
+            format!("/dialog/{boris}/send"),
+            valid.as_str(),
+            2_000,
+            "200",
+        ),
+    ];
+    for (path, authorization, size, status) in cases {
+        let mut stream = raw(&app).await;
+        stream
+            .write_all(&post_with_body(&path, authorization, size))
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut stream).await.unwrap();
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{head}");
+        assert!(!head.contains("connection: close"), "{path}: {head}");
+        // The same connection carries the next request.
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let next = read_response(&mut stream).await;
+        assert!(
+            next.as_ref()
+                .is_ok_and(|(head, _)| head.starts_with("http/1.1 200")),
+            "{path} ({status}), then /health on the same connection: {next:?}"
+        );
+    }
+}
+
+/// A body over the limit is not read (413 at once, from its length), but the client is let to
+/// finish sending it before the connection closes: closing with unread data would reset the
+/// connection, and a client still writing (nginx, curl) would lose the answer.
+#[tokio::test]
+async fn a_body_over_the_limit_is_answered_and_the_client_may_finish_sending_it() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let boris = app.register_user("Борис", "Петров").await;
+    for authorization in ["Bearer made-up", "Bearer another-made-up"] {
+        let stream = raw(&app).await;
+        let (mut reading, mut writing) = stream.into_split();
+        let request = post_with_body(&format!("/dialog/{boris}/send"), authorization, 4 << 20);
+        let writer = tokio::spawn(async move {
+            writing.write_all(&request).await?;
+            writing.flush().await
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut reading, &mut answer),
+        )
+        .await
+        .expect("the connection closes within 10 s");
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(read.is_ok(), "{read:?} after {answer:?}");
+        assert!(answer.starts_with("http/1.1 413"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        let written = writer.await.unwrap();
+        assert!(written.is_ok(), "the client could not finish: {written:?}");
+    }
+}
