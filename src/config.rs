@@ -160,12 +160,19 @@ pub struct RateConfig {
     #[arg(long, env = "RATE_LIMITS", value_enum, default_value_t = OnOff::On)]
     pub rate_limits: OnOff,
 
-    /// Logins from one client address.
+    /// Logins from one client address, right or wrong.
     #[arg(long, env = "RATE_LOGIN_PER_ADDRESS", default_value = "20/min")]
     pub rate_login_per_address: Rate,
 
-    /// Logins to one account, from anywhere (guesses at one password).
-    #[arg(long, env = "RATE_LOGIN_PER_ACCOUNT", default_value = "5/min")]
+    /// Failed logins to one account from one client address: one guesser at one account, who
+    /// does not lock the owner out elsewhere.
+    #[arg(long, env = "RATE_LOGIN_PER_ACCOUNT_ADDRESS", default_value = "10/h")]
+    pub rate_login_per_account_address: Rate,
+
+    /// Failed logins to one account from anywhere: the ceiling on guesses at one password, which
+    /// only an attack from many addresses reaches (100 an hour: NIST SP 800-63B allows at most
+    /// 100 failures; ten times what one address may try).
+    #[arg(long, env = "RATE_LOGIN_PER_ACCOUNT", default_value = "100/h")]
     pub rate_login_per_account: Rate,
 
     /// Registrations from one client address.

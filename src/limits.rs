@@ -1,31 +1,35 @@
 //! Rate limits on the calls a client can repeat to its advantage: logins (guessing a password),
-//! registrations, and the writes (posts, messages, follows). Each is a GCRA, as governor
-//! implements it: a quota of N per period lets N through at once, then one every period / N.
+//! registrations, and the writes (posts, messages, follows). Each is a GCRA: a quota of N per
+//! period lets N through at once, then one every period / N.
 //!
 //! With Redis (`REDIS_URL`) the state lives there and every instance shares it: a script runs the
-//! same GCRA on Redis' own clock, so instances whose clocks differ still agree. governor's state
-//! is in process memory and its store is synchronous, which is why the shared limiter is a script
-//! and not governor itself. Without Redis, and whenever Redis does not answer in time, each
-//! instance limits on its own with governor: limits are never lifted by a Redis outage, at worst
-//! they count per instance.
+//! GCRA on Redis' own clock, so instances whose clocks differ still agree. Without Redis, and
+//! whenever Redis does not answer in time, each instance runs the same GCRA in its own memory
+//! ([`LocalCells`]): limits are never lifted by a Redis outage, at worst they count per instance.
+//!
+//! Logins count failures, not attempts (see [`RateLimits::check_login`]): a cell is taken before
+//! the password is looked at, so concurrent guesses cannot overshoot, and given back when the
+//! password was right.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use redis::aio::ConnectionManager;
 
 use crate::config::{CacheConfig, OnOff, Rate, RateConfig};
 
 /// What a client is limited on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
-    /// Logins from one client address.
+    /// Logins from one client address, right or wrong.
     LoginPerAddress,
-    /// Logins to one account, from anywhere: guesses at one password, spread over addresses.
+    /// Failed logins to one account from one address: one guesser at one account.
+    LoginPerAccountAddress,
+    /// Failed logins to one account from anywhere: the ceiling on guesses at one password that
+    /// only an attack from many addresses reaches.
     LoginPerAccount,
     /// Registrations from one client address.
     RegisterPerAddress,
@@ -35,8 +39,9 @@ pub enum Limit {
     WritesPerAddress,
 }
 
-const LIMITS: [Limit; 5] = [
+const LIMITS: [Limit; 6] = [
     Limit::LoginPerAddress,
+    Limit::LoginPerAccountAddress,
     Limit::LoginPerAccount,
     Limit::RegisterPerAddress,
     Limit::WritesPerAccount,
@@ -47,6 +52,7 @@ impl Limit {
     pub fn name(self) -> &'static str {
         match self {
             Limit::LoginPerAddress => "login_per_address",
+            Limit::LoginPerAccountAddress => "login_per_account_address",
             Limit::LoginPerAccount => "login_per_account",
             Limit::RegisterPerAddress => "register_per_address",
             Limit::WritesPerAccount => "writes_per_account",
@@ -61,6 +67,7 @@ impl Limit {
     fn rate(self, config: &RateConfig) -> Rate {
         match self {
             Limit::LoginPerAddress => config.rate_login_per_address,
+            Limit::LoginPerAccountAddress => config.rate_login_per_account_address,
             Limit::LoginPerAccount => config.rate_login_per_account,
             Limit::RegisterPerAddress => config.rate_register_per_address,
             Limit::WritesPerAccount => config.rate_writes_per_account,
@@ -69,11 +76,24 @@ impl Limit {
     }
 }
 
-/// governor's quota of a rate: `count` at once, then one cell every `interval`.
-fn quota(rate: Rate) -> Quota {
-    Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
-        .map(|quota| quota.allow_burst(rate.count))
-        .unwrap_or_else(|| Quota::per_second(rate.count))
+/// A limit's GCRA parameters, in microseconds: the time between two cells, and how far ahead of
+/// now the next cell's time may run (interval × (N − 1)) before a call is refused.
+#[derive(Debug, Clone, Copy)]
+struct Cells {
+    interval_us: u64,
+    tolerance_us: u64,
+}
+
+impl Cells {
+    fn of(rate: Rate) -> Cells {
+        let interval_us = u64::try_from(rate.interval().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Cells {
+            interval_us,
+            tolerance_us: interval_us.saturating_mul(u64::from(rate.count.get() - 1)),
+        }
+    }
 }
 
 /// A call refused by a limit, and when the client may try again.
@@ -116,32 +136,32 @@ impl TrustedProxies {
     }
 }
 
-/// The rate limits of this instance: off, or on with each limit's local state and, when Redis is
+/// The rate limits of this instance: off, or on with their local state and, when Redis is
 /// configured, the shared one.
 #[derive(Clone)]
 pub struct RateLimits(Option<Arc<Limits>>);
 
 struct Limits {
-    rates: [Rate; 5],
-    local: [DefaultKeyedRateLimiter<String>; 5],
+    cells: [Cells; 6],
+    local: LocalCells,
     shared: Option<Shared>,
 }
 
 struct Shared {
     redis: ConnectionManager,
-    script: redis::Script,
+    take: redis::Script,
+    give_back: redis::Script,
     prefix: String,
     timeout: Duration,
 }
 
 /// One or more limits checked together, in one round trip: KEYS[i] is a limit's key, ARGV[2i-1]
-/// its interval between cells and ARGV[2i] its burst tolerance (interval × (N − 1)), in
-/// microseconds. Either every limit has a cell and each gives one (returns {0, 0}), or none gives
-/// any and the answer is {microseconds to wait, the 1-based index of the limit that waits
-/// longest}. Time is Redis' own, in microseconds: in milliseconds a quota over 1,000/s would
-/// round to one cell per millisecond. (Lua's numbers are doubles, exact to 2^53 µs, some 285
-/// years.)
-const GCRA: &str = r"
+/// its interval between cells and ARGV[2i] its tolerance, in microseconds. Either every limit
+/// has a cell and each gives one (returns {0, 0}), or none gives any and the answer is
+/// {microseconds to wait, the 1-based index of the limit that waits longest}. Time is Redis' own,
+/// in microseconds: in milliseconds a quota over 1,000/s would round to one cell per millisecond.
+/// (Lua's numbers are doubles, exact to 2^53 µs, some 285 years.)
+const TAKE: &str = r"
 local time = redis.call('time')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local tats = {}
@@ -159,6 +179,25 @@ for i, key in ipairs(KEYS) do
   redis.call('set', key, string.format('%d', tat), 'px', math.ceil((tat - now) / 1000))
 end
 return {0, 0}
+";
+
+/// Gives back a cell taken by [`TAKE`] under each key (KEYS and ARGV as there): the next cell's
+/// time moves one interval back; a key with nothing owed any more goes.
+const GIVE_BACK: &str = r"
+local time = redis.call('time')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('get', key))
+  if tat then
+    tat = tat - tonumber(ARGV[2 * i - 1])
+    if tat > now then
+      redis.call('set', key, string.format('%d', tat), 'px', math.ceil((tat - now) / 1000))
+    else
+      redis.call('del', key)
+    end
+  end
+end
+return 0
 ";
 
 /// How often the local state forgets keys whose cells are all back.
@@ -180,8 +219,6 @@ impl RateLimits {
         for limit in LIMITS {
             metrics::counter!("rate_limited", "limit" => limit.name()).increment(0);
         }
-        let rates = LIMITS.map(|limit| limit.rate(config));
-        let local = rates.map(|rate| DefaultKeyedRateLimiter::keyed(quota(rate)));
         let shared = match cache.redis_url.as_deref().filter(|url| !url.is_empty()) {
             None => None,
             Some(url) => {
@@ -189,7 +226,8 @@ impl RateLimits {
                 match connect(url, timeout).await {
                     Ok(redis) => Some(Shared {
                         redis,
-                        script: redis::Script::new(GCRA),
+                        take: redis::Script::new(TAKE),
+                        give_back: redis::Script::new(GIVE_BACK),
                         prefix: cache.redis_key_prefix.clone(),
                         timeout,
                     }),
@@ -201,8 +239,8 @@ impl RateLimits {
             }
         };
         let limits = Arc::new(Limits {
-            rates,
-            local,
+            cells: LIMITS.map(|limit| Cells::of(limit.rate(config))),
+            local: LocalCells::new(),
             shared,
         });
         let pruned = Arc::downgrade(&limits);
@@ -213,10 +251,7 @@ impl RateLimits {
                 let Some(limits) = pruned.upgrade() else {
                     return;
                 };
-                for local in &limits.local {
-                    local.retain_recent();
-                    local.shrink_to_fit();
-                }
+                limits.local.prune();
             }
         });
         Ok(RateLimits(Some(limits)))
@@ -245,27 +280,162 @@ impl RateLimits {
         .await
     }
 
-    /// Takes a cell of every limit, or of none and says when the longest wait ends. Shared
-    /// limits are checked in one Redis call, atomically; local ones in order (a refusal by a
-    /// later one leaves the earlier ones' cells taken: a fallback's inexactness).
+    /// A login to `account` from `address`, before its password is looked at: a cell of the
+    /// address's limit (every attempt counts there) and one of each failure limit, the
+    /// account's from this address and the account's from anywhere. The failure limits' cells
+    /// are given back by [`RateLimits::login_not_failed`]: only wrong guesses (a wrong password,
+    /// an unknown id) stay counted.
+    pub async fn check_login(
+        &self,
+        account: impl std::fmt::Display,
+        address: IpAddr,
+    ) -> Result<(), Limited> {
+        if self.0.is_none() {
+            return Ok(());
+        }
+        let (account, address) = (account.to_string(), address_key(address));
+        let from_here = format!("{account}@{address}");
+        self.check_all(&[
+            (Limit::LoginPerAddress, &address),
+            (Limit::LoginPerAccountAddress, &from_here),
+            (Limit::LoginPerAccount, &account),
+        ])
+        .await
+    }
+
+    /// A login let through by [`RateLimits::check_login`] did not fail (its password was right,
+    /// or it got no verdict: a 503): its failure cells come back, so the owner's logins never
+    /// count against them.
+    pub async fn login_not_failed(&self, account: impl std::fmt::Display, address: IpAddr) {
+        let Some(limits) = &self.0 else {
+            return;
+        };
+        let (account, address) = (account.to_string(), address_key(address));
+        let from_here = format!("{account}@{address}");
+        let checks = [
+            (Limit::LoginPerAccountAddress, from_here.as_str()),
+            (Limit::LoginPerAccount, account.as_str()),
+        ];
+        if let Some(shared) = &limits.shared {
+            match shared.give_back(&limits.cells, &checks).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rate limits: Redis failed; giving the cells back on this instance");
+                }
+            }
+        }
+        limits.local.give_back(&limits.cells, &checks);
+    }
+
+    /// Takes a cell of every limit, or of none and says when the longest wait ends; in one Redis
+    /// call when the limits are shared, else here.
     async fn check_all(&self, checks: &[(Limit, &str)]) -> Result<(), Limited> {
         let Some(limits) = &self.0 else {
             return Ok(());
         };
         let outcome = match &limits.shared {
-            Some(shared) => match shared.check(&limits.rates, checks).await {
+            Some(shared) => match shared.take(&limits.cells, checks).await {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     metrics::counter!("rate_limit_redis_failures").increment(1);
                     tracing::warn!(error = %e, "rate limits: Redis failed; counting on this instance");
-                    limits.check_local(checks)
+                    limits.local.take(&limits.cells, checks)
                 }
             },
-            None => limits.check_local(checks),
+            None => limits.local.take(&limits.cells, checks),
         };
         outcome.inspect_err(|limited| {
             metrics::counter!("rate_limited", "limit" => limited.limit.name()).increment(1);
         })
+    }
+}
+
+/// The GCRA of [`TAKE`] and [`GIVE_BACK`], kept in this process: for each limit and key, the
+/// time of its next cell in microseconds since the instance started. A key whose cells are all
+/// back holds no entry (after [`LocalCells::prune`]).
+struct LocalCells {
+    started: Instant,
+    /// Per limit (by [`Limit::index`]), each key's next cell.
+    next_cell: Mutex<[HashMap<String, u64>; 6]>,
+}
+
+impl LocalCells {
+    fn new() -> Self {
+        LocalCells {
+            started: Instant::now(),
+            next_cell: Mutex::new(Default::default()),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes a cell of every limit, or of none: as [`TAKE`].
+    fn take(&self, cells: &[Cells; 6], checks: &[(Limit, &str)]) -> Result<(), Limited> {
+        let now = self.now_us();
+        let mut next_cell = self
+            .next_cell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut longest: Option<(u64, Limit)> = None;
+        for &(limit, key) in checks {
+            let tat = next_cell[limit.index()]
+                .get(key)
+                .map_or(now, |&tat| tat.max(now));
+            let wait = tat.saturating_sub(cells[limit.index()].tolerance_us + now);
+            if wait > 0 && longest.is_none_or(|(longest, _)| wait > longest) {
+                longest = Some((wait, limit));
+            }
+        }
+        if let Some((wait_us, limit)) = longest {
+            return Err(Limited {
+                limit,
+                retry_after: Duration::from_micros(wait_us),
+            });
+        }
+        for &(limit, key) in checks {
+            let interval = cells[limit.index()].interval_us;
+            let keys = &mut next_cell[limit.index()];
+            match keys.get_mut(key) {
+                Some(tat) => *tat = (*tat).max(now) + interval,
+                None => {
+                    keys.insert(key.to_owned(), now + interval);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a cell back under each key: as [`GIVE_BACK`].
+    fn give_back(&self, cells: &[Cells; 6], checks: &[(Limit, &str)]) {
+        let now = self.now_us();
+        let mut next_cell = self
+            .next_cell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for &(limit, key) in checks {
+            let keys = &mut next_cell[limit.index()];
+            if let Some(tat) = keys.get_mut(key) {
+                *tat = tat.saturating_sub(cells[limit.index()].interval_us);
+                if *tat <= now {
+                    keys.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Forgets the keys whose cells are all back.
+    fn prune(&self) {
+        let now = self.now_us();
+        let mut next_cell = self
+            .next_cell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for keys in next_cell.iter_mut() {
+            keys.retain(|_, tat| *tat > now);
+            keys.shrink_to_fit();
+        }
     }
 }
 
@@ -284,36 +454,31 @@ pub fn address_key(address: IpAddr) -> String {
     }
 }
 
-impl Limits {
-    fn check_local(&self, checks: &[(Limit, &str)]) -> Result<(), Limited> {
-        for &(limit, key) in checks {
-            self.local[limit.index()]
-                .check_key(&key.to_owned())
-                .map_err(|not_until| Limited {
-                    limit,
-                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-                })?;
-        }
-        Ok(())
-    }
-}
-
 impl Shared {
-    async fn check(
+    /// The keys and GCRA arguments of `checks` for one of the scripts.
+    fn invocation<'a>(
         &self,
-        rates: &[Rate; 5],
+        script: &'a redis::Script,
+        cells: &[Cells; 6],
         checks: &[(Limit, &str)],
-    ) -> Result<Result<(), Limited>, String> {
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let mut invocation = self.script.prepare_invoke();
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
         for &(limit, key) in checks {
-            let rate = rates[limit.index()];
-            let interval = rate.interval();
+            let cells = cells[limit.index()];
             invocation
                 .key(format!("{}:rate:{}:{key}", self.prefix, limit.name()))
-                .arg(micros(interval).max(1))
-                .arg(micros(interval * (rate.count.get() - 1)));
+                .arg(cells.interval_us)
+                .arg(cells.tolerance_us);
         }
+        invocation
+    }
+
+    async fn take(
+        &self,
+        cells: &[Cells; 6],
+        checks: &[(Limit, &str)],
+    ) -> Result<Result<(), Limited>, String> {
+        let invocation = self.invocation(&self.take, cells, checks);
         let mut redis = self.redis.clone();
         let (wait_us, which): (u64, usize) =
             tokio::time::timeout(self.timeout, invocation.invoke_async(&mut redis))
@@ -331,6 +496,16 @@ impl Shared {
             limit,
             retry_after: Duration::from_micros(wait_us),
         }))
+    }
+
+    async fn give_back(&self, cells: &[Cells; 6], checks: &[(Limit, &str)]) -> Result<(), String> {
+        let invocation = self.invocation(&self.give_back, cells, checks);
+        let mut redis = self.redis.clone();
+        tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut redis))
+            .await
+            .map_err(|_| "Redis did not answer in time".to_owned())?
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -415,6 +590,47 @@ mod tests {
         );
         // Another account is counted apart.
         limits.check(Limit::LoginPerAccount, "43").await.unwrap();
+    }
+
+    #[test]
+    fn local_cells_are_taken_from_every_limit_or_none_and_given_back() {
+        let mut config = crate::config::Config::defaults().rate;
+        config.rate_writes_per_account = "3/min".parse().unwrap();
+        config.rate_writes_per_address = "1/min".parse().unwrap();
+        let cells = LIMITS.map(|limit| Cells::of(limit.rate(&config)));
+        let local = LocalCells::new();
+        let write = [
+            (Limit::WritesPerAccount, "7"),
+            (Limit::WritesPerAddress, "192.0.2.1"),
+        ];
+        local.take(&cells, &write).unwrap();
+        // The address is spent: refused, and the account's cell is not taken…
+        let refused = local.take(&cells, &write).unwrap_err();
+        assert_eq!(refused.limit, Limit::WritesPerAddress);
+        assert!(refused.retry_after > Duration::from_secs(55), "{refused:?}");
+        // …so the account has two left, from elsewhere.
+        for address in ["192.0.2.2", "192.0.2.3"] {
+            let write = [
+                (Limit::WritesPerAccount, "7"),
+                (Limit::WritesPerAddress, address),
+            ];
+            local.take(&cells, &write).unwrap();
+        }
+        let spent = [(Limit::WritesPerAccount, "7")];
+        assert!(local.take(&cells, &spent).is_err());
+        // A cell given back can be taken again; a key with nothing owed is forgotten.
+        local.give_back(&cells, &spent);
+        local.take(&cells, &spent).unwrap();
+        local.give_back(&cells, &[(Limit::WritesPerAddress, "192.0.2.9")]);
+        local.prune();
+        let kept: usize = local
+            .next_cell
+            .lock()
+            .unwrap()
+            .iter()
+            .map(HashMap::len)
+            .sum();
+        assert_eq!(kept, 4);
     }
 
     #[tokio::test]

@@ -148,7 +148,7 @@ pub struct LoginResponse {
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 413, description = "Body over BODY_LIMIT_BYTES", body = ErrorBody),
         (status = 415, description = "Body not sent as application/json", body = ErrorBody),
-        (status = 429, description = "Too many logins from this address or to this account (RATE_LOGIN_PER_*); see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many logins from this address, or failed logins to this account (RATE_LOGIN_PER_*); see Retry-After", body = ErrorBody),
         (status = 503, description = "Database or hashing saturated; retry later", body = ErrorBody),
     )
 )]
@@ -158,29 +158,37 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<axum::Json<LoginResponse>, ApiError> {
     let id: UserId = request.id.parse()?;
-    // Every attempt counts, found or not, right or wrong, and before the password is looked at:
-    // guesses are what the limits are for.
-    state
-        .limits
-        .check(Limit::LoginPerAddress, &address_key(address))
-        .await?;
-    state
-        .limits
-        .check(Limit::LoginPerAccount, &id.to_string())
-        .await?;
+    // Before the password is looked at, so that concurrent guesses cannot overshoot: a cell of
+    // every login limit. Only failures keep theirs (see `RateLimits::check_login`).
+    state.limits.check_login(id, address).await?;
     if request.password.is_empty() || request.password.chars().count() > PASSWORD_MAX_CHARS {
         return Err(ApiError::bad_request("wrong password"));
     }
-    let stored = {
-        let db = state.db.get().await?;
-        sql::password_hash(&db, id).await?
+    let verdict = async {
+        let stored = {
+            let db = state.db.get().await?;
+            sql::password_hash(&db, id).await?
+        };
+        match stored {
+            Some(stored) => Ok(Some(state.hasher.verify(request.password, stored).await?)),
+            None => Ok(None),
+        }
     }
-    .ok_or_else(|| ApiError::not_found("user not found"))?;
-    match state.hasher.verify(request.password, stored).await? {
-        PasswordVerdict::Match => Ok(axum::Json(LoginResponse {
-            token: state.tokens.issue(id)?,
-        })),
-        PasswordVerdict::Mismatch => Err(ApiError::bad_request("wrong password")),
+    .await;
+    match verdict {
+        Ok(Some(PasswordVerdict::Match)) => {
+            state.limits.login_not_failed(id, address).await;
+            Ok(axum::Json(LoginResponse {
+                token: state.tokens.issue(id)?,
+            }))
+        }
+        Ok(Some(PasswordVerdict::Mismatch)) => Err(ApiError::bad_request("wrong password")),
+        Ok(None) => Err(ApiError::not_found("user not found")),
+        // No verdict (the database or the hashing busy): no failure to count.
+        Err(e) => {
+            state.limits.login_not_failed(id, address).await;
+            Err(e)
+        }
     }
 }
 

@@ -15,6 +15,7 @@ fn limits_on(config: &mut Config) {
     let generous = "1000/min".parse().unwrap();
     config.rate.rate_limits = OnOff::On;
     config.rate.rate_login_per_address = generous;
+    config.rate.rate_login_per_account_address = generous;
     config.rate.rate_login_per_account = generous;
     config.rate.rate_register_per_address = generous;
     config.rate.rate_writes_per_account = generous;
@@ -86,6 +87,54 @@ async fn guesses_at_one_account_are_limited_from_every_address_and_other_account
     // The other account is counted apart.
     let response = login_from(&app, &other, "correct horse battery", "198.51.100.4").await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// One address guessing at an account does not lock its owner out: the owner, from another
+/// address, gets in, again and again (a right password costs nothing), while the guesser stays
+/// stopped. Ids are public and sequential: counting every attempt per account let one address
+/// keep any account locked for ever.
+async fn one_address_guessing_does_not_lock_the_owner_out(shared: bool) {
+    let defaults = Config::defaults().rate;
+    let app = spawn_app_with(|c| {
+        limits_on(c);
+        if shared {
+            use_redis(c, &redis_url());
+        }
+        c.rate.rate_login_per_account_address = defaults.rate_login_per_account_address;
+        c.rate.rate_login_per_account = defaults.rate_login_per_account;
+        c.rate.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let owner = app.register_user("Анна", "Смирнова").await;
+    let guesser = "198.51.100.66";
+    let mut guesses = 0;
+    let refused = loop {
+        let response = login_from(&app, &owner, &format!("guess {guesses}"), guesser).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        assert_error(response, StatusCode::BAD_REQUEST).await;
+        guesses += 1;
+        assert!(guesses <= 20, "20 guesses in a row were let through");
+    };
+    assert!(guesses >= 3, "stopped after {guesses} guesses");
+    assert_limited(refused, 400).await;
+    for _ in 0..8 {
+        let response = login_from(&app, &owner, "correct horse battery", "203.0.113.10").await;
+        assert_eq!(response.status(), StatusCode::OK, "the owner is locked out");
+    }
+    let response = login_from(&app, &owner, "correct horse battery", guesser).await;
+    assert_limited(response, 400).await;
+}
+
+#[tokio::test]
+async fn one_address_guessing_does_not_lock_the_owner_out_of_an_instance() {
+    one_address_guessing_does_not_lock_the_owner_out(false).await;
+}
+
+#[tokio::test]
+async fn one_address_guessing_does_not_lock_the_owner_out_through_redis() {
+    one_address_guessing_does_not_lock_the_owner_out(true).await;
 }
 
 #[tokio::test]
@@ -204,15 +253,10 @@ async fn instances_sharing_redis_share_the_counts() {
     .await;
     let peer = app.spawn_peer().await;
     let id = app.register_user("Анна", "Смирнова").await;
-    assert_eq!(
-        app.login(&id, "correct horse battery").await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        peer.login(&id, "correct horse battery").await.status(),
-        StatusCode::OK
-    );
-    // The third, on either instance, is over the account's limit.
+    // Logins count their failures: two wrong guesses, one on each instance…
+    assert_error(app.login(&id, "guess 1").await, StatusCode::BAD_REQUEST).await;
+    assert_error(peer.login(&id, "guess 2").await, StatusCode::BAD_REQUEST).await;
+    // …and the account takes no third, on either instance.
     assert_limited(app.login(&id, "correct horse battery").await, 30).await;
     assert_limited(peer.login(&id, "correct horse battery").await, 30).await;
 }
