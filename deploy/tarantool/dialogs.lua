@@ -17,8 +17,9 @@
 
 local fiber = require('fiber')
 
+-- Everything but the port first: the data is loaded and the procedures below are defined before
+-- the port listens (at the end of this file), so that no call ever finds them missing.
 box.cfg({
-    listen = os.getenv('TARANTOOL_LISTEN') or '127.0.0.1:3301',
     work_dir = os.getenv('TARANTOOL_DIR'),
     memtx_memory = (tonumber(os.getenv('TARANTOOL_MEMORY_MB')) or 1024) * 1024 * 1024,
     wal_mode = os.getenv('TARANTOOL_WAL_MODE') or 'write',
@@ -151,7 +152,12 @@ function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
     end
     local marks = { dialog[6] or 0, dialog[7] or 0 }
     local side = reader_is_low and 1 or 2
-    local wanted = math.min(up_to, dialog[5])
+    -- A comparison, not math.min: a number from 2^47 up arrives as a 64-bit integer (cdata),
+    -- which Lua's math functions refuse.
+    local wanted = dialog[5]
+    if up_to < wanted then
+        wanted = up_to
+    end
     local raised = wanted > marks[side]
     if raised then
         marks[side] = wanted
@@ -219,3 +225,6 @@ function dialog_stats()
         box.slab.info().arena_used,
     }
 end
+
+-- Now that every procedure is defined, take calls.
+box.cfg({ listen = os.getenv('TARANTOOL_LISTEN') or '127.0.0.1:3301' })

@@ -19,7 +19,8 @@ password=${TARANTOOL_PASSWORD:-socialnet}
 
 running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
 
-# Serves the procedures: it greets before it has loaded its data, so a call is the test.
+# Serves the procedures: dialogs.lua listens once its data is loaded and they are defined, and a
+# call is the test of both.
 answering() {
   timeout 5 tarantool -e "local c = require('net.box').connect('socialnet:$password@127.0.0.1:$port')
     os.exit(c:is_connected() and pcall(c.call, c, 'dialog_stats') and 0 or 1)" >/dev/null 2>&1

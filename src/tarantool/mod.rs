@@ -62,14 +62,18 @@ pub enum TarantoolError {
 
 impl TarantoolError {
     /// Whether another try later may succeed: not connected, no answer in time, or a server
-    /// that is still loading its data (after a restart) or read-only (a replica).
+    /// that is still loading its data (after a restart), read-only (a replica), or without its
+    /// procedures yet (a script that listens before defining them, as `dialogs.lua` did).
     pub fn is_transient(&self) -> bool {
-        /// Tarantool's ER_READONLY and ER_LOADING.
+        /// Tarantool's ER_READONLY, ER_NO_SUCH_PROC and ER_LOADING.
         const READONLY: u64 = 7;
+        const NO_SUCH_PROC: u64 = 33;
         const LOADING: u64 = 116;
         match self {
             TarantoolError::Unavailable(_) | TarantoolError::Timeout(_) => true,
-            TarantoolError::Server { code, .. } => matches!(*code, READONLY | LOADING),
+            TarantoolError::Server { code, .. } => {
+                matches!(*code, READONLY | NO_SUCH_PROC | LOADING)
+            }
             TarantoolError::Protocol(_) => false,
         }
     }
@@ -567,11 +571,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // Still loading after a restart: try again later.
+        // Still loading after a restart, or not yet with its procedures: try again later.
         let loading = TarantoolError::Server {
             code: 116,
             message: "Instance bootstrap hasn't finished yet".into(),
         };
         assert!(loading.is_transient());
+        let undefined = TarantoolError::Server {
+            code: 33,
+            message: "Procedure 'dialog_send' is not defined".into(),
+        };
+        assert!(undefined.is_transient());
     }
 }

@@ -255,6 +255,12 @@ pub async fn bad_lists_scenario(app: &TestApp) {
     assert_error(nobody, StatusCode::NOT_FOUND).await;
     let no_token = app.get(&format!("/dialog/{}/list", boris.id)).await;
     assert_error(no_token, StatusCode::UNAUTHORIZED).await;
+    // The highest cursor the schema allows starts above every message, on every store.
+    app.send_ok(&anna, &boris, "одно").await;
+    let page = app
+        .dialog(&boris, &anna.id, "cursor=999999999999999999")
+        .await;
+    assert_eq!(page.len(), 1);
 }
 
 #[tokio::test]

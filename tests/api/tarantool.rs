@@ -13,7 +13,7 @@ use crate::dialogs::{
     bad_lists_scenario, bad_sends_scenario, concurrent_scenario, dialog_scenario,
     hostile_text_scenario, paging_scenario,
 };
-use crate::helpers::{eventually, spawn_app_with, TestApp};
+use crate::helpers::{eventually, spawn_app_with, ChildGuard, TestApp};
 
 /// The shared Tarantool of the suite.
 pub fn tarantool_url() -> String {
@@ -207,6 +207,76 @@ async fn tarantool_killed_and_restarted_loses_nothing_and_the_server_reconnects(
     );
     // The numbers went on from where they were: 50 before, the 51st after.
     assert_eq!(dialog[0]["id"], "51");
+}
+
+/// A Tarantool restarted on its data is called from the moment its port accepts connections: a
+/// call may find it still loading or not listening (a 503 for the server), never without its
+/// procedures (error 33, "Procedure 'dialog_send' is not defined", which was a 500).
+#[tokio::test]
+async fn a_restarting_tarantool_never_answers_without_its_procedures() {
+    let (tarantool, url) = OwnTarantool::start();
+    let store = socialnet::tarantool::Tarantool::new(url.parse().unwrap(), Duration::from_secs(2));
+    // Some data to recover, so that the restart takes a moment.
+    let rows: Vec<rmpv::Value> = (1..=20_000i64)
+        .map(|n| {
+            rmpv::Value::Array(
+                [n, 1, 2, 1, 1, 2]
+                    .into_iter()
+                    .map(rmpv::Value::from)
+                    .chain(["текст".into(), 1.into()])
+                    .collect(),
+            )
+        })
+        .collect();
+    let rows = rmpv::Value::Array(rows);
+    store
+        .call(
+            "dialog_load",
+            &[
+                socialnet::tarantool::Arg::Int(-7),
+                socialnet::tarantool::Arg::Value(&rows),
+            ],
+        )
+        .await
+        .unwrap();
+    for round in 0..3 {
+        tarantool.run("kill");
+        let root = tarantool.root.join(format!("tarantool-{}", tarantool.port));
+        let mut child = ChildGuard(
+            Command::new("tarantool")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/deploy/tarantool/dialogs.lua"
+                ))
+                .current_dir(&root)
+                .env("TARANTOOL_LISTEN", format!("127.0.0.1:{}", tarantool.port))
+                .env("TARANTOOL_DIR", &root)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("tarantool is installed"),
+        );
+        let started = Instant::now();
+        let mut refused = 0;
+        loop {
+            match store.call("dialog_stats", &[]).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(e.is_transient(), "round {round}: {e}");
+                    assert!(!e.to_string().contains("not defined"), "round {round}: {e}");
+                    refused += 1;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not back in 30 s"
+            );
+            assert!(child.0.try_wait().unwrap().is_none(), "tarantool exited");
+        }
+        eprintln!("round {round}: {refused} calls refused while it started");
+        std::fs::write(root.join("pid"), child.0.id().to_string()).unwrap();
+        std::mem::forget(child);
+    }
 }
 
 #[tokio::test]
