@@ -126,14 +126,30 @@ impl TrustedProxies {
             .flat_map(|value| value.split(','))
             .rev()
         {
-            match entry.trim().parse::<IpAddr>() {
-                Ok(address) if self.trusts(address) => nearest = address,
-                Ok(address) => return address,
-                Err(_) => return nearest,
+            match forwarded_address(entry) {
+                Some(address) if self.trusts(address) => nearest = address,
+                Some(address) => return address,
+                None => return nearest,
             }
         }
         nearest
     }
+}
+
+/// The address of one `X-Forwarded-For` entry, as proxies write them: `203.0.113.5`,
+/// `203.0.113.5:5555`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:443`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse().ok())
+        })
 }
 
 /// The rate limits of this instance: off, or on with their local state and, when Redis is
@@ -558,6 +574,24 @@ mod tests {
         );
         // A trusted proxy that forwarded nothing: the proxy itself.
         assert_eq!(proxies.client(ip("10.0.0.2"), &[]), ip("10.0.0.2"));
+        // Entries with a port, or an IPv6 address in brackets, name their client too.
+        for (entry, client) in [
+            ("203.0.113.5:5555", "203.0.113.5"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            (" 2001:db8::2 ", "2001:db8::2"),
+        ] {
+            assert_eq!(
+                proxies.client(ip("10.0.0.2"), &[entry]),
+                ip(client),
+                "{entry}"
+            );
+        }
+        // What is no address stops the walk at the nearest trusted hop.
+        assert_eq!(
+            proxies.client(ip("10.0.0.2"), &["198.51.100.9, unknown"]),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]

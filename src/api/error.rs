@@ -36,9 +36,13 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
-    /// A dependency is down or saturated; the client may retry.
-    #[error("{0}")]
-    Unavailable(String),
+    /// A dependency is down or saturated; the client may retry. `message` is the client's;
+    /// `detail` (an address, a library's own error text) goes to the log only.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        detail: Option<String>,
+    },
     /// A bug or an unexpected failure; the cause is logged, the client gets a generic message.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -59,7 +63,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +74,24 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::NotFound(message.into())
+    }
+
+    /// 503 with a message written for the client.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::Unavailable {
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// 503 for a dependency whose failure says more than a client should read (its address, a
+    /// library's error text): the client is told that `what` is unavailable, the log has the
+    /// detail.
+    pub fn dependency_down(what: &str, detail: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            message: format!("{what} is unavailable; retry later"),
+            detail: Some(detail.to_string()),
+        }
     }
 
     /// A valid token of a user who no longer exists (say, the database was reset): 401, so the
@@ -87,9 +109,14 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?cause, "request failed");
                 "internal server error".to_owned()
             }
-            ApiError::Unavailable(reason) => {
-                tracing::warn!(reason = %reason, "dependency unavailable");
-                reason.clone()
+            ApiError::Unavailable { message, detail } => {
+                match detail {
+                    Some(detail) => {
+                        tracing::warn!(reason = %message, %detail, "dependency unavailable")
+                    }
+                    None => tracing::warn!(reason = %message, "dependency unavailable"),
+                }
+                message.clone()
             }
             other => other.to_string(),
         };
@@ -110,7 +137,7 @@ impl IntoResponse for ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(reason) => ApiError::Unavailable(reason),
+            DbError::Unavailable(reason) => ApiError::dependency_down("the database", reason),
             DbError::Internal(cause) => ApiError::Internal(cause),
         }
     }
@@ -147,7 +174,7 @@ impl From<TokenError> for ApiError {
 impl From<HashError> for ApiError {
     fn from(e: HashError) -> Self {
         match e {
-            HashError::Saturated | HashError::ShutDown => ApiError::Unavailable(e.to_string()),
+            HashError::Saturated | HashError::ShutDown => ApiError::unavailable(e.to_string()),
             HashError::Failed(cause) => ApiError::Internal(cause),
         }
     }

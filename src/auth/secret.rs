@@ -1,5 +1,6 @@
-//! The secret that signs tokens. `TOKEN_SECRET` when it is set, refused when it is short or a
-//! published placeholder (anyone who knows it can sign a token for any user); otherwise one made
+//! The secret that signs tokens. `TOKEN_SECRET` when it is set, refused when it is short, plainly
+//! not random (padding, a few characters, one piece repeated) or a published placeholder (anyone
+//! who knows or guesses it can sign a token for any user); otherwise one made
 //! at random by the first instance and kept in the database, where every instance of the
 //! deployment finds the same one. Whoever can read the database can then sign tokens: a
 //! deployment whose database is shared more widely sets `TOKEN_SECRET` from its secret store.
@@ -10,6 +11,10 @@ use crate::db::DbError;
 
 /// The shortest secret taken: 256 bits, HS256's own key size.
 pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The fewest different characters a secret may have: any random text of 32 has many more
+/// (hex about 15, base64 about 25), a padded or typed-in one fewer.
+pub const MIN_DISTINCT_BYTES: usize = 8;
 
 /// Secrets that have been published as examples, here or in the usual templates.
 const PLACEHOLDERS: &[&str] = &[
@@ -35,10 +40,15 @@ pub enum SecretError {
     )]
     Placeholder,
     #[error(
-        "TOKEN_SECRET is {0} bytes long and must be at least {MIN_SECRET_BYTES} \
-         (`openssl rand -hex 32` makes one), or unset to have one generated"
+        "TOKEN_SECRET is {0} bytes long without the spaces at its ends and must be at least \
+         {MIN_SECRET_BYTES} (`openssl rand -hex 32` makes one), or unset to have one generated"
     )]
     TooShort(usize),
+    #[error(
+        "TOKEN_SECRET is not random: {0}; make one with `openssl rand -hex 32`, or leave it \
+         unset to have one generated"
+    )]
+    NotRandom(&'static str),
     #[error("reading the shared token secret: {0}")]
     Db(#[from] DbError),
 }
@@ -52,10 +62,29 @@ pub fn check(secret: &str) -> Result<(), SecretError> {
     {
         return Err(SecretError::Placeholder);
     }
-    if secret.len() < MIN_SECRET_BYTES {
-        return Err(SecretError::TooShort(secret.len()));
+    let core = secret.trim().as_bytes();
+    if core.len() < MIN_SECRET_BYTES {
+        return Err(SecretError::TooShort(core.len()));
+    }
+    let mut seen = [false; 256];
+    for &byte in core {
+        seen[usize::from(byte)] = true;
+    }
+    if seen.iter().filter(|&&seen| seen).count() < MIN_DISTINCT_BYTES {
+        return Err(SecretError::NotRandom(
+            "it has fewer than 8 different characters",
+        ));
+    }
+    if repeats_a_shorter_piece(core) {
+        return Err(SecretError::NotRandom("it is one shorter piece repeated"));
     }
     Ok(())
+}
+
+/// Whether `text` is some shorter piece written over and over (`abcabcabc`, or `passwordpass`:
+/// the last copy may be cut short).
+fn repeats_a_shorter_piece(text: &[u8]) -> bool {
+    (1..=text.len() / 2).any(|period| text.iter().zip(&text[period..]).all(|(a, b)| a == b))
 }
 
 /// The secret to sign tokens with: the configured one (checked), or the deployment's own.
@@ -119,5 +148,27 @@ mod tests {
             Err(SecretError::TooShort(13))
         ));
         assert!(check("3f8a1c0e9b7d6a5f4e3d2c1b0a9f8e7d").is_ok());
+        assert!(check("J3mSx0Qk1bV7+Yw9aR2uE5tH8cL4nP6z/A==").is_ok());
+    }
+
+    #[test]
+    fn padding_few_characters_and_repeats_are_refused() {
+        // Forty spaces signed tokens that anyone could forge.
+        let spaces = " ".repeat(40);
+        assert!(matches!(check(&spaces), Err(SecretError::TooShort(0))));
+        let padded = format!("  {}  ", "3f8a1c0e9b7d6a5f4e3d2c1b0a");
+        assert!(matches!(check(&padded), Err(SecretError::TooShort(26))));
+        for weak in [
+            "a".repeat(40),
+            "0101".repeat(10),
+            "11111111111111111111111111111112".to_owned(),
+            "passwordpasswordpasswordpasswordpass".to_owned(),
+            "qwertyuiop".repeat(4),
+        ] {
+            assert!(
+                matches!(check(&weak), Err(SecretError::NotRandom(_))),
+                "{weak}"
+            );
+        }
     }
 }

@@ -22,7 +22,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Db(e) => e.into(),
-            StoreError::Tarantool(e) if e.is_transient() => ApiError::Unavailable(e.to_string()),
+            StoreError::Tarantool(e) if e.is_transient() => {
+                ApiError::dependency_down("the dialog store", e)
+            }
             StoreError::Tarantool(e) => ApiError::Internal(e.into()),
         }
     }
@@ -209,9 +211,13 @@ pub(super) async fn list_messages(
     limit: i64,
     page: Page,
 ) -> Result<Vec<Message>, ApiError> {
-    state
+    let page = state
         .dialogs
         .list(&state.db, me, other, limit, page)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user not found"))
+        .await?;
+    // Nothing to show: perhaps nobody to show it to.
+    if page.as_ref().is_none_or(Vec::is_empty) {
+        crate::users::routes::caller_exists(&state.db, me).await?;
+    }
+    page.ok_or_else(|| ApiError::not_found("user not found"))
 }

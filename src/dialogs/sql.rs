@@ -139,15 +139,6 @@ pub async fn list_messages(
         .collect())
 }
 
-/// Whether a user exists (answering 404 for a dialog with nobody).
-#[tracing::instrument(name = "sql.user_exists", skip(db))]
-pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, DbError> {
-    let statement = db
-        .prepare_cached("select 1 from users where id = $1")
-        .await?;
-    Ok(db.query_opt(&statement, &[&user.0]).await?.is_some())
-}
-
 /// A read mark after a request to raise it (the default: none yet, nothing raised).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {

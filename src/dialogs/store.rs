@@ -104,7 +104,7 @@ impl DialogStore {
             }
             DialogStore::Tarantool(store) => {
                 // On the primary: a user registered a moment ago may not be on a replica yet.
-                if !sql::user_exists(&db.get().await?, to).await? {
+                if !crate::users::sql::user_exists(&db.get().await?, to).await? {
                     return Ok(Sent::UnknownRecipient);
                 }
                 let database = store.database(db).await?;
@@ -191,7 +191,7 @@ impl DialogStore {
             }
         };
         // An empty page is the one case where the other party may not exist at all.
-        if messages.is_empty() && !sql::user_exists(&db.get().await?, other).await? {
+        if messages.is_empty() && !crate::users::sql::user_exists(&db.get().await?, other).await? {
             return Ok(None);
         }
         Ok(Some(messages))

@@ -21,7 +21,6 @@ use utoipa_axum::routes;
 
 use super::events::DialogEvent;
 use super::routes::{event_record, other_party};
-use super::sql;
 use super::store::DialogStore;
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, RequestId, Writer};
 use crate::cache::{CacheError, UnreadCounters};
@@ -125,10 +124,14 @@ pub async fn unread_v2(
 }
 
 async fn unread_counts(state: &AppState, me: UserId) -> Result<UnreadCounts, ApiError> {
-    let counters = state.counters.as_ref().ok_or_else(|| {
-        ApiError::Unavailable("unread counters are off: this service has no REDIS_URL".into())
-    })?;
+    let counters = state
+        .counters
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("unread counters are off on this deployment"))?;
     let unread = counters.unread(me.0).await.map_err(unavailable)?;
+    if unread.total == 0 {
+        crate::users::routes::caller_exists(&state.db, me).await?;
+    }
     Ok(UnreadCounts {
         total: unread.total,
         dialogs: unread
@@ -143,7 +146,7 @@ async fn unread_counts(state: &AppState, me: UserId) -> Result<UnreadCounts, Api
 }
 
 fn unavailable(e: CacheError) -> ApiError {
-    ApiError::Unavailable(format!("unread counters: {e}"))
+    ApiError::dependency_down("the unread counters", e)
 }
 
 /// Marks the caller's dialog with a user read up to a message (and every message before it).
@@ -224,8 +227,9 @@ async fn mark_read(
         .mark_read(&state.db, me, other, up_to, record)
         .await?;
     if mark.now == 0 {
-        // No message in the dialog: perhaps no such user at all.
-        if !sql::user_exists(&state.db.get().await?, other).await? {
+        // No message in the dialog: perhaps no such user at all, on either side.
+        crate::users::routes::caller_exists(&state.db, me).await?;
+        if !crate::users::sql::user_exists(&state.db.get().await?, other).await? {
             return Err(ApiError::not_found("user not found"));
         }
     } else if mark.raised {

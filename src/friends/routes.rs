@@ -72,10 +72,12 @@ pub async fn delete_friend(
     Writer(me): Writer,
     Path(friend): Path<UserId>,
 ) -> Result<(), ApiError> {
-    let db = state.db.get().await?;
-    if sql::unfollow(&db, me, friend).await? {
+    let unfollowed = sql::unfollow(&state.db.get().await?, me, friend).await?;
+    if unfollowed {
         state.db.wrote(me);
         state.feeds.after_follow_change(me).await;
+    } else {
+        crate::users::routes::caller_exists(&state.db, me).await?;
     }
     Ok(())
 }

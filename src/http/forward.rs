@@ -88,9 +88,6 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request, _next: 
             }
             response
         }
-        Err(e) => {
-            tracing::warn!(service = upstream.name(), error = %e, "not forwarded");
-            ApiError::Unavailable(e.to_string()).into_response()
-        }
+        Err(e) => ApiError::dependency_down("the dialog service", e).into_response(),
     }
 }

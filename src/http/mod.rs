@@ -96,8 +96,10 @@ pub fn router(state: AppState) -> App {
 /// which its Content-Security-Policy also tells the browser.
 fn live_page_router() -> Router {
     const PAGE: &str = include_str!("live.html");
+    // No other site may frame it (a page that signs in is worth clickjacking).
     const POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-                          style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'";
+                          style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; \
+                          frame-ancestors 'none'";
     Router::new().route(
         "/demo/live",
         axum::routing::get(|| async {
@@ -182,7 +184,7 @@ async fn around_request(
         match tokio::time::timeout(limit, next.run(request).instrument(span.clone())).await {
             Ok(response) => response,
             Err(_) => span.in_scope(|| {
-                ApiError::Unavailable(format!("request took longer than {} ms", limit.as_millis()))
+                ApiError::unavailable(format!("request took longer than {} ms", limit.as_millis()))
                     .into_response()
             }),
         };

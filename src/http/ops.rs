@@ -1,4 +1,6 @@
-//! Operational endpoints: liveness, readiness and metrics.
+//! Operational endpoints: liveness, readiness and metrics. The API's `/ready` says what is up or
+//! down and nothing about where or why; the detail (addresses, the errors' own text) is the
+//! operators', on the listener of `METRICS_BIND` beside `/metrics`, and in the debug log.
 
 use std::time::Duration;
 
@@ -31,9 +33,11 @@ pub fn router(with_metrics: bool) -> OpenApiRouter<AppState> {
     }
 }
 
-/// `/metrics` alone.
+/// The operators' listener (`METRICS_BIND`): `/metrics`, and `/ready` in detail.
 pub fn metrics_only() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .route("/ready", axum::routing::get(ready_in_detail))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,26 +75,29 @@ pub struct Readiness {
 pub struct StoreStatus {
     #[schema(example = "tarantool")]
     pub store: &'static str,
-    #[schema(example = "127.0.0.1:3301")]
-    pub address: String,
-    /// `up`, or `down: why`.
+    /// Where it is: on the operators' listener only (`METRICS_BIND`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `up` or `down` (`down: why` on the operators' listener).
     #[schema(example = "up")]
     pub state: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceStatus {
-    #[schema(example = "http://127.0.0.1:8001")]
-    pub url: String,
-    /// `up`, or `down: why`.
+    /// Where it is: on the operators' listener only (`METRICS_BIND`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `up` or `down` (`down: why` on the operators' listener).
     #[schema(example = "up")]
     pub state: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReplicaStatus {
-    #[schema(example = "127.0.0.1:5461")]
-    pub name: String,
+    /// Its address: on the operators' listener only (`METRICS_BIND`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `up`, `lagging` (further behind than `READ_MAX_LAG_MS`), `down`, `not a replica`
     /// (promoted) or `unknown` (not checked yet).
     #[schema(example = "up")]
@@ -107,6 +114,16 @@ pub struct ReplicaStatus {
         (status = 503, description = "A dependency is unreachable", body = ErrorBody),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
+    readiness(&state, false).await.map(axum::Json)
+}
+
+/// `/ready` with where each dependency is and why one is down, for the operators' listener.
+async fn ready_in_detail(State(state): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
+    readiness(&state, true).await.map(axum::Json)
+}
+
+/// What is up; with `detail`, where each part is and why one is down (else in the debug log).
+async fn readiness(state: &AppState, detail: bool) -> Result<Readiness, ApiError> {
     let check = async {
         let db = state.db.get().await?;
         db.simple_query("select 1").await?;
@@ -114,28 +131,25 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness
     };
     let primary = tokio::time::timeout(READY_TIMEOUT, check)
         .await
-        .map_err(|_| ApiError::Unavailable("database did not answer in time".into()))
+        .map_err(|_| ApiError::unavailable("the database did not answer in time"))
         .and_then(|answered| answered.map_err(ApiError::from));
     let replicas = state
         .db
         .replicas()
-        .map_or_else(Vec::new, |r| replica_statuses(r));
+        .map_or_else(Vec::new, |r| replica_statuses(r, detail));
     let dialog_store = state
         .dialogs
         .check()
         .await
         .map(|(address, answer)| StoreStatus {
             store: state.dialogs.name(),
-            address,
-            state: match answer {
-                Ok(()) => "up".to_owned(),
-                Err(e) => format!("down: {e}"),
-            },
+            state: told("dialog store", answer.map_err(|e| e.to_string()), detail),
+            address: detail.then_some(address),
         });
     let dialog_service = match &state.dialog_service {
         Some(upstream) => Some(ServiceStatus {
-            url: upstream.url().to_owned(),
-            state: service_state(upstream).await,
+            state: told("dialog service", service_state(upstream).await, detail),
+            url: detail.then(|| upstream.url().to_owned()),
         }),
         None => None,
     };
@@ -146,28 +160,39 @@ pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Readiness
         Err(_) if replicas.iter().any(|r| r.state == "up") => "read-only",
         Err(e) => return Err(e),
     };
-    Ok(axum::Json(Readiness {
+    Ok(Readiness {
         status,
         dialog_store,
         dialog_service,
         replicas,
-    }))
+    })
 }
 
-/// Whether a service answers its `/ready` with a success, within its time limit.
-async fn service_state(upstream: &Upstream) -> String {
-    let ready = axum::http::Request::get("/ready").body(bytes::Bytes::new());
-    match ready {
-        Ok(request) => match upstream.send(request).await {
-            Ok(answer) if answer.status().is_success() => "up".to_owned(),
-            Ok(answer) => format!("down: /ready answered {}", answer.status()),
-            Err(e) => format!("down: {e}"),
-        },
-        Err(e) => format!("down: {e}"),
+/// A part's state as told: `up`, or `down` with why when `detail` (else why goes to the log).
+fn told(part: &str, answer: Result<(), String>, detail: bool) -> String {
+    match answer {
+        Ok(()) => "up".to_owned(),
+        Err(why) if detail => format!("down: {why}"),
+        Err(why) => {
+            tracing::debug!(part, %why, "readiness: down");
+            "down".to_owned()
+        }
     }
 }
 
-fn replica_statuses(replicas: &Replicas) -> Vec<ReplicaStatus> {
+/// Whether a service answers its `/ready` with a success, within its time limit.
+async fn service_state(upstream: &Upstream) -> Result<(), String> {
+    let request = axum::http::Request::get("/ready")
+        .body(bytes::Bytes::new())
+        .map_err(|e| e.to_string())?;
+    match upstream.send(request).await {
+        Ok(answer) if answer.status().is_success() => Ok(()),
+        Ok(answer) => Err(format!("/ready answered {}", answer.status())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn replica_statuses(replicas: &Replicas, detail: bool) -> Vec<ReplicaStatus> {
     replicas
         .nodes()
         .iter()
@@ -180,7 +205,7 @@ fn replica_statuses(replicas: &Replicas) -> Vec<ReplicaStatus> {
                 Health::Unknown => ("unknown", None),
             };
             ReplicaStatus {
-                name: node.name.clone(),
+                name: detail.then(|| node.name.clone()),
                 state,
                 lag_ms: lag.map(|lag| lag.as_millis().min(u128::from(u64::MAX)) as u64),
             }

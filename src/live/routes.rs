@@ -55,7 +55,7 @@ pub async fn feed_posted(
     let subscription = state
         .live
         .subscribe(user)
-        .map_err(|full| ApiError::Unavailable(full.to_string()))?;
+        .map_err(|full| ApiError::unavailable(full.to_string()))?;
     // Routed here before the handshake completes: a post made right after it reaches this
     // socket. Bounded: with the broker away the socket opens anyway and is routed on reconnect.
     state.events.route_here(user, ROUTING_WAIT).await;

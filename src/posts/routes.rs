@@ -245,7 +245,12 @@ pub async fn feed(
     // The feed is the latest 1000 posts: a window past it is empty, one across it is cut.
     let limit = limit.min(FEED_WINDOW - offset.min(FEED_WINDOW));
     if limit == 0 {
+        crate::users::routes::caller_exists(&state.db, me).await?;
         return Ok(axum::Json(Vec::new()));
     }
-    Ok(axum::Json(state.feeds.read(me, limit, offset).await?))
+    let posts = state.feeds.read(me, limit, offset).await?;
+    if posts.is_empty() {
+        crate::users::routes::caller_exists(&state.db, me).await?;
+    }
+    Ok(axum::Json(posts))
 }

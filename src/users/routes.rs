@@ -14,6 +14,7 @@ use super::types::{
 };
 use crate::api::{json_response, ApiError, ClientIp, ErrorBody, Json, Path, Query, Reader};
 use crate::auth::PasswordVerdict;
+use crate::db::Db;
 use crate::ids::UserId;
 use crate::input::Whole;
 use crate::limits::{address_key, Limit};
@@ -189,6 +190,18 @@ pub async fn login(
             state.limits.login_not_failed(id, address).await;
             Err(e)
         }
+    }
+}
+
+/// The caller of a call whose answer would be empty (nothing to unfollow, no feed, no dialog)
+/// exists: a valid token of a user who does not (a database reset under a kept secret) is a 401
+/// there too, as it is where a write finds no user. Asked only for empty answers, so that the
+/// usual call pays nothing.
+pub async fn caller_exists(db: &Db, me: UserId) -> Result<(), ApiError> {
+    if sql::user_exists(&db.get().await?, me).await? {
+        Ok(())
+    } else {
+        Err(ApiError::unknown_token_user())
     }
 }
 

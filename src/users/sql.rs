@@ -12,6 +12,15 @@ use crate::db::DbError;
 use crate::ids::UserId;
 use crate::json;
 
+/// Whether a user exists (a dialog with nobody is a 404; a token of nobody, a 401).
+#[tracing::instrument(name = "sql.user_exists", skip(db))]
+pub async fn user_exists(db: &impl GenericClient, user: UserId) -> Result<bool, DbError> {
+    let statement = db
+        .prepare_cached("select 1 from users where id = $1")
+        .await?;
+    Ok(db.query_opt(&statement, &[&user.0]).await?.is_some())
+}
+
 /// The columns of a public profile, in the order [`UserRow`] reads them.
 macro_rules! user_columns {
     () => {

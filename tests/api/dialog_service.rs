@@ -283,15 +283,12 @@ async fn a_dialog_service_down_or_silent_is_a_503_with_retry_after() {
             assert!(started.elapsed() < Duration::from_secs(5), "{url}");
             assert_eq!(response.headers()["retry-after"], "1", "{url}");
             let message = assert_error(response, StatusCode::SERVICE_UNAVAILABLE).await;
-            assert!(message.contains("dialogs"), "{message}");
+            assert_eq!(message, "the dialog service is unavailable; retry later");
         }
         let ready: Value = main.get_json("/ready").await;
         assert_eq!(ready["status"], "degraded", "{ready}");
-        assert_eq!(ready["dialog_service"]["url"], json!(url));
-        assert!(ready["dialog_service"]["state"]
-            .as_str()
-            .unwrap()
-            .starts_with("down"));
+        // Where it is and why it is down are the operators' (METRICS_BIND), not the public's.
+        assert_eq!(ready["dialog_service"], json!({"state": "down"}), "{ready}");
         // The rest of the API does not depend on it.
         let response = main.get_as(&anna, &format!("/user/get/{}", boris.id)).await;
         assert_eq!(response.status(), StatusCode::OK);

@@ -270,6 +270,74 @@ async fn metrics_can_be_kept_off_the_api_port() {
     assert!(text.contains("db_pool_max_size"), "{text}");
 }
 
+/// A client learns that a dependency is down, not where it is nor what the library said: the
+/// API's `/ready` and the 503s name no address and carry no error text; the operators'
+/// listener (`METRICS_BIND`) has both.
+#[tokio::test]
+async fn the_public_ready_and_503s_name_no_internal_address() {
+    let database_url = fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
+    let mut config = crate::helpers::test_config(&database_url);
+    config.serve.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    // A dialog service and a dialog store where nothing listens.
+    let dead = crate::helpers::free_port();
+    let mut dialogs_config = config.clone();
+    config.dialogs.dialogs_url = Some(format!("http://127.0.0.1:{dead}"));
+    dialogs_config.dialogs.dialog_store = socialnet::config::DialogStoreKind::Tarantool;
+    dialogs_config.dialogs.tarantool_url = format!("socialnet:socialnet@127.0.0.1:{dead}")
+        .parse()
+        .unwrap();
+    dialogs_config.serve.service = socialnet::config::Service::Dialogs;
+    let mut urls = Vec::new();
+    for config in [config, dialogs_config] {
+        let app = socialnet::Application::build(config).await.unwrap();
+        urls.push((
+            format!("http://127.0.0.1:{}", app.port()),
+            format!("http://127.0.0.1:{}", app.metrics_port().unwrap()),
+        ));
+        tokio::spawn(app.run_until(std::future::pending()));
+    }
+    let client = reqwest::Client::new();
+    let seen = format!("127.0.0.1:{dead}");
+    let main = crate::helpers::TestApp::at(urls[0].0.clone(), &database_url);
+    let anna = main.user("Анна", "Иванова").await;
+    let boris = main.register_user("Борис", "Петров").await;
+    for (api, operators) in urls {
+        let public = client.get(format!("{api}/ready")).send().await.unwrap();
+        let public = public.text().await.unwrap();
+        assert!(public.contains(r#""state":"down""#), "{public}");
+        assert!(
+            !public.contains(&seen) && !public.contains("error"),
+            "{public}"
+        );
+        // The main service cannot forward it; the dialog service cannot store it.
+        let send = client
+            .post(format!("{api}/dialog/{boris}/send"))
+            .bearer_auth(&anna.token)
+            .json(&json!({"text": "?"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(send.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = send.text().await.unwrap();
+        assert!(
+            !body.contains(&seen) && !body.contains("os error"),
+            "{body}"
+        );
+        assert!(body.contains("unavailable; retry later"), "{body}");
+        let detail = client
+            .get(format!("{operators}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(detail.contains(&seen), "{detail}");
+        assert!(detail.contains("down: "), "{detail}");
+    }
+}
+
 #[tokio::test]
 async fn a_websocket_keeps_its_connection_slot_after_the_upgrade() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -376,6 +444,57 @@ async fn a_socket_is_closed_when_its_token_expires() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A token signed right, of a user who does not exist (a database reset under a kept secret, a
+/// token minted by hand), is a 401 wherever a token is needed, also where the answer would be
+/// empty anyway: no unfollow, mark, feed or dialog of nobody is a 200.
+#[tokio::test]
+async fn a_token_of_a_user_who_does_not_exist_is_a_401_everywhere() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        crate::feed_cache::use_redis(c, &crate::feed_cache::redis_url());
+    })
+    .await;
+    let anna = app.register_user("Анна", "Иванова").await;
+    let ghost = app.token_for(987_654).await;
+    let calls = [
+        (reqwest::Method::PUT, format!("/friend/delete/{anna}"), None),
+        (reqwest::Method::PUT, format!("/friend/set/{anna}"), None),
+        (
+            reqwest::Method::PUT,
+            format!("/dialog/{anna}/read"),
+            Some(json!({"up_to": "1"})),
+        ),
+        (reqwest::Method::GET, "/post/feed".to_owned(), None),
+        (reqwest::Method::GET, format!("/dialog/{anna}/list"), None),
+        (reqwest::Method::GET, "/dialog/unread".to_owned(), None),
+        (
+            reqwest::Method::POST,
+            format!("/dialog/{anna}/send"),
+            Some(json!({"text": "привет"})),
+        ),
+        (
+            reqwest::Method::POST,
+            "/post/create".to_owned(),
+            Some(json!({"text": "привет"})),
+        ),
+    ];
+    for (method, path, body) in calls {
+        let mut request = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&ghost);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        assert_error(response, StatusCode::UNAUTHORIZED).await;
+    }
 }
 
 /// One response read off a raw connection: its head (status line and headers, lowercased) and

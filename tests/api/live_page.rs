@@ -21,6 +21,8 @@ async fn the_page_serves_itself_whole_with_a_policy_that_keeps_it_so() {
         .unwrap()
         .to_owned();
     assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
+    // No other site may frame the page: `default-src` does not cover framing.
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     let page = response.text().await.unwrap();
     // Nothing loaded from elsewhere.
     assert!(

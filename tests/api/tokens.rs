@@ -91,6 +91,9 @@ async fn a_published_or_short_token_secret_refuses_to_start_saying_why() {
         ("change-me", "placeholder"),
         ("CHANGE-ME-please-change-me-please-0123", "placeholder"),
         ("too-short-to-sign", "at least 32"),
+        // Forty spaces: long enough by its bytes, and anyone's guess.
+        ("                                        ", "at least 32"),
+        ("abababababababababababababababababababab", "not random"),
     ] {
         let mut config = test_config(&database_url);
         config.auth.token_secret = Some(secret.to_owned());
