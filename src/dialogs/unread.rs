@@ -124,10 +124,9 @@ pub async fn unread_v2(
 }
 
 async fn unread_counts(state: &AppState, me: UserId) -> Result<UnreadCounts, ApiError> {
-    let counters = state
-        .counters
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("unread counters are off on this deployment"))?;
+    let counters = state.counters.as_ref().ok_or_else(|| {
+        ApiError::unavailable("unread counters are off: this service has no REDIS_URL")
+    })?;
     let unread = counters.unread(me.0).await.map_err(unavailable)?;
     if unread.total == 0 {
         crate::users::routes::caller_exists(&state.db, me).await?;
