@@ -119,11 +119,12 @@ function dialog_send(database, dialog_id, low, high, sender, recipient, text)
 end
 
 -- A page of the dialog, newest first: messages numbered below `before`, skipping `offset` of
--- them, at most `limit`, as stored ({database, dialog_id, low, high, id, sender, recipient,
--- text, created_at}: tuples go out as they are kept, with no copy into Lua tables). The index is
--- read backwards from the page's start; the dialog's messages come first, and whatever follows
--- them (the previous dialog's, when this one has fewer) is cut off the end.
-function dialog_list(database, dialog_id, low, high, before, limit, offset)
+-- them, at most `limit`, and of those only the ones that start within `max_bytes` of text (at
+-- least one; none given: no such bound), as stored ({database, dialog_id, low, high, id, sender,
+-- recipient, text, created_at}: tuples go out as they are kept, with no copy into Lua tables).
+-- The index is read backwards from the page's start; the dialog's messages come first, and
+-- whatever follows them (the previous dialog's, when this one has fewer) is cut off the end.
+function dialog_list(database, dialog_id, low, high, before, limit, offset, max_bytes)
     local page = box.space.dialog_messages.index.primary:select(
         { database, dialog_id, low, high, before },
         { iterator = 'LT', offset = offset, limit = limit }
@@ -136,6 +137,16 @@ function dialog_list(database, dialog_id, low, high, before, limit, offset)
         end
         page[n] = nil
         n = n - 1
+    end
+    if max_bytes ~= nil then
+        local bytes = 0
+        for i = 1, n do
+            if bytes >= max_bytes then
+                page[i] = nil
+            else
+                bytes = bytes + #page[i][8]
+            end
+        end
     end
     return page
 end

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rmpv::Value;
 
 use super::sql::{Mark, Page, UnreadSide};
-use super::types::{DialogKey, Message, MessageText};
+use super::types::{DialogKey, Message, MessageText, LIST_MAX_BYTES};
 use crate::ids::UserId;
 use crate::tarantool::{Arg, Tarantool, TarantoolError};
 
@@ -40,7 +40,8 @@ pub async fn send_message(
         .ok_or_else(|| unexpected("dialog_send", &values))
 }
 
-/// A page of the dialog, newest first.
+/// A page of the dialog, newest first: up to `limit` messages, of those the ones that start
+/// within `LIST_MAX_BYTES` of text.
 #[tracing::instrument(name = "tarantool.dialog_list", skip(store))]
 pub async fn list_messages(
     store: &Tarantool,
@@ -61,6 +62,7 @@ pub async fn list_messages(
                 Arg::Int(before),
                 Arg::Int(limit),
                 Arg::Int(offset),
+                Arg::Int(LIST_MAX_BYTES),
             ],
         )
         .await?;

@@ -13,4 +13,4 @@ pub mod unread;
 pub mod v2;
 
 pub use store::{DialogStore, StoreError};
-pub use types::{DialogKey, Message, MessageText, MESSAGE_MAX_CHARS};
+pub use types::{DialogKey, Message, MessageText, LIST_MAX_BYTES, MESSAGE_MAX_CHARS};

@@ -43,7 +43,7 @@ pub struct SendRequest {
         example = "Привет! Как дела?",
         min_length = 1,
         max_length = 4000,
-        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+        pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
     )]
     pub text: String,
 }
@@ -177,7 +177,8 @@ pub struct ListQuery {
 }
 
 /// The caller's dialog with a user, newest first. Page with `cursor` (the last `id` seen), or
-/// with `offset` for shallow pages.
+/// with `offset` for shallow pages. A page holds `limit` messages, or fewer when they are long:
+/// those that start within 1 MiB of text (at least one); an empty page is the end.
 #[utoipa::path(
     get, path = "/dialog/{user_id}/list", tag = "dialogs",
     params(("user_id" = String, Path, description = "The other party", pattern = "^[1-9][0-9]{0,17}$"), ListQuery),

@@ -5,7 +5,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::types::{DialogKey, Message, MessageText};
+use super::types::{DialogKey, Message, MessageText, LIST_MAX_BYTES};
 use crate::db::{DbError, EventRecord};
 use crate::ids::UserId;
 
@@ -101,7 +101,9 @@ impl Page {
     }
 }
 
-/// A page of the dialog between `me` and `other`, newest first.
+/// A page of the dialog between `me` and `other`, newest first: up to `limit` messages, and of
+/// those only the ones that start within `LIST_MAX_BYTES` of text (the running sum is of the
+/// stored sizes, so a message cut off is never read out of its TOAST table).
 #[tracing::instrument(name = "sql.list_messages", skip(db))]
 pub async fn list_messages(
     db: &impl GenericClient,
@@ -113,18 +115,36 @@ pub async fn list_messages(
     let statement = db
         .prepare_cached(
             "select id, sender_id, recipient_id, text, created_at
-             from dialog_messages
-             where dialog_id = $1
-               and (sender_id = $2 and recipient_id = $3 or sender_id = $3 and recipient_id = $2)
-               and id < $4
-             order by id desc
-             limit $5 offset $6",
+             from (
+                 select *, sum(octet_length(text)) over (order by id desc)
+                           - octet_length(text) as before_it
+                 from (
+                     select id, sender_id, recipient_id, text, created_at
+                     from dialog_messages
+                     where dialog_id = $1
+                       and (sender_id = $2 and recipient_id = $3
+                            or sender_id = $3 and recipient_id = $2)
+                       and id < $4
+                     order by id desc
+                     limit $5 offset $6
+                 ) rows
+             ) page
+             where before_it < $7
+             order by id desc",
         )
         .await?;
     let rows = db
         .query(
             &statement,
-            &[&key.id, &key.low.0, &key.high.0, &before, &limit, &offset],
+            &[
+                &key.id,
+                &key.low.0,
+                &key.high.0,
+                &before,
+                &limit,
+                &offset,
+                &LIST_MAX_BYTES,
+            ],
         )
         .await?;
     Ok(rows

@@ -13,6 +13,11 @@ pub const LIST_DEFAULT: i64 = 100;
 pub const LIST_MAX: i64 = 1_000;
 /// Deepest `offset + limit` of a list (deeper pages: use the cursor).
 pub const LIST_MAX_DEPTH: i64 = 10_000;
+/// The most text one page of a dialog carries, in bytes: a page holds `limit` messages or, when
+/// they are long, as many as start within this (at least one). At most 1,000 messages of 4,000
+/// four-byte characters would be 16 MB in one answer; this keeps a page near 1 MB whoever wrote
+/// the dialog, and the client pages on from the last `id` it got.
+pub const LIST_MAX_BYTES: i64 = 1 << 20;
 
 /// The key of the dialog between two users, the same whoever writes first: the distribution
 /// column on Citus, so that one dialog lives on one shard.
@@ -44,7 +49,8 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Message text: 1..=4000 characters once trimmed, no NUL.
+/// Message text: 1..=4000 characters once trimmed, no control characters but tabs and line
+/// breaks (see `crate::input::user_text`).
 #[derive(Debug, Clone)]
 pub struct MessageText(String);
 

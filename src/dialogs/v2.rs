@@ -64,7 +64,8 @@ pub async fn send(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size, 1..=1000 (default 100).
+    /// Page size, 1..=1000 (default 100). A page of long messages holds fewer: those that start
+    /// within 1 MiB of text (at least one); `next` says where to go on.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<Whole>,
     /// Messages with ids below this one (the previous page's `next`); absent: the newest.
@@ -104,10 +105,10 @@ pub async fn list(
     let other = other_party(me, user_id)?;
     let (limit, page) = page_of(query.limit, query.before.as_deref(), None)?;
     let messages = list_messages(&state, me, other, limit, page).await?;
-    // A full page may have more below it; the message ids are 1, 2, 3… so the last page is
-    // known without asking: it ends at message 1.
+    // The message ids are 1, 2, 3…, so the last page is known without asking: it ends at
+    // message 1. Any other page has more below it, also one cut short of `limit` by its bytes.
     let next = match messages.last() {
-        Some(last) if messages.len() as i64 == limit && last.id != "1" => Some(last.id.clone()),
+        Some(last) if last.id != "1" => Some(last.id.clone()),
         _ => None,
     };
     Ok(axum::Json(MessagePage { messages, next }))

@@ -1,6 +1,6 @@
 //! Routes served by another service: the request goes on as it came (method, path, query, body
 //! and the headers that mean something to the API), one hop, and its answer comes back as it
-//! was given. The other service checks the token, the input and the limits itself, so both ways
+//! was given, its body streamed on as it arrives. The other service checks the token, the input and the limits itself, so both ways
 //! in answer alike. It being down or slow is a 503 with Retry-After, never a hang or a 500.
 
 use std::time::Instant;
@@ -79,7 +79,8 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request, _next: 
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "forwarded"
             );
-            let mut response = Response::new(axum::body::Body::from(body));
+            // Streamed on as it arrives: a page is never held whole here.
+            let mut response = Response::new(axum::body::Body::new(body));
             *response.status_mut() = their.status;
             for name in &GIVEN_BACK {
                 if let Some(value) = their.headers.get(name) {

@@ -8,4 +8,4 @@ mod types;
 
 pub use crate::ids::PostId;
 pub use events::PostEvent;
-pub use types::{Post, PostText, FEED_WINDOW, POST_MAX_CHARS};
+pub use types::{Post, PostText, FEED_PAGE_MAX_BYTES, FEED_WINDOW, POST_MAX_CHARS};

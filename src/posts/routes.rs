@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::events::PostEvent;
 use super::sql::{self, Ownership};
-use super::types::{Post, PostText, FEED_WINDOW};
+use super::types::{within_page_bytes, Post, PostText, FEED_WINDOW};
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Reader, RequestId, Writer};
 use crate::db::EventRecord;
 use crate::ids::PostId;
@@ -32,7 +32,7 @@ pub struct CreatePostRequest {
         example = "Привет, мир!",
         min_length = 1,
         max_length = 5000,
-        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+        pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
     )]
     pub text: String,
 }
@@ -83,7 +83,7 @@ pub struct UpdatePostRequest {
         example = "Исправленный текст",
         min_length = 1,
         max_length = 5000,
-        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+        pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
     )]
     pub text: String,
 }
@@ -215,7 +215,9 @@ pub struct FeedQuery {
     pub limit: Option<Whole>,
 }
 
-/// Posts of the users the caller follows, newest first, from their latest 1000.
+/// Posts of the users the caller follows, newest first, from their latest 1000. A page holds
+/// `limit` posts, or fewer when they are long: those that start within 1 MiB of text (at least
+/// one); the next page starts at `offset` plus the posts received.
 #[utoipa::path(
     get, path = "/post/feed", tag = "posts",
     params(FeedQuery),
@@ -248,7 +250,7 @@ pub async fn feed(
         crate::users::routes::caller_exists(&state.db, me).await?;
         return Ok(axum::Json(Vec::new()));
     }
-    let posts = state.feeds.read(me, limit, offset).await?;
+    let posts = within_page_bytes(state.feeds.read(me, limit, offset).await?);
     if posts.is_empty() {
         crate::users::routes::caller_exists(&state.db, me).await?;
     }

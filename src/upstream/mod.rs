@@ -1,14 +1,20 @@
 //! Another service of the deployment, reached over HTTP (the dialog service of `DIALOGS_URL`):
 //! one pooled HTTP/1.1 client whose connections are kept alive between requests, one time limit
 //! over a whole exchange, and errors that only say the other side is away or slow, which the
-//! caller answers 503.
+//! caller answers 503. An answer's body is handed on as it arrives ([`AnswerBody`]), never
+//! gathered whole: a page of a megabyte costs the forwarding service a buffer, not a megabyte.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,8 +24,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 /// Idle kept-alive connections are closed after this, before the other side's own idle timeout
 /// (`HEADER_READ_TIMEOUT_MS`, 10 s by default) could close one as a request is sent on it.
 const IDLE: Duration = Duration::from_secs(5);
-/// Largest answer read: a page of 1,000 messages of 4,000 four-byte characters, escaped, fits.
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// A service at a base URL. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -93,10 +97,13 @@ impl Upstream {
     }
 
     /// Sends `request` (its path and query; its scheme and host are replaced by the service's)
-    /// and reads the whole answer, within the time limit. A request whose pooled connection
-    /// turned out closed before it was written is sent again on a new one (never one that may
-    /// have been received).
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, UpstreamError> {
+    /// and gives the answer once its head is in; its body follows as it arrives, within what is
+    /// left of the time limit. A request whose pooled connection turned out closed before it was
+    /// written is sent again on a new one (never one that may have been received).
+    pub async fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<AnswerBody>, UpstreamError> {
         let inner = &self.0;
         let (mut parts, body) = request.into_parts();
         let mut uri = Uri::builder()
@@ -108,22 +115,15 @@ impl Upstream {
         parts.uri = uri.build().map_err(|e| self.unreachable(e))?;
         let request = Request::from_parts(parts, Full::new(body));
         let started = Instant::now();
-        let exchange = async {
-            let response = inner
-                .client
-                .request(request)
-                .await
-                .map_err(|e| self.unreachable(Chain(&e)))?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| self.unreachable(e))?
-                .to_bytes();
-            Ok(Response::from_parts(parts, body))
-        };
-        let outcome = match tokio::time::timeout(inner.timeout, exchange).await {
-            Ok(outcome) => outcome,
+        let deadline = tokio::time::Instant::now() + inner.timeout;
+        let outcome = match tokio::time::timeout_at(deadline, inner.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response.map(|body| AnswerBody {
+                body,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                name: inner.name,
+                timeout: inner.timeout,
+            })),
+            Ok(Err(e)) => Err(self.unreachable(Chain(&e))),
             Err(_) => Err(UpstreamError::Timeout {
                 name: inner.name,
                 ms: inner.timeout.as_millis(),
@@ -136,6 +136,7 @@ impl Upstream {
         };
         metrics::counter!("upstream_requests_total", "service" => inner.name, "outcome" => label)
             .increment(1);
+        // To the answer's head: its body streams on to the client.
         metrics::histogram!("upstream_request_seconds", "service" => inner.name)
             .record(started.elapsed().as_secs_f64());
         outcome
@@ -146,6 +147,51 @@ impl Upstream {
             name: self.0.name,
             why: why.to_string(),
         }
+    }
+}
+
+/// The body of an answer, frame by frame as it arrives; past the exchange's time limit it fails
+/// (the client's answer is then cut off, as a broken connection would cut it).
+#[derive(Debug)]
+pub struct AnswerBody {
+    body: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    name: &'static str,
+    timeout: Duration,
+}
+
+impl Body for AnswerBody {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            let name = self.name;
+            return Poll::Ready(frame.map(|frame| {
+                frame.map_err(|e| UpstreamError::Unreachable {
+                    name,
+                    why: e.to_string(),
+                })
+            }));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(UpstreamError::Timeout {
+                name: self.name,
+                ms: self.timeout.as_millis(),
+            })));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -209,5 +255,75 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("dialogs"), "{error}");
+    }
+
+    /// An answer is handed on as it arrives: its head before its body is all there, and what
+    /// is there of the body at once. (Gathering the whole answer first held every forwarded
+    /// page in memory, 24 MB for the largest.)
+    #[tokio::test]
+    async fn an_answer_streams_on_before_its_body_is_all_there() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            // A head, then the first half of a body, then nothing until the test says.
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst")
+                .await
+                .unwrap();
+            let _ = finished.await;
+            socket.write_all(b"-last").await.unwrap();
+        });
+        let upstream = Upstream::new("dialogs", &url, Duration::from_secs(5)).unwrap();
+        let request = Request::get("/page").body(Bytes::new()).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(2), upstream.send(request))
+            .await
+            .expect("the head came before the whole body")
+            .unwrap();
+        let mut body = answer.into_body();
+        let first = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert_eq!(&first[..], b"first");
+        finish.send(()).unwrap();
+        let rest = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&rest[..], b"-last");
+    }
+
+    /// A body that stops coming fails at the exchange's time limit instead of holding on.
+    #[tokio::test]
+    async fn a_body_that_stops_coming_fails_at_the_time_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let upstream = Upstream::new("dialogs", &url, Duration::from_millis(300)).unwrap();
+        let request = Request::get("/page").body(Bytes::new()).unwrap();
+        let answer = upstream.send(request).await.unwrap();
+        let started = Instant::now();
+        let error = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Timeout { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::Parser;
 use reqwest::StatusCode;
 
-use crate::dialogs::{concurrent_scenario, dialog_scenario, paging_scenario};
+use crate::dialogs::{
+    concurrent_scenario, dialog_scenario, long_messages_scenario, paging_scenario,
+};
 use crate::helpers::{first_column, parse_url, spawn_app_on, DatabaseGuard, TestApp};
 
 /// Tests share one cluster: changes of its membership made in parallel (each test in a database of
@@ -132,6 +134,7 @@ async fn on_citus_both_parties_see_the_same_dialog() {
     dialog_scenario(&app).await;
     paging_scenario(&app).await;
     concurrent_scenario(&app).await;
+    long_messages_scenario(&app).await;
     shards(&app, &["status"]).await;
 }
 

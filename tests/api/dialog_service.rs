@@ -11,7 +11,7 @@ use socialnet::config::{DialogStoreKind, Service};
 
 use crate::dialogs::{
     bad_lists_scenario, bad_sends_scenario, concurrent_scenario, dialog_scenario,
-    hostile_text_scenario, paging_scenario,
+    hostile_text_scenario, long_messages_scenario, paging_scenario,
 };
 use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp, TestUser};
 
@@ -85,6 +85,7 @@ async fn the_dialog_suite_passes_through_the_forwarding_service() {
     hostile_text_scenario(&split.main).await;
     bad_sends_scenario(&split.main).await;
     bad_lists_scenario(&split.main).await;
+    long_messages_scenario(&split.main).await;
 }
 
 /// With the dialog service on Tarantool, the main service's PostgreSQL never sees a message:

@@ -118,6 +118,60 @@ async fn pages_by_cursor_and_offset_cover_the_dialog_once() {
     paging_scenario(&spawn_app().await).await;
 }
 
+/// Long messages: a page stops near `LIST_MAX_BYTES` of text however large `limit` is, and
+/// paging on by the last id (or by the count received) still covers the dialog once, in order.
+pub async fn long_messages_scenario(app: &TestApp) {
+    let anna = app.user("Анна", "Многословная").await;
+    let boris = app.user("Борис", "Читающий").await;
+    // 4,000 characters, 15,991 bytes each: 100 of them are 1.6 MB.
+    let long = |n: usize| format!("{n:03}{}", "😀".repeat(3_997));
+    let (anna_ref, boris_id) = (&anna, boris.id.as_str());
+    for batch in (1..=100).collect::<Vec<_>>().chunks(10) {
+        let sends = batch.iter().map(|&n| {
+            let text = long(n);
+            async move { app.send_message(anna_ref, boris_id, &text).await }
+        });
+        for response in futures_util::future::join_all(sends).await {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    let budget = socialnet::dialogs::LIST_MAX_BYTES as usize;
+    let first = app.dialog(&boris, &anna.id, "limit=1000").await;
+    let bytes: usize = texts(&first).iter().map(|t| t.len()).sum();
+    assert!(
+        first.len() < 100 && bytes <= budget + long(0).len() && bytes > budget,
+        "{} messages, {bytes} bytes",
+        first.len()
+    );
+    let mut seen: Vec<String> = texts(&first).into_iter().map(str::to_owned).collect();
+    let mut cursor = first.last().unwrap()["id"].as_str().unwrap().to_owned();
+    loop {
+        let page = app
+            .dialog(&boris, &anna.id, &format!("limit=1000&cursor={cursor}"))
+            .await;
+        let Some(last) = page.last() else { break };
+        cursor = last["id"].as_str().unwrap().to_owned();
+        seen.extend(texts(&page).into_iter().map(str::to_owned));
+    }
+    let mut numbers: Vec<String> = seen.iter().map(|t| t[..3].to_owned()).collect();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 100, "each message once");
+    // By offset: the next page starts where the first one stopped.
+    let next = app
+        .dialog(
+            &boris,
+            &anna.id,
+            &format!("limit=1000&offset={}", first.len()),
+        )
+        .await;
+    assert_eq!(next[0]["text"], json!(seen[first.len()]));
+}
+
+#[tokio::test]
+async fn a_page_of_long_messages_stops_near_a_megabyte_and_paging_covers_the_rest() {
+    long_messages_scenario(&spawn_app().await).await;
+}
+
 /// Concurrent sends in one dialog get distinct, consecutive numbers.
 pub async fn concurrent_scenario(app: &TestApp) {
     let anna = app.user("Анна", "Иванова").await;
@@ -182,6 +236,10 @@ pub async fn bad_sends_scenario(app: &TestApp) {
         "",
         "   ",
         &"ы".repeat(socialnet::dialogs::MESSAGE_MAX_CHARS + 1),
+        // Control characters mean nothing in a message and cost six bytes each in JSON.
+        &"\u{1}".repeat(4_000),
+        "a bell\u{7}",
+        "\u{1b}[2Jclear screen",
     ] {
         assert_error(
             app.send_message(&anna, &boris.id, text).await,

@@ -81,6 +81,44 @@ async fn the_feed_is_drawn_from_the_latest_1000_posts() {
     assert_eq!(whole.len(), 1000);
 }
 
+/// Long posts: a page of the feed stops near `FEED_PAGE_MAX_BYTES` of text however large
+/// `limit` is, and the next offset (by the count received) goes on where it stopped.
+#[tokio::test]
+async fn a_feed_page_of_long_posts_stops_near_a_megabyte() {
+    let app = spawn_app().await;
+    let reader = app.user("Читатель", "Лентов").await;
+    let anna = app.user("Анна", "Многословная").await;
+    app.follow(&reader, &anna).await;
+    // 100 posts of 5,000 four-byte characters (20 KB each, 2 MB in all), written straight to the
+    // database for speed.
+    app.db()
+        .await
+        .execute(
+            "insert into posts (author_id, text)
+             select $1, lpad(n::text, 3, '0') || repeat('😀', 4997) from generate_series(1, 100) n",
+            &[&anna.id.parse::<i64>().unwrap()],
+        )
+        .await
+        .unwrap();
+    let budget = socialnet::posts::FEED_PAGE_MAX_BYTES;
+    let first = app.feed_texts(&reader, "limit=100").await;
+    let bytes: usize = first.iter().map(String::len).sum();
+    assert!(
+        first.len() < 100 && bytes > budget && bytes <= budget + 20_000,
+        "{} posts, {bytes} bytes",
+        first.len()
+    );
+    let next = app
+        .feed_texts(&reader, &format!("offset={}&limit=100", first.len()))
+        .await;
+    let numbers: Vec<&str> = first.iter().chain(&next).map(|t| &t[..3]).collect();
+    let expected: Vec<String> = (100 - numbers.len() + 1..=100)
+        .rev()
+        .map(|n| format!("{n:03}"))
+        .collect();
+    assert_eq!(numbers, expected);
+}
+
 #[tokio::test]
 async fn bad_feed_windows_are_a_400() {
     let app = spawn_app().await;

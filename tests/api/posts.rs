@@ -77,6 +77,7 @@ async fn bad_post_input_is_a_400_and_unknown_posts_a_404() {
         json!({"text": ""}),
         json!({"text": "   "}),
         json!({"text": "я".repeat(5_001)}),
+        json!({"text": "\u{1b}]0;new title\u{7}"}),
         json!({"text": 5}),
         json!({}),
     ] {

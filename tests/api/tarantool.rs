@@ -11,7 +11,7 @@ use socialnet::config::DialogStoreKind;
 
 use crate::dialogs::{
     bad_lists_scenario, bad_sends_scenario, concurrent_scenario, dialog_scenario,
-    hostile_text_scenario, paging_scenario,
+    hostile_text_scenario, long_messages_scenario, paging_scenario,
 };
 use crate::helpers::{eventually, spawn_app_with, ChildGuard, TestApp};
 
@@ -53,6 +53,11 @@ async fn both_parties_see_the_same_dialog_newest_first() {
 #[tokio::test]
 async fn pages_by_cursor_and_offset_cover_the_dialog_once() {
     paging_scenario(&spawn_on_tarantool().await).await;
+}
+
+#[tokio::test]
+async fn a_page_of_long_messages_stops_near_a_megabyte_and_paging_covers_the_rest() {
+    long_messages_scenario(&spawn_on_tarantool().await).await;
 }
 
 #[tokio::test]
