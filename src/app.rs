@@ -315,7 +315,7 @@ pub fn assemble(
         // Forwarding, this service keeps no dialogs: the routes never reach a store.
         dialogs: match dialog_service {
             Some(_) => DialogStore::Postgres,
-            None => DialogStore::from_config(&config.dialogs),
+            None => DialogStore::from_config(&config.dialogs, counters.clone()),
         },
         counters,
         dialog_events,

@@ -9,7 +9,9 @@
 //! - `{prefix}:read:{user}`: hash, other user → how far the user has read that dialog (a copy
 //!   of the durable mark);
 //! - `{prefix}:unread-built`: present once the counters were built from the messages. Redis
-//!   runs without persistence here: after a restart it is missing, and the counters are rebuilt.
+//!   runs without persistence here: after a restart it is missing, and the counters are rebuilt;
+//! - `{prefix}:unread-stale`: set of dialogs (`low:high`) whose event a write could not record:
+//!   the next reconciliation merges each from the store.
 //!
 //! Every change is a merge, done by one script so that the three keys never disagree: a message
 //! is added to a set (a second time changes nothing), a mark only grows, and a message at or
@@ -130,6 +132,41 @@ impl UnreadCounters {
 
     fn marks_key(&self, user: i64) -> String {
         format!("{}:read:{{{user}}}", self.prefix)
+    }
+
+    fn stale_key(&self) -> String {
+        format!("{}:unread-stale", self.prefix)
+    }
+
+    /// Notes, for every instance, that the dialog of `low` and `high` lost an event: the next
+    /// reconciliation merges it from the store.
+    pub async fn mark_dialog_stale(&self, low: i64, high: i64) -> CacheResult<()> {
+        let mut redis = self.redis.clone();
+        bounded(
+            self.timeout,
+            redis.sadd::<_, _, ()>(self.stale_key(), format!("{low}:{high}")),
+        )
+        .await
+    }
+
+    /// Takes up to `count` of the dialogs marked stale (each is taken by one caller).
+    pub async fn take_stale_dialogs(&self, count: usize) -> CacheResult<Vec<(i64, i64)>> {
+        let mut redis = self.redis.clone();
+        let taken: Vec<String> = bounded(
+            self.timeout,
+            redis::cmd("SPOP")
+                .arg(self.stale_key())
+                .arg(count)
+                .query_async(&mut redis),
+        )
+        .await?;
+        Ok(taken
+            .iter()
+            .filter_map(|pair| {
+                let (low, high) = pair.split_once(':')?;
+                Some((low.parse().ok()?, high.parse().ok()?))
+            })
+            .collect())
     }
 
     fn built_key(&self) -> String {
@@ -253,7 +290,11 @@ impl UnreadCounters {
             }
         }
         let mut redis = self.redis.clone();
-        bounded(self.timeout, redis.del::<_, u64>(self.built_key())).await?;
+        bounded(
+            self.timeout,
+            redis.del::<_, u64>(&[self.built_key(), self.stale_key()]),
+        )
+        .await?;
         Ok(removed)
     }
 }

@@ -115,6 +115,20 @@ pub async fn mark_read(
     Ok(Some(Mark { now, raised }))
 }
 
+/// Both sides of one dialog (none when it has no message yet): the first dialogs from its key
+/// on, of which only its pair's are kept (another pair may share the key).
+pub async fn unread_sides_of(
+    store: &Tarantool,
+    database: i64,
+    key: DialogKey,
+) -> Result<Vec<UnreadSide>, TarantoolError> {
+    let (sides, _) = unread_sides(store, database, key.id.saturating_sub(1), 4).await?;
+    let pair = |side: &UnreadSide| {
+        (side.user.min(side.other), side.user.max(side.other)) == (key.low.0, key.high.0)
+    };
+    Ok(sides.into_iter().filter(pair).collect())
+}
+
 /// Both sides of up to `limit` dialogs after the key `after` (see `dialog_unread_sides`), and
 /// the key to continue after.
 #[tracing::instrument(name = "tarantool.dialog_unread_sides", skip(store))]

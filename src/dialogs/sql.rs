@@ -238,6 +238,20 @@ pub struct UnreadSide {
     pub unread: Vec<i64>,
 }
 
+/// The sides of the dialogs of `d` (a CTE of `dialogs` rows), as a rebuild needs them: each
+/// party's mark and the numbers of the other's messages above it.
+const SIDES: &str = "select d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high,
+            coalesce(array_agg(m.id order by m.id)
+                     filter (where m.recipient_id = d.user_low), '{}'),
+            coalesce(array_agg(m.id order by m.id)
+                     filter (where m.recipient_id = d.user_high), '{}')
+     from d left join dialog_messages m
+       on m.dialog_id = d.dialog_id
+      and m.id > least(d.read_low, d.read_high)
+      and m.id > case when m.recipient_id = d.user_low then d.read_low else d.read_high end
+     group by d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high
+     order by d.dialog_id";
+
 /// Both sides of up to `limit` dialogs after `after` (by dialog key; `i64::MIN` first), and the
 /// key to continue after (`None`: no more). Sides with nothing read and nothing unread are left
 /// out.
@@ -248,30 +262,46 @@ pub async fn unread_sides(
     limit: i64,
 ) -> Result<(Vec<UnreadSide>, Option<i64>), DbError> {
     let statement = db
-        .prepare_cached(
+        .prepare_cached(&format!(
             "with d as (
                  select dialog_id, user_low, user_high, read_low, read_high from dialogs
                  where dialog_id > $1 order by dialog_id limit $2
              )
-             select d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high,
-                    coalesce(array_agg(m.id order by m.id)
-                             filter (where m.recipient_id = d.user_low), '{}'),
-                    coalesce(array_agg(m.id order by m.id)
-                             filter (where m.recipient_id = d.user_high), '{}')
-             from d left join dialog_messages m
-               on m.dialog_id = d.dialog_id
-              and m.id > least(d.read_low, d.read_high)
-              and m.id > case when m.recipient_id = d.user_low then d.read_low else d.read_high end
-             group by d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high
-             order by d.dialog_id",
-        )
+             {SIDES}"
+        ))
         .await?;
     let rows = db.query(&statement, &[&after, &limit]).await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|row| row.get::<_, i64>(0)))
         .flatten();
+    Ok((sides_of_rows(&rows), next))
+}
+
+/// Both sides of one dialog (none when it has no message yet), for the repair of a dialog whose
+/// event was lost.
+#[tracing::instrument(name = "sql.unread_sides_of", skip(db))]
+pub async fn unread_sides_of(
+    db: &impl GenericClient,
+    key: DialogKey,
+) -> Result<Vec<UnreadSide>, DbError> {
+    let statement = db
+        .prepare_cached(&format!(
+            "with d as (
+                 select dialog_id, user_low, user_high, read_low, read_high from dialogs
+                 where dialog_id = $1 and user_low = $2 and user_high = $3
+             )
+             {SIDES}"
+        ))
+        .await?;
+    let rows = db
+        .query(&statement, &[&key.id, &key.low.0, &key.high.0])
+        .await?;
+    Ok(sides_of_rows(&rows))
+}
+
+fn sides_of_rows(rows: &[tokio_postgres::Row]) -> Vec<UnreadSide> {
     let mut sides = Vec::with_capacity(rows.len() * 2);
-    for row in &rows {
+    for row in rows {
         let (low, high): (i64, i64) = (row.get(1), row.get(2));
         for (user, other, mark, unread) in [
             (low, high, row.get::<_, i64>(3), row.get::<_, Vec<i64>>(5)),
@@ -287,5 +317,5 @@ pub async fn unread_sides(
             }
         }
     }
-    Ok((sides, next))
+    sides
 }

@@ -12,6 +12,7 @@ use super::events::DialogEvent;
 use super::memory;
 use super::sql::{self, Mark, Page, Sent, UnreadSide};
 use super::types::{DialogKey, Message, MessageText};
+use crate::cache::UnreadCounters;
 use crate::config::{DialogStoreKind, DialogsConfig};
 use crate::db::{Db, DbError, EventRecord};
 use crate::ids::UserId;
@@ -29,6 +30,9 @@ pub enum DialogStore {
 pub struct InMemory {
     tarantool: Tarantool,
     database: Arc<OnceCell<i64>>,
+    /// The unread counters, told of a dialog whose event could not be recorded (see
+    /// [`record_after_write`]).
+    counters: Option<UnreadCounters>,
 }
 
 impl InMemory {
@@ -50,7 +54,9 @@ pub enum StoreError {
 }
 
 impl DialogStore {
-    pub fn from_config(config: &DialogsConfig) -> Self {
+    /// The store of `config`; `counters`, when this instance keeps them, to be told of a dialog
+    /// whose event a write could not record.
+    pub fn from_config(config: &DialogsConfig, counters: Option<UnreadCounters>) -> Self {
         match config.dialog_store {
             DialogStoreKind::Postgres => DialogStore::Postgres,
             DialogStoreKind::Tarantool => DialogStore::Tarantool(InMemory {
@@ -59,6 +65,7 @@ impl DialogStore {
                     Duration::from_millis(config.tarantool_timeout_ms.max(1)),
                 ),
                 database: Arc::new(OnceCell::new()),
+                counters,
             }),
         }
     }
@@ -85,9 +92,8 @@ impl DialogStore {
     /// Stores a message from `from` to `to`, and with `record` its `message.sent` event.
     ///
     /// In PostgreSQL the message and its outbox row are written by one statement. Tarantool and
-    /// PostgreSQL share no transaction: the row is written once Tarantool has the
-    /// message, and a failure in between leaves a message that is not counted until the
-    /// counters are reconciled (`socialnet counters rebuild`).
+    /// PostgreSQL share no transaction: the row is written once Tarantool has the message, and
+    /// when that fails the dialog is marked for repair instead (see [`record_after_write`]).
     pub async fn send(
         &self,
         db: &Db,
@@ -115,7 +121,7 @@ impl DialogStore {
                     from: from.0,
                     to: to.0,
                 };
-                record_after_write(db, record, &event).await;
+                record_after_write(db, store, key, record, &event).await;
                 Ok(Sent::Message(id))
             }
         }
@@ -147,7 +153,7 @@ impl DialogStore {
                         other: other.0,
                         up_to: mark.now,
                     };
-                    record_after_write(db, record, &event).await;
+                    record_after_write(db, store, key, record, &event).await;
                 }
                 mark
             }
@@ -168,6 +174,21 @@ impl DialogStore {
             DialogStore::Tarantool(store) => {
                 let database = store.database(db).await?;
                 Ok(memory::unread_sides(&store.tarantool, database, after, limit).await?)
+            }
+        }
+    }
+
+    /// Both sides of one dialog, for the repair of one whose event was lost.
+    pub async fn unread_sides_of(
+        &self,
+        db: &Db,
+        key: DialogKey,
+    ) -> Result<Vec<UnreadSide>, StoreError> {
+        match self {
+            DialogStore::Postgres => Ok(sql::unread_sides_of(&db.get().await?, key).await?),
+            DialogStore::Tarantool(store) => {
+                let database = store.database(db).await?;
+                Ok(memory::unread_sides_of(&store.tarantool, database, key).await?)
             }
         }
     }
@@ -199,9 +220,17 @@ impl DialogStore {
 }
 
 /// With the outbox, writes `event` to it after a write to Tarantool, which shares no transaction
-/// with PostgreSQL: if that fails, the write is kept and the counters miss it until the next
-/// reconciliation (`socialnet counters rebuild`, or a rebuild after Redis lost them).
-async fn record_after_write(db: &Db, record: EventRecord<'_>, event: &DialogEvent) {
+/// with PostgreSQL. If that fails (the outbox locked or PostgreSQL away), the write is kept and
+/// answered, and the dialog is marked stale for the counters: the next reconciliation, on any
+/// instance, merges it from the store (`UnreadCounters::mark_dialog_stale`). Should Redis be
+/// away too, this instance rebuilds them all once it can.
+async fn record_after_write(
+    db: &Db,
+    store: &InMemory,
+    key: DialogKey,
+    record: EventRecord<'_>,
+    event: &DialogEvent,
+) {
     let Some(request_id) = record.request_id() else {
         return;
     };
@@ -211,7 +240,20 @@ async fn record_after_write(db: &Db, record: EventRecord<'_>, event: &DialogEven
         crate::db::record_event(&db.get().await?, event.kind(), &payload, request_id).await
     }
     .await;
-    if let Err(e) = recorded {
-        tracing::warn!(error = %e, kind = event.kind(), "dialog write kept, its event not recorded: repaired at the next reconciliation");
+    let Err(e) = recorded else {
+        return;
+    };
+    let Some(counters) = &store.counters else {
+        tracing::warn!(error = %e, kind = event.kind(), "dialog write kept, its event not recorded; no counters here to repair");
+        return;
+    };
+    match counters.mark_dialog_stale(key.low.0, key.high.0).await {
+        Ok(()) => {
+            tracing::warn!(error = %e, kind = event.kind(), "dialog write kept, its event not recorded: the dialog is marked for repair")
+        }
+        Err(redis) => {
+            counters.mark_stale();
+            tracing::warn!(error = %e, %redis, kind = event.kind(), "dialog write kept, its event not recorded, Redis away: the counters are rebuilt once it is back");
+        }
     }
 }

@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use super::events::DialogEvent;
 use super::routes::{event_record, other_party};
 use super::store::DialogStore;
+use super::types::DialogKey;
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, RequestId, Writer};
 use crate::cache::{CacheError, UnreadCounters};
 use crate::db::Db;
@@ -294,14 +295,19 @@ pub async fn rebuild(
 /// The longest a rebuild may hold the right to rebuild before another instance may take it.
 const REBUILD_HOLD: Duration = Duration::from_secs(600);
 
-/// Keeps the counters whole, every `every`: rebuilds them (merging) when Redis has lost them
-/// (a restart: their `built` mark is gone) or when this process failed to apply an event; one
-/// instance at a time. Runs until aborted.
+/// Dialogs marked stale that one reconciliation repairs at most (the rest wait for the next).
+const REPAIR_BATCH: usize = 100;
+
+/// Keeps the counters whole, every `every`: merges the dialogs marked stale (a write whose
+/// event could not be recorded) from the store; rebuilds them all (merging) when Redis has lost
+/// them (a restart: their `built` mark is gone) or when this process failed to apply an event,
+/// one instance at a time. Runs until aborted.
 pub async fn reconcile(store: DialogStore, db: Db, counters: UnreadCounters, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        repair_stale_dialogs(&store, &db, &counters).await;
         let stale = counters.take_stale();
         let needed = match counters.is_built().await {
             Ok(built) => !built || stale,
@@ -346,6 +352,46 @@ pub async fn reconcile(store: DialogStore, db: Db, counters: UnreadCounters, eve
         }
         if let Err(e) = counters.release_rebuild().await {
             tracing::debug!(error = %e, "unread counters: the rebuild's claim is left to expire");
+        }
+    }
+}
+
+/// Merges from the store each dialog marked stale that this instance takes; one it cannot merge
+/// now is marked again (or, Redis away, the counters are rebuilt once it is back).
+async fn repair_stale_dialogs(store: &DialogStore, db: &Db, counters: &UnreadCounters) {
+    let pairs = match counters.take_stale_dialogs(REPAIR_BATCH).await {
+        Ok(pairs) => pairs,
+        Err(e) => {
+            tracing::debug!(error = %e, "unread counters: cannot read the dialogs to repair");
+            return;
+        }
+    };
+    for (low, high) in pairs {
+        let key = DialogKey::of(UserId(low), UserId(high));
+        let repaired = async {
+            for side in store.unread_sides_of(db, key).await? {
+                counters
+                    .merge(side.user, side.other, side.mark, &side.unread)
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        match repaired {
+            Ok(()) => {
+                metrics::counter!("unread_repairs").increment(1);
+                tracing::info!(
+                    low,
+                    high,
+                    "unread counters: a dialog that lost an event merged from the store"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), low, high, "unread counters: a dialog to repair was not merged; trying again");
+                if counters.mark_dialog_stale(low, high).await.is_err() {
+                    counters.mark_stale();
+                }
+            }
         }
     }
 }

@@ -85,6 +85,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "unread_rebuilds",
         "Rebuilds of the unread counters from the messages.",
     ),
+    (
+        "unread_repairs",
+        "Dialogs whose event a write could not record, merged into the unread counters from the store.",
+    ),
 ];
 
 /// The metrics recorded with labels or as gauges and histograms, with what each measures.

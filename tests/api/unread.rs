@@ -350,6 +350,92 @@ async fn on_tarantool_only_a_raised_mark_is_told_through_rabbitmq() {
     app.clear_counters().await;
 }
 
+/// On Tarantool, a dialog write and its outbox row share no transaction: with the outbox locked
+/// past the statement timeout, the message and the mark are kept (200) but their events are not
+/// written. The dialog is then marked stale, and the reconciliation merges it from the store:
+/// the counts come right without a full rebuild, where before they stayed off for good.
+#[tokio::test]
+async fn on_tarantool_a_write_whose_event_was_lost_is_counted_by_the_repair() {
+    let app = spawn_app_with(|c| {
+        use_counters(c, &redis_url());
+        use_broker(c, &amqp_url());
+        c.db.db_statement_timeout_ms = 500;
+        c.dialogs.dialog_store = DialogStoreKind::Tarantool;
+        c.dialogs.tarantool_url = crate::tarantool::tarantool_url().parse().unwrap();
+    })
+    .await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    let vera = app.user("Вера", "Сидорова").await;
+    app.send_ok(&anna, &boris, "раз").await;
+    app.send_ok(&vera, &boris, "привет").await;
+    app.unread_becomes(&boris, &[(&anna, 1), (&vera, 1)]).await;
+
+    // The outbox locked for two seconds: each write waits out the statement timeout.
+    let mut admin = app.db().await;
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("lock table outbox in access exclusive mode")
+        .await
+        .unwrap();
+    app.send_ok(&anna, &boris, "два").await;
+    app.send_ok(&anna, &boris, "три").await;
+    assert_eq!(app.read_up_to(&boris, &vera, 1).await, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.rollback().await.unwrap();
+
+    app.unread_becomes(&boris, &[(&anna, 3)]).await;
+    app.clear_counters().await;
+}
+
+/// A dialog marked stale is merged from the store at the next reconciliation, and only then:
+/// counters lost for one user (the deployment's `built` mark kept, so no rebuild comes) stay
+/// lost until the dialog is marked. On PostgreSQL, whose own writes never lose an event.
+#[tokio::test]
+async fn a_dialog_marked_stale_is_merged_from_the_store() {
+    let app = spawn_app_with(|c| use_counters(c, &redis_url())).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    for text in ["раз", "два", "три"] {
+        app.send_ok(&anna, &boris, text).await;
+    }
+    app.read_up_to(&boris, &anna, 1).await;
+    app.unread_becomes(&boris, &[(&anna, 2)]).await;
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = &app.config.cache.redis_key_prefix;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:{{{}}}*", boris.id))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        app.unread(&boris).await.0,
+        0,
+        "repaired with nothing marked"
+    );
+    let (low, high) = {
+        let (a, b) = (anna.id.parse::<i64>().unwrap(), boris.id.parse().unwrap());
+        (a.min(b), a.max(b))
+    };
+    app.counters()
+        .await
+        .mark_dialog_stale(low, high)
+        .await
+        .unwrap();
+    app.unread_becomes(&boris, &[(&anna, 2)]).await;
+    app.clear_counters().await;
+}
+
 #[tokio::test]
 async fn without_redis_the_counts_answer_503_and_the_marks_are_kept() {
     let app = spawn_app_with(|_| {}).await;
