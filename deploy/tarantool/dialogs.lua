@@ -89,6 +89,43 @@ box.once('socialnet-dialogs-v3', function()
     box.schema.user.grant('socialnet', 'execute', 'function', 'dialog_snapshot')
 end)
 
+box.once('socialnet-dialogs-v4', function()
+    -- How many messages each party has sent, as PostgreSQL's sent_low and sent_high (migration
+    -- 0012): the unread counters are these counts (src/cache/unread.rs).
+    local format = box.space.dialogs:format()
+    table.insert(format, { name = 'sent_low', type = 'unsigned', is_nullable = true })
+    table.insert(format, { name = 'sent_high', type = 'unsigned', is_nullable = true })
+    box.space.dialogs:format(format)
+end)
+
+-- The dialogs already there, counted from their messages: marked done only once done (box.once
+-- marks its key before its function runs, so a start that failed half way would not come back).
+if box.space._schema:get({ 'socialnet-dialogs-sent-counted' }) == nil then
+    local counts = {}
+    for _, m in box.space.dialog_messages:pairs() do
+        local key = table.concat({ tostring(m[1]), tostring(m[2]), tostring(m[3]), tostring(m[4]) }, ':')
+        local c = counts[key]
+        if c == nil then
+            c = { m[1], m[2], m[3], m[4], 0, 0 }
+            counts[key] = c
+        end
+        if m[6] == m[3] then c[5] = c[5] + 1 else c[6] = c[6] + 1 end
+    end
+    for _, c in pairs(counts) do
+        local dialog = box.space.dialogs:get({ c[1], c[2], c[3], c[4] })
+        if dialog ~= nil then
+            local row = dialog:totable()
+            -- Read marks not kept yet are none read (0).
+            for i = #row + 1, 7 do
+                row[i] = 0
+            end
+            row[8], row[9] = c[5], c[6]
+            box.space.dialogs:replace(row)
+        end
+    end
+    box.space._schema:put({ 'socialnet-dialogs-sent-counted' })
+end
+
 -- Takes a snapshot now (as the hourly checkpoint does), so that a restart reads it instead of
 -- replaying the log written since the last one; returns the seconds it took. For operators
 -- before a planned restart, and for the lab's restart timing.
@@ -98,24 +135,47 @@ function dialog_snapshot()
     return fiber.clock() - started
 end
 
--- Stores a message: the dialog's counter goes up by one and the message is kept under the new
--- number, in one transaction; returns the number. The commit returns once the log has it.
+-- Stores a message: the dialog's counter and its sender's count go up by one and the message is
+-- kept under the new number, in one transaction; returns the number and the sender's count. The
+-- commit returns once the log has it.
 function dialog_send(database, dialog_id, low, high, sender, recipient, text)
     local key = { database, dialog_id, low, high }
+    local by = sender == low and 8 or 9
     box.begin()
     local dialog = box.space.dialogs:get(key)
-    local id = 1
+    local id, sent = 1, 1
     if dialog == nil then
-        box.space.dialogs:insert({ database, dialog_id, low, high, 1 })
+        local row = { database, dialog_id, low, high, 1, 0, 0, 0, 0 }
+        row[by] = 1
+        box.space.dialogs:insert(row)
     else
         id = dialog[5] + 1
-        box.space.dialogs:update(key, { { '=', 5, id } })
+        sent = (dialog[by] or 0) + 1
+        box.space.dialogs:update(key, { { '=', 5, id }, { '=', by, sent } })
     end
     box.space.dialog_messages:insert({
         database, dialog_id, low, high, id, sender, recipient, text, fiber.time64(),
     })
     box.commit()
-    return id
+    return id, sent
+end
+
+-- How many messages to the reader of a side (the low user when `to_low`) are numbered above
+-- `mark`: the messages after the mark, which are few when people read.
+local function unread_above(database, dialog_id, low, high, to_low, mark)
+    local reader = to_low and low or high
+    local n = 0
+    for _, m in box.space.dialog_messages.index.primary:pairs(
+        { database, dialog_id, low, high, mark }, { iterator = 'GT' }
+    ) do
+        if m[1] ~= database or m[2] ~= dialog_id or m[3] ~= low or m[4] ~= high then
+            break
+        end
+        if m[7] == reader then
+            n = n + 1
+        end
+    end
+    return n
 end
 
 -- A page of the dialog, newest first: messages numbered below `before`, skipping `offset` of
@@ -152,9 +212,10 @@ function dialog_list(database, dialog_id, low, high, before, limit, offset, max_
 end
 
 -- Raises the reader's mark of how far they have read the dialog to `up_to`, clamped to the
--- dialog's last message; returns the mark now and whether this call raised it (a repeated mark
--- has no event to tell), or nil when the dialog has no message yet. No yield between the read
--- and the update: concurrent marks cannot lower one another.
+-- dialog's last message; returns the mark now, whether this call raised it (a repeated mark
+-- has no event to tell) and how many of the other party's messages it covers, or nil when the
+-- dialog has no message yet. No yield between the read and the update: concurrent marks cannot
+-- lower one another.
 function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
     local key = { database, dialog_id, low, high }
     local dialog = box.space.dialogs:get(key)
@@ -174,50 +235,57 @@ function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
         marks[side] = wanted
         box.space.dialogs:update(key, { { '=', 6, marks[1] }, { '=', 7, marks[2] } })
     end
-    return marks[side], raised
+    local sent_other = dialog[reader_is_low and 9 or 8] or 0
+    local seen = sent_other - unread_above(database, dialog_id, low, high, reader_is_low, marks[side])
+    return marks[side], raised, seen
 end
 
 -- For a rebuild of the unread counters: up to `limit` dialogs after the key `after`, each as
--- {dialog_id, low, high, read_low, read_high, {numbers of unread messages to low}, {… to
--- high}}. Batches stay small: the loop holds the transaction thread.
+-- {dialog_id, low, high, sent_low, sent_high, unread messages to low, … to high}. Batches stay
+-- small: the loop holds the transaction thread.
 function dialog_unread_sides(database, after, limit)
     local out = {}
-    local messages = box.space.dialog_messages.index.primary
     for _, d in box.space.dialogs.index.primary:pairs({ database, after }, { iterator = 'GT' }) do
         if d[1] ~= database or #out >= limit then
             break
         end
-        local read_low, read_high = d[6] or 0, d[7] or 0
-        local to_low, to_high = {}, {}
-        local from = { database, d[2], d[3], d[4], math.min(read_low, read_high) }
-        for _, m in messages:pairs(from, { iterator = 'GT' }) do
-            if m[1] ~= database or m[2] ~= d[2] or m[3] ~= d[3] or m[4] ~= d[4] then
-                break
-            end
-            if m[7] == d[3] then
-                if m[5] > read_low then table.insert(to_low, m[5]) end
-            elseif m[5] > read_high then
-                table.insert(to_high, m[5])
-            end
-        end
-        table.insert(out, { d[2], d[3], d[4], read_low, read_high, to_low, to_high })
+        table.insert(out, {
+            d[2], d[3], d[4], d[8] or 0, d[9] or 0,
+            unread_above(database, d[2], d[3], d[4], true, d[6] or 0),
+            unread_above(database, d[2], d[3], d[4], false, d[7] or 0),
+        })
     end
     return out
 end
 
 -- Loads messages copied from PostgreSQL (`socialnet fake copy-dialogs`), each row {dialog_id,
--- low, high, id, sender, recipient, text, created_at}, replacing any with the same key and
--- keeping each dialog's counter at its highest number; returns how many it took.
+-- low, high, id, sender, recipient, text, created_at}, replacing any with the same key, keeping
+-- each dialog's counter at its highest number and counting each new message for its sender;
+-- returns how many it took.
 function dialog_load(database, rows)
     box.begin()
     for _, r in ipairs(rows) do
+        local message = { database, r[1], r[2], r[3], r[4] }
+        local new = box.space.dialog_messages:get(message) == nil
         box.space.dialog_messages:replace({ database, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] })
         local key = { database, r[1], r[2], r[3] }
+        local by = r[5] == r[2] and 8 or 9
         local dialog = box.space.dialogs:get(key)
         if dialog == nil then
-            box.space.dialogs:insert({ database, r[1], r[2], r[3], r[4] })
-        elseif dialog[5] < r[4] then
-            box.space.dialogs:update(key, { { '=', 5, r[4] } })
+            local row = { database, r[1], r[2], r[3], r[4], 0, 0, 0, 0 }
+            row[by] = 1
+            box.space.dialogs:insert(row)
+        else
+            local changes = {}
+            if dialog[5] < r[4] then
+                table.insert(changes, { '=', 5, r[4] })
+            end
+            if new then
+                table.insert(changes, { '=', by, (dialog[by] or 0) + 1 })
+            end
+            if #changes > 0 then
+                box.space.dialogs:update(key, changes)
+            end
         end
     end
     box.commit()

@@ -1,23 +1,24 @@
 //! Unread-message counters in Redis: for each user, how many messages from each other user they
 //! have not read, derived from the messages and the read marks kept with the dialogs.
 //!
+//! A dialog side is two counts, both kept by the store beside the messages, both only growing:
+//! how many messages the other party has sent in the dialog (`sent`), and how many of those are
+//! at or below the reader's mark (`seen`). Unread is their difference. The events carry the counts
+//! as the store had them after the write, and Redis keeps, for each, the larger of what it holds
+//! and what it is told: so an event applied twice, late or before an older one changes nothing
+//! more, a difference read between two events may only be low for a moment (never below zero:
+//! it is clamped), and once every event is in, it is exactly the messages above the mark. The
+//! cost is one hash field per dialog side, whatever the number of messages (a set of message
+//! numbers per dialog, the form before, cost Redis about 50 bytes per unread message and had
+//! no bound: docs/lab/dialogs.md).
+//!
 //! Keys, under the same prefix as the feed cache (`REDIS_KEY_PREFIX`, then the database's
-//! namespace), with the user in braces so that one user's keys share a Redis Cluster slot:
-//! - `{prefix}:unread:{user}`: hash, other user → how many of their messages are unread;
-//! - `{prefix}:unread:{user}:{other}`: sorted set, the numbers of those messages (score =
-//!   member = the message's number in its dialog);
-//! - `{prefix}:read:{user}`: hash, other user → how far the user has read that dialog (a copy
-//!   of the durable mark);
-//! - `{prefix}:unread-built`: present once the counters were built from the messages. Redis
-//!   runs without persistence here: after a restart it is missing, and the counters are rebuilt;
+//! namespace), with the user in braces so that one user's key has its own Redis Cluster slot:
+//! - `{prefix}:counts:{user}`: hash, other user → `sent:seen`;
+//! - `{prefix}:counts-built`: present once the counters were built from the store. Redis runs
+//!   without persistence here: after a restart it is missing, and the counters are rebuilt;
 //! - `{prefix}:unread-stale`: set of dialogs (`low:high`) whose event a write could not record:
 //!   the next reconciliation merges each from the store.
-//!
-//! Every change is a merge, done by one script so that the three keys never disagree: a message
-//! is added to a set (a second time changes nothing), a mark only grows, and a message at or
-//! below the mark is never counted. Events applied twice, late or out of order therefore end in
-//! the same counters (exactly the messages above the mark), and a count never goes below zero.
-//! The price is memory: one set entry per unread message (measured in `docs/lab/dialogs.md`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,45 +29,22 @@ use redis::AsyncCommands;
 
 use super::{bounded, CacheResult};
 
-/// KEYS[1]: the counts, KEYS[2]: the dialog's unread set, KEYS[3]: the marks; ARGV[1]: the
-/// sender, ARGV[2]: the message's number. Counts the message unless it is read or counted.
-const SENT: &str = r"
-local mark = tonumber(redis.call('hget', KEYS[3], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= mark then return 0 end
-if redis.call('zadd', KEYS[2], ARGV[2], ARGV[2]) == 0 then return 0 end
-redis.call('hincrby', KEYS[1], ARGV[1], 1)
-return 1
-";
-
-/// The same keys; ARGV[1]: the other user, ARGV[2]: the new mark. Raises the mark and forgets
-/// the messages it covers; a lower mark than the one held changes nothing.
-const READ: &str = r"
-local mark = tonumber(redis.call('hget', KEYS[3], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= mark then return 0 end
-redis.call('hset', KEYS[3], ARGV[1], ARGV[2])
-redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[2])
-local left = redis.call('zcard', KEYS[2])
-if left == 0 then redis.call('hdel', KEYS[1], ARGV[1]) else redis.call('hset', KEYS[1], ARGV[1], left) end
-return 1
-";
-
-/// The same keys; ARGV[1]: the other user, ARGV[2]: the durable mark, ARGV[3..]: numbers of
-/// that user's messages above it. One dialog's side, as a rebuild finds it: READ, then SENT for
-/// each message, in one call.
-const MERGE: &str = r"
-local mark = tonumber(redis.call('hget', KEYS[3], ARGV[1]) or '0')
-local wanted = tonumber(ARGV[2])
-if wanted > mark then
-  redis.call('hset', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[2])
-  mark = wanted
+/// KEYS[1]: a user's counts; ARGV[1]: the other user, ARGV[2]: the other's sent count as told
+/// (0: not told), ARGV[3]: how many of those the user has seen (0: not told). Keeps the larger
+/// of each; whether anything changed.
+const TELL: &str = r"
+local held = redis.call('hget', KEYS[1], ARGV[1])
+local sent, seen = 0, 0
+if held then
+  local a, b = string.match(held, '^(%d+):(%d+)$')
+  sent, seen = tonumber(a) or 0, tonumber(b) or 0
 end
-for i = 3, #ARGV do
-  if tonumber(ARGV[i]) > mark then redis.call('zadd', KEYS[2], ARGV[i], ARGV[i]) end
-end
-local left = redis.call('zcard', KEYS[2])
-if left == 0 then redis.call('hdel', KEYS[1], ARGV[1]) else redis.call('hset', KEYS[1], ARGV[1], left) end
-return left
+local told_sent, told_seen = tonumber(ARGV[2]), tonumber(ARGV[3])
+if held and told_sent <= sent and told_seen <= seen then return 0 end
+if told_sent > sent then sent = told_sent end
+if told_seen > seen then seen = told_seen end
+redis.call('hset', KEYS[1], ARGV[1], string.format('%d:%d', sent, seen))
+return 1
 ";
 
 /// One user's unread messages: per other user, how many, and their sum.
@@ -84,9 +62,7 @@ pub struct UnreadCounters {
     /// `REDIS_KEY_PREFIX:namespace`.
     prefix: Arc<str>,
     timeout: Duration,
-    sent: Arc<redis::Script>,
-    read: Arc<redis::Script>,
-    merge: Arc<redis::Script>,
+    tell: Arc<redis::Script>,
     /// Set when this process failed to apply an event: the counters may miss it until the next
     /// rebuild.
     stale: Arc<AtomicBool>,
@@ -105,9 +81,7 @@ impl UnreadCounters {
             redis: super::connect(url, timeout).await?,
             prefix: format!("{prefix}:{namespace}").into(),
             timeout,
-            sent: Arc::new(redis::Script::new(SENT)),
-            read: Arc::new(redis::Script::new(READ)),
-            merge: Arc::new(redis::Script::new(MERGE)),
+            tell: Arc::new(redis::Script::new(TELL)),
             stale: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -123,15 +97,7 @@ impl UnreadCounters {
     }
 
     fn counts_key(&self, user: i64) -> String {
-        format!("{}:unread:{{{user}}}", self.prefix)
-    }
-
-    fn set_key(&self, user: i64, other: i64) -> String {
-        format!("{}:unread:{{{user}}}:{other}", self.prefix)
-    }
-
-    fn marks_key(&self, user: i64) -> String {
-        format!("{}:read:{{{user}}}", self.prefix)
+        format!("{}:counts:{{{user}}}", self.prefix)
     }
 
     fn stale_key(&self) -> String {
@@ -170,65 +136,56 @@ impl UnreadCounters {
     }
 
     fn built_key(&self) -> String {
-        format!("{}:unread-built", self.prefix)
+        format!("{}:counts-built", self.prefix)
     }
 
     fn rebuilding_key(&self) -> String {
         format!("{}:unread-rebuilding", self.prefix)
     }
 
-    fn keyed<'a>(
-        &self,
-        script: &'a redis::Script,
-        user: i64,
-        other: i64,
-    ) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.prepare_invoke();
+    /// Tells the counts of `user`'s side of their dialog with `other`, each kept if larger.
+    async fn tell(&self, user: i64, other: i64, sent: i64, seen: i64) -> CacheResult<bool> {
+        let mut redis = self.redis.clone();
+        let mut invocation = self.tell.prepare_invoke();
         invocation
             .key(self.counts_key(user))
-            .key(self.set_key(user, other))
-            .key(self.marks_key(user))
-            .arg(other);
-        invocation
+            .arg(other)
+            .arg(sent.max(0))
+            .arg(seen.max(0));
+        let changed: i64 = bounded(self.timeout, invocation.invoke_async(&mut redis)).await?;
+        Ok(changed == 1)
     }
 
-    /// Message `id` from `from` to `to` was stored; whether it was counted now (not before, and
-    /// not read already).
-    pub async fn message_sent(&self, to: i64, from: i64, id: i64) -> CacheResult<bool> {
-        let mut redis = self.redis.clone();
-        let mut invocation = self.keyed(&self.sent, to, from);
-        invocation.arg(id);
-        let counted: i64 = bounded(self.timeout, invocation.invoke_async(&mut redis)).await?;
-        Ok(counted == 1)
+    /// `from` has sent `sent` messages to `to` in their dialog, the one just stored among them;
+    /// whether this told the counters something new.
+    pub async fn message_sent(&self, to: i64, from: i64, sent: i64) -> CacheResult<bool> {
+        self.tell(to, from, sent, 0).await
     }
 
-    /// `reader` has read their dialog with `other` up to message `up_to`.
-    pub async fn read(&self, reader: i64, other: i64, up_to: i64) -> CacheResult<()> {
-        let mut redis = self.redis.clone();
-        let mut invocation = self.keyed(&self.read, reader, other);
-        invocation.arg(up_to);
-        bounded(self.timeout, invocation.invoke_async::<i64>(&mut redis))
-            .await
-            .map(drop)
+    /// `reader`'s mark of their dialog with `other` now covers `seen` of the other's messages.
+    pub async fn read(&self, reader: i64, other: i64, seen: i64) -> CacheResult<()> {
+        self.tell(reader, other, 0, seen).await.map(drop)
     }
 
-    /// Merges one side of a dialog as the messages show it: `user` has read their dialog with
-    /// `other` up to `mark`, and `unread` are the numbers of `other`'s messages above it.
-    pub async fn merge(&self, user: i64, other: i64, mark: i64, unread: &[i64]) -> CacheResult<()> {
-        let mut redis = self.redis.clone();
-        let mut invocation = self.keyed(&self.merge, user, other);
-        invocation.arg(mark).arg(unread);
-        bounded(self.timeout, invocation.invoke_async::<i64>(&mut redis))
-            .await
-            .map(drop)
+    /// Merges one side of a dialog as the store has it: `other` has sent `sent` messages to
+    /// `user`, who has seen `seen` of them.
+    pub async fn merge(&self, user: i64, other: i64, sent: i64, seen: i64) -> CacheResult<()> {
+        self.tell(user, other, sent, seen).await.map(drop)
     }
 
     /// The unread messages of `user`.
     pub async fn unread(&self, user: i64) -> CacheResult<Unread> {
         let mut redis = self.redis.clone();
-        let counts: Vec<(i64, i64)> =
+        let counts: Vec<(i64, String)> =
             bounded(self.timeout, redis.hgetall(self.counts_key(user))).await?;
-        let mut dialogs: Vec<(i64, i64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+        let mut dialogs: Vec<(i64, i64)> = counts
+            .into_iter()
+            .filter_map(|(other, counts)| {
+                let (sent, seen) = counts.split_once(':')?;
+                let unread = sent.parse::<i64>().ok()? - seen.parse::<i64>().ok()?;
+                (unread > 0).then_some((other, unread))
+            })
+            .collect();
         dialogs.sort_unstable();
         Ok(Unread {
             total: dialogs.iter().map(|(_, n)| n).sum(),
@@ -267,34 +224,62 @@ impl UnreadCounters {
         bounded(self.timeout, redis.del(self.rebuilding_key())).await
     }
 
-    /// Forgets every counter and mark (before a rebuild from scratch); how many keys it removed.
+    /// Forgets every counter (before a rebuild from scratch); how many keys it removed. Keys of
+    /// the counters' earlier form (a set of message numbers per dialog) go too.
     pub async fn clear(&self) -> CacheResult<u64> {
+        let mut removed = 0;
+        for pattern in ["counts:*", "unread:*", "read:*"] {
+            removed += self
+                .delete_matching(&format!("{}:{pattern}", self.prefix))
+                .await?;
+        }
+        let mut redis = self.redis.clone();
+        let markers = [
+            self.built_key(),
+            self.stale_key(),
+            format!("{}:unread-built", self.prefix),
+        ];
+        bounded(self.timeout, redis.del::<_, u64>(&markers)).await?;
+        Ok(removed)
+    }
+
+    /// Removes the keys of the counters' earlier form (`unread:*` sets and counts, `read:*`
+    /// marks, `unread-built`), which a deployment upgraded with its Redis still holds; how many.
+    /// A Redis without them pays one check.
+    pub async fn forget_earlier_form(&self) -> CacheResult<u64> {
+        let earlier_built = format!("{}:unread-built", self.prefix);
+        let mut redis = self.redis.clone();
+        if !bounded(self.timeout, redis.exists(&earlier_built)).await? {
+            return Ok(0);
+        }
         let mut removed = 0;
         for pattern in [
             format!("{}:unread:*", self.prefix),
             format!("{}:read:*", self.prefix),
         ] {
-            let mut redis = self.redis.clone();
-            let keys: Vec<String> = {
-                let mut scan =
-                    bounded(self.timeout, redis.scan_match::<_, String>(&pattern)).await?;
-                let mut keys = Vec::new();
-                while let Some(key) = futures_util::StreamExt::next(&mut scan).await {
-                    keys.push(key);
-                }
-                keys
-            };
-            for chunk in keys.chunks(500) {
-                let mut redis = self.redis.clone();
-                removed += bounded(self.timeout, redis.del::<_, u64>(chunk)).await?;
-            }
+            removed += self.delete_matching(&pattern).await?;
         }
         let mut redis = self.redis.clone();
-        bounded(
-            self.timeout,
-            redis.del::<_, u64>(&[self.built_key(), self.stale_key()]),
-        )
-        .await?;
+        bounded(self.timeout, redis.del::<_, u64>(&earlier_built)).await?;
+        Ok(removed)
+    }
+
+    /// Deletes the keys matching `pattern`, 500 at a time; how many.
+    async fn delete_matching(&self, pattern: &str) -> CacheResult<u64> {
+        let mut redis = self.redis.clone();
+        let keys: Vec<String> = {
+            let mut scan = bounded(self.timeout, redis.scan_match::<_, String>(pattern)).await?;
+            let mut keys = Vec::new();
+            while let Some(key) = futures_util::StreamExt::next(&mut scan).await {
+                keys.push(key);
+            }
+            keys
+        };
+        let mut removed = 0;
+        for chunk in keys.chunks(500) {
+            let mut redis = self.redis.clone();
+            removed += bounded(self.timeout, redis.del::<_, u64>(chunk)).await?;
+        }
         Ok(removed)
     }
 }

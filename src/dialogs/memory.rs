@@ -5,12 +5,12 @@
 use chrono::{DateTime, Utc};
 use rmpv::Value;
 
-use super::sql::{Mark, Page, UnreadSide};
+use super::sql::{Mark, Page, Stored, UnreadSide};
 use super::types::{DialogKey, Message, MessageText, LIST_MAX_BYTES};
 use crate::ids::UserId;
 use crate::tarantool::{Arg, Tarantool, TarantoolError};
 
-/// Stores a message; its number in its dialog.
+/// Stores a message; its number in its dialog and its sender's messages in the dialog now.
 #[tracing::instrument(name = "tarantool.dialog_send", skip(store, text))]
 pub async fn send_message(
     store: &Tarantool,
@@ -19,7 +19,7 @@ pub async fn send_message(
     from: UserId,
     to: UserId,
     text: &MessageText,
-) -> Result<i64, TarantoolError> {
+) -> Result<Stored, TarantoolError> {
     let values = store
         .call(
             "dialog_send",
@@ -34,10 +34,20 @@ pub async fn send_message(
             ],
         )
         .await?;
-    values
+    let id = values
         .first()
         .and_then(Value::as_i64)
-        .ok_or_else(|| unexpected("dialog_send", &values))
+        .ok_or_else(|| unexpected("dialog_send", &values))?;
+    // A store still on the procedure before answers the number alone.
+    let sent = match values.get(1) {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_i64()
+                .ok_or_else(|| unexpected("dialog_send", &values))?,
+        ),
+    };
+    Ok(Stored { id, sent })
 }
 
 /// A page of the dialog, newest first: up to `limit` messages, of those the ones that start
@@ -75,8 +85,9 @@ pub async fn list_messages(
         .collect()
 }
 
-/// Raises `reader`'s read mark of the dialog (see `dialog_read`); the mark now and whether
-/// this call raised it, or `None` when the dialog has no message yet.
+/// Raises `reader`'s read mark of the dialog (see `dialog_read`); the mark now, whether this
+/// call raised it and how many of the other's messages it covers, or `None` when the dialog has
+/// no message yet.
 #[tracing::instrument(name = "tarantool.dialog_read", skip(store))]
 pub async fn mark_read(
     store: &Tarantool,
@@ -112,7 +123,15 @@ pub async fn mark_read(
             .as_bool()
             .ok_or_else(|| unexpected("dialog_read", &values))?,
     };
-    Ok(Some(Mark { now, raised }))
+    let seen = match values.get(2) {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_i64()
+                .ok_or_else(|| unexpected("dialog_read", &values))?,
+        ),
+    };
+    Ok(Some(Mark { now, raised, seen }))
 }
 
 /// Both sides of one dialog (none when it has no message yet): the first dialogs from its key
@@ -164,33 +183,25 @@ pub async fn unread_sides(
     Ok((sides, next))
 }
 
-/// `{dialog_id, low, high, read_low, read_high, {to low}, {to high}}` as the dialog's key and
-/// its two sides (each left out when nothing is read or unread on it).
+/// `{dialog_id, low, high, sent_low, sent_high, unread by low, unread by high}` as the dialog's
+/// key and its two sides (each left out when nothing was sent to it).
 fn dialog_sides(row: &Value) -> Option<(i64, [Option<UnreadSide>; 2])> {
     let fields = row.as_array()?;
     let int = |i: usize| fields.get(i).and_then(Value::as_i64);
-    let ids = |i: usize| -> Option<Vec<i64>> {
-        fields
-            .get(i)?
-            .as_array()?
-            .iter()
-            .map(Value::as_i64)
-            .collect()
-    };
     let (low, high) = (int(1)?, int(2)?);
-    let side = |user, other, mark, unread: Vec<i64>| {
-        (mark > 0 || !unread.is_empty()).then_some(UnreadSide {
+    let side = |user, other, sent: i64, unread: i64| {
+        (sent > 0).then_some(UnreadSide {
             user,
             other,
-            mark,
-            unread,
+            sent,
+            seen: sent - unread,
         })
     };
     Some((
         int(0)?,
         [
-            side(low, high, int(3)?, ids(5)?),
-            side(high, low, int(4)?, ids(6)?),
+            side(low, high, int(4)?, int(5)?),
+            side(high, low, int(3)?, int(6)?),
         ],
     ))
 }
@@ -219,14 +230,15 @@ mod tests {
 
     #[test]
     fn a_dialog_row_becomes_its_two_sides() {
+        // 42 (low) has sent nothing; 43 has sent 4, of which 42 has not read 2.
         let row = Value::Array(vec![
             (-5).into(),
             42.into(),
             43.into(),
+            0.into(),
+            4.into(),
             2.into(),
             0.into(),
-            Value::Array(vec![3.into(), 4.into()]),
-            Value::Array(vec![]),
         ]);
         let (dialog, [low, high]) = dialog_sides(&row).unwrap();
         assert_eq!(dialog, -5);
@@ -235,11 +247,11 @@ mod tests {
             Some(UnreadSide {
                 user: 42,
                 other: 43,
-                mark: 2,
-                unread: vec![3, 4]
+                sent: 4,
+                seen: 2
             })
         );
-        assert_eq!(high, None, "nothing read and nothing unread");
+        assert_eq!(high, None, "nothing sent to 43");
     }
 
     #[test]

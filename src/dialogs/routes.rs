@@ -98,16 +98,17 @@ pub(super) async fn send_message(
     let text = MessageText::parse(text)?;
     let record = event_record(state, request_id);
     match state.dialogs.send(&state.db, me, to, &text, record).await? {
-        Sent::Message(id) => {
+        Sent::Message(stored) => {
             state
                 .dialog_events
                 .written(DialogEvent::MessageSent {
-                    id,
+                    id: stored.id,
                     from: me.0,
                     to: to.0,
+                    sent: stored.sent,
                 })
                 .await;
-            Ok(id)
+            Ok(stored.id)
         }
         Sent::UnknownRecipient => Err(ApiError::not_found("user not found")),
         Sent::UnknownSender => Err(ApiError::unknown_token_user()),

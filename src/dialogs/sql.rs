@@ -11,18 +11,27 @@ use crate::ids::UserId;
 
 /// What a send found.
 pub enum Sent {
-    /// The message's number in its dialog.
-    Message(i64),
+    Message(Stored),
     UnknownRecipient,
     UnknownSender,
 }
 
-/// Stores a message through `send_dialog_message` (see `migrations/0004_dialogs.sql`): the
-/// dialog's counter is bumped and the message stored under the new number, in one call that Citus
-/// delegates to the worker holding the dialog. With the outbox, its `message.sent` event (the
-/// JSON of `DialogEvent::MessageSent`) is written by the same statement, so both commit together
-/// or not at all, in one round trip; on Citus that statement is run by the coordinator rather
-/// than delegated (the outbox is the coordinator's), at the cost of a distributed transaction.
+/// A message stored: its number in its dialog, and how many messages its sender has sent in the
+/// dialog now (what the unread counters count, see `crate::cache::UnreadCounters`; `None` from a
+/// Tarantool still on the procedure before, which did not count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub sent: Option<i64>,
+}
+
+/// Stores a message through `store_dialog_message` (see `migrations/0012_dialog_sent_counts.sql`):
+/// the dialog's counters are bumped and the message stored under the new number, in one call
+/// that Citus delegates to the worker holding the dialog. With the outbox, its `message.sent`
+/// event (the JSON of `DialogEvent::MessageSent`) is written by the same statement, so both
+/// commit together or not at all, in one round trip; on Citus that statement is run by the
+/// coordinator rather than delegated (the outbox is the coordinator's), at the cost of a
+/// distributed transaction.
 #[tracing::instrument(name = "sql.send_message", skip(db, text))]
 pub async fn send_message(
     db: &impl GenericClient,
@@ -38,28 +47,37 @@ pub async fn send_message(
     let request_id = event.request_id();
     let statement = match &request_id {
         None => {
-            db.prepare_cached("select send_dialog_message($1, $2, $3, $4, $5, $6)")
+            db.prepare_cached("select store_dialog_message($1, $2, $3, $4, $5, $6)")
                 .await?
         }
         Some(request_id) => {
             args.push(request_id);
             db.prepare_cached(
-                "with m as (select send_dialog_message($1, $2, $3, $4, $5, $6) as id),
+                "with m as (select store_dialog_message($1, $2, $3, $4, $5, $6) as stored),
                  e as (
                      insert into outbox (kind, payload, request_id)
                      select 'message.sent', jsonb_build_object(
-                         'kind', 'message.sent', 'id', id, 'from', $4::bigint,
-                         'to', $5::bigint), $7
+                         'kind', 'message.sent', 'id', stored[1], 'from', $4::bigint,
+                         'to', $5::bigint, 'sent', stored[2]), $7
                      from m
                  )
-                 select id from m",
+                 select stored from m",
             )
             .await?
         }
     };
     let result = db.query_one(&statement, &args).await;
     match result {
-        Ok(row) => Ok(Sent::Message(row.get(0))),
+        Ok(row) => match row.get::<_, Vec<i64>>(0)[..] {
+            [id, sent] => Ok(Sent::Message(Stored {
+                id,
+                sent: Some(sent),
+            })),
+            ref other => Err(DbError::internal(
+                anyhow::anyhow!("store_dialog_message answered {other:?}"),
+                "storing a message",
+            )),
+        },
         Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
             // On Citus the name carries the shard's suffix; the message names it too.
             let constraint = e
@@ -167,26 +185,15 @@ pub struct Mark {
     /// Whether this request raised it (a repeated or lower mark changes nothing, and has no
     /// event to tell).
     pub raised: bool,
+    /// How many of the other party's messages are at or below the mark: what the unread counters
+    /// take from the other's sent count (see `crate::cache::UnreadCounters`; `None` from a
+    /// Tarantool still on the procedure before).
+    pub seen: Option<i64>,
 }
 
-/// The statement that raises a read mark, clamped to the dialog's last message; `$4`: whether
-/// the reader is the pair's low user. The row as it was (`o`, the statement's snapshot) tells
-/// whether the mark rose; RETURNING alone sees only the new values.
-const MARK_READ: &str = "update dialogs d set
-         read_low = case when $4 then greatest(d.read_low, least($5, d.last_message_id))
-                    else d.read_low end,
-         read_high = case when $4 then d.read_high
-                     else greatest(d.read_high, least($5, d.last_message_id)) end
-     from (select dialog_id, read_low, read_high from dialogs
-           where dialog_id = $1 and user_low = $2 and user_high = $3) o
-     where d.dialog_id = $1 and d.user_low = $2 and d.user_high = $3
-       and o.dialog_id = d.dialog_id
-     returning case when $4 then d.read_low else d.read_high end as mark,
-               case when $4 then d.read_low > o.read_low
-                    else d.read_high > o.read_high end as raised";
-
 /// Raises `reader`'s mark of how far they have read the dialog to `up_to`, clamped to the
-/// dialog's last message (a mark never covers a message not sent yet); the mark now, or `None`
+/// dialog's last message (a mark never covers a message not sent yet), through `read_dialog`
+/// (migration 0012: one call, delegated on Citus to the dialog's worker); the mark now, or `None`
 /// when the dialog has no message yet. A mark no higher than the one held changes nothing. With
 /// the outbox, its `dialog.read` event is written by the same statement, when the mark rose.
 #[tracing::instrument(name = "sql.mark_read", skip(db))]
@@ -203,58 +210,66 @@ pub async fn mark_read(
         vec![&key.id, &key.low.0, &key.high.0, &reader_is_low, &up_to];
     let request_id = event.request_id();
     let statement = match &request_id {
-        None => db.prepare_cached(MARK_READ).await?,
+        None => {
+            db.prepare_cached("select read_dialog($1, $2, $3, $4, $5)")
+                .await?
+        }
         Some(request_id) => {
             args.extend([&reader.0 as &(dyn ToSql + Sync), &other.0, request_id]);
-            db.prepare_cached(&format!(
-                "with u as ({MARK_READ}),
+            db.prepare_cached(
+                "with r as (select read_dialog($1, $2, $3, $4, $5) as mark),
                  e as (
                      insert into outbox (kind, payload, request_id)
                      select 'dialog.read', jsonb_build_object(
                          'kind', 'dialog.read', 'reader', $6::bigint, 'other', $7::bigint,
-                         'up_to', mark), $8
-                     from u where raised
+                         'up_to', mark[1], 'seen', mark[3]), $8
+                     from r where mark[2] = 1
                  )
-                 select mark, raised from u"
-            ))
+                 select mark from r",
+            )
             .await?
         }
     };
-    let row = db.query_opt(&statement, &args).await?;
-    Ok(row.map(|row| Mark {
-        now: row.get(0),
-        raised: row.get(1),
-    }))
+    let mark: Option<Vec<i64>> = db.query_one(&statement, &args).await?.get(0);
+    match mark.as_deref() {
+        None => Ok(None),
+        Some(&[now, raised, seen]) => Ok(Some(Mark {
+            now,
+            raised: raised == 1,
+            seen: Some(seen),
+        })),
+        Some(other) => Err(DbError::internal(
+            anyhow::anyhow!("read_dialog answered {other:?}"),
+            "marking a dialog read",
+        )),
+    }
 }
 
 /// One party's side of a dialog, as a rebuild of the unread counters needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnreadSide {
     pub user: i64,
     pub other: i64,
-    /// How far `user` has read.
-    pub mark: i64,
-    /// The numbers of `other`'s messages above the mark.
-    pub unread: Vec<i64>,
+    /// How many messages `other` has sent in the dialog.
+    pub sent: i64,
+    /// How many of those are at or below `user`'s read mark.
+    pub seen: i64,
 }
 
 /// The sides of the dialogs of `d` (a CTE of `dialogs` rows), as a rebuild needs them: each
-/// party's mark and the numbers of the other's messages above it.
-const SIDES: &str = "select d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high,
-            coalesce(array_agg(m.id order by m.id)
-                     filter (where m.recipient_id = d.user_low), '{}'),
-            coalesce(array_agg(m.id order by m.id)
-                     filter (where m.recipient_id = d.user_high), '{}')
+/// party's sent count, and how many messages to each are above their mark.
+const SIDES: &str = "select d.dialog_id, d.user_low, d.user_high, d.sent_low, d.sent_high,
+            count(m.id) filter (where m.recipient_id = d.user_low),
+            count(m.id) filter (where m.recipient_id = d.user_high)
      from d left join dialog_messages m
        on m.dialog_id = d.dialog_id
       and m.id > least(d.read_low, d.read_high)
       and m.id > case when m.recipient_id = d.user_low then d.read_low else d.read_high end
-     group by d.dialog_id, d.user_low, d.user_high, d.read_low, d.read_high
+     group by d.dialog_id, d.user_low, d.user_high, d.sent_low, d.sent_high
      order by d.dialog_id";
 
 /// Both sides of up to `limit` dialogs after `after` (by dialog key; `i64::MIN` first), and the
-/// key to continue after (`None`: no more). Sides with nothing read and nothing unread are left
-/// out.
+/// key to continue after (`None`: no more). Sides with nothing sent to them are left out.
 #[tracing::instrument(name = "sql.unread_sides", skip(db))]
 pub async fn unread_sides(
     db: &impl GenericClient,
@@ -264,8 +279,8 @@ pub async fn unread_sides(
     let statement = db
         .prepare_cached(&format!(
             "with d as (
-                 select dialog_id, user_low, user_high, read_low, read_high from dialogs
-                 where dialog_id > $1 order by dialog_id limit $2
+                 select dialog_id, user_low, user_high, read_low, read_high, sent_low, sent_high
+                 from dialogs where dialog_id > $1 order by dialog_id limit $2
              )
              {SIDES}"
         ))
@@ -287,8 +302,8 @@ pub async fn unread_sides_of(
     let statement = db
         .prepare_cached(&format!(
             "with d as (
-                 select dialog_id, user_low, user_high, read_low, read_high from dialogs
-                 where dialog_id = $1 and user_low = $2 and user_high = $3
+                 select dialog_id, user_low, user_high, read_low, read_high, sent_low, sent_high
+                 from dialogs where dialog_id = $1 and user_low = $2 and user_high = $3
              )
              {SIDES}"
         ))
@@ -299,20 +314,24 @@ pub async fn unread_sides_of(
     Ok(sides_of_rows(&rows))
 }
 
+/// Both sides of each dialog row; a side with nothing sent to it is left out.
 fn sides_of_rows(rows: &[tokio_postgres::Row]) -> Vec<UnreadSide> {
     let mut sides = Vec::with_capacity(rows.len() * 2);
     for row in rows {
         let (low, high): (i64, i64) = (row.get(1), row.get(2));
-        for (user, other, mark, unread) in [
-            (low, high, row.get::<_, i64>(3), row.get::<_, Vec<i64>>(5)),
-            (high, low, row.get::<_, i64>(4), row.get::<_, Vec<i64>>(6)),
+        let (sent_low, sent_high): (i64, i64) = (row.get(3), row.get(4));
+        // Messages to low are high's, and the other way round.
+        let (unread_low, unread_high): (i64, i64) = (row.get(5), row.get(6));
+        for (user, other, sent, unread) in [
+            (low, high, sent_high, unread_low),
+            (high, low, sent_low, unread_high),
         ] {
-            if mark > 0 || !unread.is_empty() {
+            if sent > 0 {
                 sides.push(UnreadSide {
                     user,
                     other,
-                    mark,
-                    unread,
+                    sent,
+                    seen: sent - unread,
                 });
             }
         }

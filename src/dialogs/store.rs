@@ -114,15 +114,16 @@ impl DialogStore {
                     return Ok(Sent::UnknownRecipient);
                 }
                 let database = store.database(db).await?;
-                let id =
+                let stored =
                     memory::send_message(&store.tarantool, database, key, from, to, text).await?;
                 let event = DialogEvent::MessageSent {
-                    id,
+                    id: stored.id,
                     from: from.0,
                     to: to.0,
+                    sent: stored.sent,
                 };
                 record_after_write(db, store, key, record, &event).await;
-                Ok(Sent::Message(id))
+                Ok(Sent::Message(stored))
             }
         }
     }
@@ -152,6 +153,7 @@ impl DialogStore {
                         reader: reader.0,
                         other: other.0,
                         up_to: mark.now,
+                        seen: mark.seen,
                     };
                     record_after_write(db, store, key, record, &event).await;
                 }

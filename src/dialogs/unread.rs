@@ -239,6 +239,7 @@ async fn mark_read(
                 reader: me.0,
                 other: other.0,
                 up_to: mark.now,
+                seen: mark.seen,
             })
             .await;
     }
@@ -250,7 +251,7 @@ async fn mark_read(
 /// What a rebuild found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Rebuilt {
-    /// Dialog sides with something read or unread.
+    /// Dialog sides with a message sent to them.
     pub sides: u64,
     /// Unread messages counted.
     pub unread: u64,
@@ -271,16 +272,21 @@ pub async fn rebuild(
 ) -> anyhow::Result<Rebuilt> {
     if from_scratch {
         counters.clear().await?;
+    } else {
+        counters.forget_earlier_form().await?;
     }
     let mut rebuilt = Rebuilt::default();
     let mut after = i64::MIN;
     loop {
         let (sides, next) = store.unread_sides(db, after, REBUILD_BATCH).await?;
         rebuilt.sides += sides.len() as u64;
-        rebuilt.unread += sides.iter().map(|s| s.unread.len() as u64).sum::<u64>();
+        rebuilt.unread += sides
+            .iter()
+            .map(|s| (s.sent - s.seen).max(0) as u64)
+            .sum::<u64>();
         futures_util::stream::iter(sides.iter().map(Ok::<_, CacheError>))
             .try_for_each_concurrent(REBUILD_CONCURRENCY, |side| {
-                counters.merge(side.user, side.other, side.mark, &side.unread)
+                counters.merge(side.user, side.other, side.sent, side.seen)
             })
             .await?;
         match next {
@@ -371,7 +377,7 @@ async fn repair_stale_dialogs(store: &DialogStore, db: &Db, counters: &UnreadCou
         let repaired = async {
             for side in store.unread_sides_of(db, key).await? {
                 counters
-                    .merge(side.user, side.other, side.mark, &side.unread)
+                    .merge(side.user, side.other, side.sent, side.seen)
                     .await?;
             }
             Ok::<_, anyhow::Error>(())

@@ -61,6 +61,8 @@ struct DialogCount {
     low: i64,
     high: i64,
     last: i64,
+    /// Messages sent by the low and by the high user.
+    sent: [i64; 2],
 }
 
 pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsReport> {
@@ -85,10 +87,11 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
 
-    // Existing dialogs keep counting from their last message.
+    // Existing dialogs keep counting from their last message and their senders' counts.
     let mut dialogs: HashMap<i64, DialogCount> = client
         .query(
-            "select dialog_id, user_low, user_high, last_message_id from dialogs",
+            "select dialog_id, user_low, user_high, last_message_id, sent_low, sent_high
+             from dialogs",
             &[],
         )
         .await?
@@ -100,6 +103,7 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
                     low: r.get(1),
                     high: r.get(2),
                     last: r.get(3),
+                    sent: [r.get(4), r.get(5)],
                 },
             )
         })
@@ -169,8 +173,10 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
                 low: key.low.0,
                 high: key.high.0,
                 last: 0,
+                sent: [0, 0],
             });
             dialog.last += 1;
+            dialog.sent[usize::from(from != key.low.0)] += 1;
             let text = post_text(&mut rng, &vocabulary);
             let at = timeline.at(written, args.messages);
             writer
@@ -183,30 +189,41 @@ pub async fn fake_dialogs(args: &FakeDialogsArgs) -> anyhow::Result<FakeDialogsR
         eprintln!("fake dialogs: {written} messages");
     }
 
-    // The counters, so that sends through the API continue each dialog's numbering.
+    // The counters, so that sends through the API continue each dialog's numbering and the
+    // unread counters count every message.
     client
         .batch_execute(
             "create temporary table fake_dialogs (dialog_id bigint, user_low bigint, \
-             user_high bigint, last_message_id bigint)",
+             user_high bigint, last_message_id bigint, sent_low bigint, sent_high bigint)",
         )
         .await?;
     let sink = client
         .copy_in("copy fake_dialogs from stdin (format binary)")
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8; 4]);
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8; 6]);
     pin_mut!(writer);
     for (id, dialog) in &dialogs {
         writer
             .as_mut()
-            .write(&[id, &dialog.low, &dialog.high, &dialog.last])
+            .write(&[
+                id,
+                &dialog.low,
+                &dialog.high,
+                &dialog.last,
+                &dialog.sent[0],
+                &dialog.sent[1],
+            ])
             .await?;
     }
     writer.finish().await?;
     client
         .batch_execute(
-            "insert into dialogs (dialog_id, user_low, user_high, last_message_id)
-             select dialog_id, user_low, user_high, last_message_id from fake_dialogs
-             on conflict (dialog_id) do update set last_message_id = excluded.last_message_id;
+            "insert into dialogs (dialog_id, user_low, user_high, last_message_id, sent_low,
+                                  sent_high)
+             select dialog_id, user_low, user_high, last_message_id, sent_low, sent_high
+             from fake_dialogs
+             on conflict (dialog_id) do update set last_message_id = excluded.last_message_id,
+                 sent_low = excluded.sent_low, sent_high = excluded.sent_high;
              drop table fake_dialogs;
              analyze dialogs;
              analyze dialog_messages;",

@@ -16,8 +16,14 @@ use ops::TableKind;
 
 /// The tables distributed by the dialog key, the first one leading the co-location group.
 pub const DISTRIBUTED: [&str; 2] = ["dialogs", "dialog_messages"];
-/// Sends run on the worker that holds the dialog: Citus delegates calls by their first argument.
-pub const SEND_FUNCTION: &str = "send_dialog_message(bigint,bigint,bigint,bigint,bigint,text)";
+/// Sends and read marks run on the worker that holds the dialog: Citus delegates calls by their
+/// first argument. `send_dialog_message` is the older send (migration 0012), for a server not
+/// upgraded yet.
+pub const DELEGATED_FUNCTIONS: [&str; 3] = [
+    "store_dialog_message(bigint,bigint,bigint,bigint,bigint,text)",
+    "read_dialog(bigint,bigint,bigint,boolean,bigint)",
+    "send_dialog_message(bigint,bigint,bigint,bigint,bigint,text)",
+];
 /// The table copied to every node.
 pub const REFERENCE: &str = "users";
 /// Points follow_changes' clock at posts' id sequence, as migration 0008 does.
@@ -140,21 +146,23 @@ pub async fn distribute(db: &Client, sharding: &Sharding) -> anyhow::Result<()> 
         .with_context(|| format!("distributing {follower}"))?;
         tracing::info!(shard_count, "citus: dialogs distributed by dialog_id");
     }
-    let delegated = db
-        .query_one(
-            "select exists (select 1 from pg_dist_object
-                            where objid = $1::text::regprocedure and distribution_argument_index is not null)",
-            &[&SEND_FUNCTION],
-        )
-        .await?
-        .get::<_, bool>(0);
-    if !delegated {
-        db.execute(
-            "select create_distributed_function($1::text::regprocedure, 'p_dialog_id', colocate_with => $2)",
-            &[&SEND_FUNCTION, &leader],
-        )
-        .await
-        .context("delegating send_dialog_message to the workers")?;
+    for function in DELEGATED_FUNCTIONS {
+        let delegated = db
+            .query_one(
+                "select exists (select 1 from pg_dist_object
+                                where objid = $1::text::regprocedure and distribution_argument_index is not null)",
+                &[&function],
+            )
+            .await?
+            .get::<_, bool>(0);
+        if !delegated {
+            db.execute(
+                "select create_distributed_function($1::text::regprocedure, 'p_dialog_id', colocate_with => $2)",
+                &[&function, &leader],
+            )
+            .await
+            .with_context(|| format!("delegating {function} to the workers"))?;
+        }
     }
     Ok(())
 }

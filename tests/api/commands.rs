@@ -22,6 +22,61 @@ async fn migrating_twice_is_harmless() {
     app.register_user("Анна", "Иванова").await;
 }
 
+/// Migration 0012 counts the messages each party had sent in the dialogs already there, and
+/// the sends after it go on counting (the unread counters are those counts).
+#[tokio::test]
+async fn the_sent_counts_migration_counts_the_dialogs_already_there() {
+    let database_url = crate::helpers::fresh_database_url();
+    let _database = DatabaseGuard::new(&database_url);
+    socialnet::db::wait_and_ensure_database(
+        &crate::helpers::parse_url(&database_url),
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let pool = socialnet::db::build_pool(&crate::helpers::test_config(&database_url).db).unwrap();
+    let db = pool.get().await.unwrap();
+    // The schema as it was before 0012, with a dialog written by the call of that time.
+    db.batch_execute(
+        "create table schema_migrations (version integer primary key, name text not null,
+                                         applied_at timestamptz not null default now())",
+    )
+    .await
+    .unwrap();
+    for migration in &socialnet::db::MIGRATIONS[..11] {
+        db.batch_execute(migration.sql).await.unwrap();
+        db.execute(
+            "insert into schema_migrations (version, name) values ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await
+        .unwrap();
+    }
+    db.batch_execute(
+        "insert into users (first_name, second_name, birthdate, password_hash)
+         values ('Анна', 'Иванова', '1990-01-01', 'x'), ('Борис', 'Петров', '1990-01-01', 'x');
+         select send_dialog_message(7, 1, 2, s, r, 'm')
+         from (values (1, 2), (1, 2), (2, 1), (1, 2), (2, 1)) v(s, r);",
+    )
+    .await
+    .unwrap();
+    assert_eq!(socialnet::db::migrate(&pool).await.unwrap(), [12]);
+    let counts = |row: tokio_postgres::Row| (row.get::<_, i64>(0), row.get::<_, i64>(1));
+    let sent = "select sent_low, sent_high from dialogs where dialog_id = 7";
+    assert_eq!(counts(db.query_one(sent, &[]).await.unwrap()), (3, 2));
+    // Both calls count from there: the new one answers the number and the sender's count.
+    let stored: Vec<i64> = db
+        .query_one("select store_dialog_message(7, 1, 2, 2, 1, 'm')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, [6, 3]);
+    db.execute("select send_dialog_message(7, 1, 2, 1, 2, 'm')", &[])
+        .await
+        .unwrap();
+    assert_eq!(counts(db.query_one(sent, &[]).await.unwrap()), (4, 3));
+}
+
 #[tokio::test]
 async fn create_superuser_makes_an_admin_who_can_log_in() {
     let app = spawn_app().await;
