@@ -154,6 +154,9 @@ struct Shared {
     /// its next poll.
     outbox: Notify,
     connected: AtomicBool,
+    /// Whether a session has ever been up: before the first one the instance is starting, and a
+    /// socket waits for it (see [`Broker::routed`]).
+    ever_connected: AtomicBool,
     /// Users whose routing key is bound to this instance's queue now.
     routed: Mutex<HashSet<i64>>,
     /// Bumped whenever `routed` or `connected` changes.
@@ -172,6 +175,9 @@ impl Shared {
 
     fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::SeqCst);
+        if connected {
+            self.ever_connected.store(true, Ordering::SeqCst);
+        }
         metrics::gauge!("broker_connected").set(if connected { 1.0 } else { 0.0 });
         if !connected {
             self.set_routed(HashSet::clear);
@@ -208,6 +214,7 @@ impl Broker {
                 names: Names::new(&config.amqp_prefix, config.live_route_exchange),
                 outbox: Notify::new(),
                 connected: AtomicBool::new(false),
+                ever_connected: AtomicBool::new(false),
                 routed: Mutex::new(HashSet::new()),
                 routed_version: watch::channel(0).0,
             }),
@@ -230,13 +237,16 @@ impl Broker {
     }
 
     /// Waits, at most `wait`, until live posts for `user` are routed to this instance. Returns
-    /// whether they are; at once (false) while the broker is away, since waiting would only delay
-    /// the socket: the binding is made when the session comes back.
+    /// whether they are; at once (false) while the broker is away after a session was up, since
+    /// waiting would only delay the socket: the binding is made when the session comes back. An
+    /// instance still starting its first session (a balancer may send it sockets as soon as it is
+    /// ready, which does not wait for the broker) is waited for: a post made meanwhile would
+    /// reach no queue of this instance's.
     pub async fn routed(&self, user: UserId, wait: Duration) -> bool {
         let mut changes = self.shared.routed_version.subscribe();
         let check = async {
             loop {
-                if !self.is_connected() {
+                if !self.is_connected() && self.shared.ever_connected.load(Ordering::SeqCst) {
                     return false;
                 }
                 if self.shared.with_routed(|routed| routed.contains(&user.0)) {
