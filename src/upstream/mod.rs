@@ -24,6 +24,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 /// Idle kept-alive connections are closed after this, before the other side's own idle timeout
 /// (`HEADER_READ_TIMEOUT_MS`, 10 s by default) could close one as a request is sent on it.
 const IDLE: Duration = Duration::from_secs(5);
+/// The longest an answer's body may take to pass through, however steadily it comes: it moves
+/// at the pace the client reads it, and a page is at most a few megabytes.
+const BODY_TIME: Duration = Duration::from_secs(60);
 
 /// A service at a base URL. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -97,9 +100,9 @@ impl Upstream {
     }
 
     /// Sends `request` (its path and query; its scheme and host are replaced by the service's)
-    /// and gives the answer once its head is in; its body follows as it arrives, within what is
-    /// left of the time limit. A request whose pooled connection turned out closed before it was
-    /// written is sent again on a new one (never one that may have been received).
+    /// and gives the answer once its head is in, within the time limit; its body follows as it
+    /// arrives (see [`AnswerBody`]). A request whose pooled connection turned out closed before
+    /// it was written is sent again on a new one (never one that may have been received).
     pub async fn send(
         &self,
         request: Request<Bytes>,
@@ -119,7 +122,8 @@ impl Upstream {
         let outcome = match tokio::time::timeout_at(deadline, inner.client.request(request)).await {
             Ok(Ok(response)) => Ok(response.map(|body| AnswerBody {
                 body,
-                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                quiet: Box::pin(tokio::time::sleep(inner.timeout)),
+                done_by: Box::pin(tokio::time::sleep(BODY_TIME)),
                 name: inner.name,
                 timeout: inner.timeout,
             })),
@@ -136,7 +140,8 @@ impl Upstream {
         };
         metrics::counter!("upstream_requests_total", "service" => inner.name, "outcome" => label)
             .increment(1);
-        // To the answer's head: its body streams on to the client.
+        // To the answer's head: its body streams on to the client (a body that fails on the way
+        // counts as `body_failed`).
         metrics::histogram!("upstream_request_seconds", "service" => inner.name)
             .record(started.elapsed().as_secs_f64());
         outcome
@@ -150,14 +155,26 @@ impl Upstream {
     }
 }
 
-/// The body of an answer, frame by frame as it arrives; past the exchange's time limit it fails
-/// (the client's answer is then cut off, as a broken connection would cut it).
+/// The body of an answer, frame by frame as it arrives, at the pace the client takes it. It
+/// fails (the client's answer is then cut off, as a broken connection would cut it) when the other
+/// service sends nothing for the exchange's time limit while more is wanted, or when it has not
+/// all passed within [`BODY_TIME`].
 #[derive(Debug)]
 pub struct AnswerBody {
     body: Incoming,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Re-armed at every frame.
+    quiet: Pin<Box<tokio::time::Sleep>>,
+    done_by: Pin<Box<tokio::time::Sleep>>,
     name: &'static str,
     timeout: Duration,
+}
+
+impl AnswerBody {
+    fn failed(&self, error: UpstreamError) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        metrics::counter!("upstream_requests_total", "service" => self.name, "outcome" => "body_failed")
+            .increment(1);
+        Poll::Ready(Some(Err(error)))
+    }
 }
 
 impl Body for AnswerBody {
@@ -168,20 +185,31 @@ impl Body for AnswerBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
-            let name = self.name;
-            return Poll::Ready(frame.map(|frame| {
-                frame.map_err(|e| UpstreamError::Unreachable {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let timeout = self.timeout;
+                self.quiet
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + timeout);
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let name = self.name;
+                return self.failed(UpstreamError::Unreachable {
                     name,
                     why: e.to_string(),
-                })
-            }));
+                });
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(UpstreamError::Timeout {
+        let quiet = self.quiet.as_mut().poll(cx).is_ready();
+        if quiet || self.done_by.as_mut().poll(cx).is_ready() {
+            let error = UpstreamError::Timeout {
                 name: self.name,
-                ms: self.timeout.as_millis(),
-            })));
+                ms: if quiet { self.timeout } else { BODY_TIME }.as_millis(),
+            };
+            return self.failed(error);
         }
         Poll::Pending
     }
@@ -257,30 +285,45 @@ mod tests {
         assert!(error.to_string().contains("dialogs"), "{error}");
     }
 
+    /// A service on a free port that answers its first request with `parts`, each written
+    /// after the pause before it; its URL.
+    async fn answering(parts: Vec<(Duration, &'static [u8])>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            for (pause, part) in parts {
+                tokio::time::sleep(pause).await;
+                if socket.write_all(part).await.is_err() {
+                    return;
+                }
+            }
+        });
+        url
+    }
+
+    fn page_request() -> Request<Bytes> {
+        Request::get("/page").body(Bytes::new()).unwrap()
+    }
+
     /// An answer is handed on as it arrives: its head before its body is all there, and what
     /// is there of the body at once. (Gathering the whole answer first held every forwarded
     /// page in memory, 24 MB for the largest.)
     #[tokio::test]
     async fn an_answer_streams_on_before_its_body_is_all_there() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; 1024];
-            let _ = socket.read(&mut request).await.unwrap();
-            // A head, then the first half of a body, then nothing until the test says.
-            socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst")
-                .await
-                .unwrap();
-            let _ = finished.await;
-            socket.write_all(b"-last").await.unwrap();
-        });
+        let url = answering(vec![
+            (
+                Duration::ZERO,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst",
+            ),
+            (Duration::from_millis(1_500), b"-last"),
+        ])
+        .await;
         let upstream = Upstream::new("dialogs", &url, Duration::from_secs(5)).unwrap();
-        let request = Request::get("/page").body(Bytes::new()).unwrap();
-        let answer = tokio::time::timeout(Duration::from_secs(2), upstream.send(request))
+        let answer = tokio::time::timeout(Duration::from_secs(1), upstream.send(page_request()))
             .await
             .expect("the head came before the whole body")
             .unwrap();
@@ -292,7 +335,6 @@ mod tests {
             .into_data()
             .unwrap();
         assert_eq!(&first[..], b"first");
-        finish.send(()).unwrap();
         let rest = http_body_util::BodyExt::collect(body)
             .await
             .unwrap()
@@ -300,30 +342,51 @@ mod tests {
         assert_eq!(&rest[..], b"-last");
     }
 
-    /// A body that stops coming fails at the exchange's time limit instead of holding on.
+    /// A body that stops coming fails after the exchange's time limit of silence instead of
+    /// holding on.
     #[tokio::test]
-    async fn a_body_that_stops_coming_fails_at_the_time_limit() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; 1024];
-            let _ = socket.read(&mut request).await.unwrap();
-            socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst")
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        });
+    async fn a_body_that_stops_coming_fails_after_the_time_limit() {
+        let url = answering(vec![
+            (
+                Duration::ZERO,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst",
+            ),
+            (Duration::from_secs(30), b"-last"),
+        ])
+        .await;
         let upstream = Upstream::new("dialogs", &url, Duration::from_millis(300)).unwrap();
-        let request = Request::get("/page").body(Bytes::new()).unwrap();
-        let answer = upstream.send(request).await.unwrap();
+        let answer = upstream.send(page_request()).await.unwrap();
         let started = Instant::now();
         let error = http_body_util::BodyExt::collect(answer.into_body())
             .await
             .unwrap_err();
         assert!(matches!(error, UpstreamError::Timeout { .. }), "{error}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A body read slowly by the client takes as long as it takes: the limit is on the other
+    /// service's silence, not on the client's pace.
+    #[tokio::test]
+    async fn a_body_read_slowly_is_not_cut_while_it_keeps_coming() {
+        let pause = Duration::from_millis(150);
+        let url = answering(vec![
+            (
+                Duration::ZERO,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n",
+            ),
+            (Duration::ZERO, b"ab"),
+            (pause, b"cd"),
+            (pause, b"ef"),
+        ])
+        .await;
+        let upstream = Upstream::new("dialogs", &url, Duration::from_millis(300)).unwrap();
+        let mut body = upstream.send(page_request()).await.unwrap().into_body();
+        let mut got = Vec::new();
+        // The client takes each frame long after the whole exchange's 300 ms.
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(got, b"abcdef");
     }
 }
