@@ -218,6 +218,10 @@ return 0
 
 /// How often the local state forgets keys whose cells are all back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// The most keys the local state keeps per limit (about 100 bytes each). Past it, with every
+/// key still owing, a new key's call goes through uncounted (`rate_limit_local_full`): the local
+/// state is the fallback of Redis, and bounded memory matters more there than exact limits.
+const MAX_LOCAL_KEYS: usize = 100_000;
 
 impl RateLimits {
     /// No limits (tests, and lab runs that measure the server rather than its limiter).
@@ -275,7 +279,7 @@ impl RateLimits {
 
     /// Takes a cell of `limit` for `key`, or says when one will be there.
     pub async fn check(&self, limit: Limit, key: &str) -> Result<(), Limited> {
-        self.check_all(&[(limit, key)]).await
+        self.check_all(&[(limit, key)]).await.map(drop)
     }
 
     /// A write of `account` from `address`: both write limits must let it through.
@@ -294,22 +298,24 @@ impl RateLimits {
             (Limit::WritesPerAddress, &address),
         ])
         .await
+        .map(drop)
     }
 
     /// A login to `account` from `address`, before its password is looked at: a cell of the
     /// address's limit (every attempt counts there) and one of each failure limit, the
     /// account's from this address and the account's from anywhere. The failure limits' cells
     /// are given back by [`RateLimits::login_not_failed`]: only wrong guesses (a wrong password,
-    /// an unknown id) stay counted.
+    /// an unknown id) stay counted. An IPv6 client is counted here by its /48, so that one host
+    /// cannot spread its guesses over the /64s of its own network.
     pub async fn check_login(
         &self,
         account: impl std::fmt::Display,
         address: IpAddr,
-    ) -> Result<(), Limited> {
+    ) -> Result<LoginAttempt, Limited> {
         if self.0.is_none() {
-            return Ok(());
+            return Ok(LoginAttempt(Counted::Nowhere));
         }
-        let (account, address) = (account.to_string(), address_key(address));
+        let (account, address) = (account.to_string(), login_address_key(address));
         let from_here = format!("{account}@{address}");
         self.check_all(&[
             (Limit::LoginPerAddress, &address),
@@ -317,54 +323,82 @@ impl RateLimits {
             (Limit::LoginPerAccount, &account),
         ])
         .await
+        .map(LoginAttempt)
     }
 
     /// A login let through by [`RateLimits::check_login`] did not fail (its password was right,
-    /// or it got no verdict: a 503): its failure cells come back, so the owner's logins never
-    /// count against them.
-    pub async fn login_not_failed(&self, account: impl std::fmt::Display, address: IpAddr) {
+    /// or it got no verdict: a 503): its failure cells come back, to where they were taken, so
+    /// the owner's logins never count against them.
+    pub async fn login_not_failed(
+        &self,
+        attempt: LoginAttempt,
+        account: impl std::fmt::Display,
+        address: IpAddr,
+    ) {
         let Some(limits) = &self.0 else {
             return;
         };
-        let (account, address) = (account.to_string(), address_key(address));
+        let (account, address) = (account.to_string(), login_address_key(address));
         let from_here = format!("{account}@{address}");
         let checks = [
             (Limit::LoginPerAccountAddress, from_here.as_str()),
             (Limit::LoginPerAccount, account.as_str()),
         ];
-        if let Some(shared) = &limits.shared {
-            match shared.give_back(&limits.cells, &checks).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "rate limits: Redis failed; giving the cells back on this instance");
+        match (attempt.0, &limits.shared) {
+            (Counted::Shared, Some(shared)) => {
+                if let Err(e) = shared.give_back(&limits.cells, &checks).await {
+                    tracing::warn!(error = %e, "rate limits: Redis failed; a right login's cells stay taken");
                 }
             }
+            (Counted::Local, _) => limits.local.give_back(&limits.cells, &checks),
+            _ => {}
         }
-        limits.local.give_back(&limits.cells, &checks);
     }
 
     /// Takes a cell of every limit, or of none and says when the longest wait ends; in one Redis
-    /// call when the limits are shared, else here.
-    async fn check_all(&self, checks: &[(Limit, &str)]) -> Result<(), Limited> {
+    /// call when the limits are shared, else here. Says where the cells were taken.
+    async fn check_all(&self, checks: &[(Limit, &str)]) -> Result<Counted, Limited> {
         let Some(limits) = &self.0 else {
-            return Ok(());
+            return Ok(Counted::Nowhere);
         };
         let outcome = match &limits.shared {
             Some(shared) => match shared.take(&limits.cells, checks).await {
-                Ok(outcome) => outcome,
+                Ok(outcome) => outcome.map(|()| Counted::Shared),
                 Err(e) => {
                     metrics::counter!("rate_limit_redis_failures").increment(1);
                     tracing::warn!(error = %e, "rate limits: Redis failed; counting on this instance");
-                    limits.local.take(&limits.cells, checks)
+                    limits
+                        .local
+                        .take(&limits.cells, checks)
+                        .map(|()| Counted::Local)
                 }
             },
-            None => limits.local.take(&limits.cells, checks),
+            None => limits
+                .local
+                .take(&limits.cells, checks)
+                .map(|()| Counted::Local),
         };
         outcome.inspect_err(|limited| {
             metrics::counter!("rate_limited", "limit" => limited.limit.name()).increment(1);
         })
     }
 }
+
+/// Where a call's cells were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// In Redis, shared by the instances.
+    Shared,
+    /// In this instance (no Redis, or Redis failed).
+    Local,
+    /// Nowhere: the limits are off.
+    Nowhere,
+}
+
+/// A login let through its limits, to be told whether it failed (see
+/// [`RateLimits::login_not_failed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginAttempt(Counted);
 
 /// The GCRA of [`TAKE`] and [`GIVE_BACK`], kept in this process: for each limit and key, the
 /// time of its next cell in microseconds since the instance started. A key whose cells are all
@@ -416,7 +450,15 @@ impl LocalCells {
             match keys.get_mut(key) {
                 Some(tat) => *tat = (*tat).max(now) + interval,
                 None => {
-                    keys.insert(key.to_owned(), now + interval);
+                    if keys.len() >= MAX_LOCAL_KEYS {
+                        keys.retain(|_, tat| *tat > now);
+                    }
+                    if keys.len() < MAX_LOCAL_KEYS {
+                        keys.insert(key.to_owned(), now + interval);
+                    } else {
+                        metrics::counter!("rate_limit_local_full", "limit" => limit.name())
+                            .increment(1);
+                    }
                 }
             }
         }
@@ -467,6 +509,18 @@ pub fn address_key(address: IpAddr) -> String {
                 format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
             }
         },
+    }
+}
+
+/// The key of a client address for the login limits: IPv4 as [`address_key`], IPv6 by its /48,
+/// the network a site is commonly given whole.
+fn login_address_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let [a, b, c, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}::/48")
+        }
+        other => address_key(other),
     }
 }
 
@@ -592,6 +646,16 @@ mod tests {
             proxies.client(ip("10.0.0.2"), &["198.51.100.9, unknown"]),
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn logins_count_an_ipv6_client_by_its_48() {
+        let key = |s: &str| login_address_key(s.parse().unwrap());
+        // Two /64s of one host's /56 are one guesser.
+        assert_eq!(key("2001:db8:1:200::1"), key("2001:db8:1:2ff::9"));
+        assert_ne!(key("2001:db8:1::1"), key("2001:db8:2::1"));
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
+        assert_eq!(key("::ffff:192.0.2.1"), "192.0.2.1");
     }
 
     #[test]

@@ -137,6 +137,10 @@ const DESCRIBED: &[(&str, &str)] = &[
         "Requests refused by a rate limit, by limit.",
     ),
     (
+        "rate_limit_local_full",
+        "Calls let through uncounted because the instance's own limit state was full, by limit.",
+    ),
+    (
         "tarantool_calls_total",
         "Calls of the Tarantool dialog store, by function and outcome.",
     ),

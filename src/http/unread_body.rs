@@ -1,6 +1,6 @@
 //! A request body that its handler answered without reading to the end (a 401 for a bad token,
-//! a 400 for a bad path id, a 413 by the body's length) is read here before the answer goes out,
-//! so that the connection can carry the next request.
+//! a 400 for a bad path id) is read here before the answer goes out, so that the connection can
+//! carry the next request.
 //!
 //! Left unread, hyper gives up reading the connection and closes it after the answer, without
 //! `Connection: close`, and with the rest of the body still arriving: the kernel then resets the

@@ -14,7 +14,6 @@ use super::types::{
 };
 use crate::api::{json_response, ApiError, ClientIp, ErrorBody, Json, Path, Query, Reader};
 use crate::auth::PasswordVerdict;
-use crate::db::Db;
 use crate::ids::UserId;
 use crate::input::Whole;
 use crate::limits::{address_key, Limit};
@@ -161,7 +160,7 @@ pub async fn login(
     let id: UserId = request.id.parse()?;
     // Before the password is looked at, so that concurrent guesses cannot overshoot: a cell of
     // every login limit. Only failures keep theirs (see `RateLimits::check_login`).
-    state.limits.check_login(id, address).await?;
+    let attempt = state.limits.check_login(id, address).await?;
     if request.password.is_empty() || request.password.chars().count() > PASSWORD_MAX_CHARS {
         return Err(ApiError::bad_request("wrong password"));
     }
@@ -178,7 +177,7 @@ pub async fn login(
     .await;
     match verdict {
         Ok(Some(PasswordVerdict::Match)) => {
-            state.limits.login_not_failed(id, address).await;
+            state.limits.login_not_failed(attempt, id, address).await;
             Ok(axum::Json(LoginResponse {
                 token: state.tokens.issue(id)?,
             }))
@@ -187,21 +186,9 @@ pub async fn login(
         Ok(None) => Err(ApiError::not_found("user not found")),
         // No verdict (the database or the hashing busy): no failure to count.
         Err(e) => {
-            state.limits.login_not_failed(id, address).await;
+            state.limits.login_not_failed(attempt, id, address).await;
             Err(e)
         }
-    }
-}
-
-/// The caller of a call whose answer would be empty (nothing to unfollow, no feed, no dialog)
-/// exists: a valid token of a user who does not (a database reset under a kept secret) is a 401
-/// there too, as it is where a write finds no user. Asked only for empty answers, so that the
-/// usual call pays nothing.
-pub async fn caller_exists(db: &Db, me: UserId) -> Result<(), ApiError> {
-    if sql::user_exists(&db.get().await?, me).await? {
-        Ok(())
-    } else {
-        Err(ApiError::unknown_token_user())
     }
 }
 
