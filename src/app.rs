@@ -25,6 +25,7 @@ use crate::posts::FEED_WINDOW;
 use crate::shards::{self, CitusLayout, Sharding};
 use crate::state::{AppParts, AppState};
 use crate::upstream::Upstream;
+use crate::users::KnownUsers;
 
 /// A server whose listener is bound and whose database is migrated, ready to run.
 pub struct Application {
@@ -311,6 +312,7 @@ pub fn assemble(
         tokens,
         hasher: password_hasher(&config.auth)?,
         limits,
+        known_users: KnownUsers::default(),
         trusted_proxies: TrustedProxies(config.rate.trusted_proxies.clone()),
         // Forwarding, this service keeps no dialogs: the routes never reach a store.
         dialogs: match dialog_service {

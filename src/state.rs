@@ -12,6 +12,7 @@ use crate::limits::{RateLimits, TrustedProxies};
 use crate::live::LiveHub;
 use crate::posts::feed::Feeds;
 use crate::upstream::Upstream;
+use crate::users::KnownUsers;
 
 /// The application state. axum clones it several times per request (into the route's service,
 /// then into the `State` extractor), and each clone of a struct of shared parts was a dozen
@@ -86,5 +87,7 @@ pub struct AppParts {
     pub dialog_service: Option<Upstream>,
     /// Limits on logins, registrations and writes (off in tests and in lab runs).
     pub limits: RateLimits,
+    /// The users this instance has found to exist (a token's user on an empty answer).
+    pub known_users: KnownUsers,
     pub trusted_proxies: TrustedProxies,
 }

@@ -90,40 +90,70 @@ box.once('socialnet-dialogs-v3', function()
 end)
 
 box.once('socialnet-dialogs-v4', function()
-    -- How many messages each party has sent, as PostgreSQL's sent_low and sent_high (migration
-    -- 0012): the unread counters are these counts (src/cache/unread.rs).
+    -- The unread counters' counts, as PostgreSQL's (migration 0012): how many messages each party
+    -- has sent, and how many of the other's each party's mark covers (src/cache/unread.rs).
     local format = box.space.dialogs:format()
-    table.insert(format, { name = 'sent_low', type = 'unsigned', is_nullable = true })
-    table.insert(format, { name = 'sent_high', type = 'unsigned', is_nullable = true })
+    for _, name in ipairs({ 'sent_low', 'sent_high', 'seen_low', 'seen_high' }) do
+        table.insert(format, { name = name, type = 'unsigned', is_nullable = true })
+    end
     box.space.dialogs:format(format)
+    box.schema.func.create('dialog_version', { setuid = true })
+    box.schema.user.grant('socialnet', 'execute', 'function', 'dialog_version')
 end)
 
--- The dialogs already there, counted from their messages: marked done only once done (box.once
--- marks its key before its function runs, so a start that failed half way would not come back).
-if box.space._schema:get({ 'socialnet-dialogs-sent-counted' }) == nil then
-    local counts = {}
-    for _, m in box.space.dialog_messages:pairs() do
-        local key = table.concat({ tostring(m[1]), tostring(m[2]), tostring(m[3]), tostring(m[4]) }, ':')
-        local c = counts[key]
-        if c == nil then
-            c = { m[1], m[2], m[3], m[4], 0, 0 }
-            counts[key] = c
+-- The counts of one dialog (`d`, its row), from its messages: {sent_low, sent_high, seen_low,
+-- seen_high}.
+local function counted(d)
+    local read_low, read_high = d[6] or 0, d[7] or 0
+    local c = { 0, 0, 0, 0 }
+    for _, m in box.space.dialog_messages.index.primary:pairs(
+        { d[1], d[2], d[3], d[4] }, { iterator = 'EQ' }
+    ) do
+        if m[6] == d[3] then
+            c[1] = c[1] + 1
+            if m[5] <= read_high then c[4] = c[4] + 1 end
+        else
+            c[2] = c[2] + 1
+            if m[5] <= read_low then c[3] = c[3] + 1 end
         end
-        if m[6] == m[3] then c[5] = c[5] + 1 else c[6] = c[6] + 1 end
     end
-    for _, c in pairs(counts) do
-        local dialog = box.space.dialogs:get({ c[1], c[2], c[3], c[4] })
-        if dialog ~= nil then
-            local row = dialog:totable()
+    return c
+end
+
+-- The dialogs already there, counted from their messages, a thousand dialogs a transaction, and
+-- marked done only once done (box.once marks its key before its function runs, so a start that
+-- failed half way would not come back). A read-only instance (a replica) leaves it to its master.
+if not box.info.ro and box.space._schema:get({ 'socialnet-dialogs-counted' }) == nil then
+    local batch = {}
+    local function flush()
+        box.begin()
+        for _, row in ipairs(batch) do
+            box.space.dialogs:replace(row)
+        end
+        box.commit()
+        batch = {}
+    end
+    for _, d in box.space.dialogs:pairs() do
+        if d[10] == nil then
+            local row = d:totable()
             -- Read marks not kept yet are none read (0).
             for i = #row + 1, 7 do
                 row[i] = 0
             end
-            row[8], row[9] = c[5], c[6]
-            box.space.dialogs:replace(row)
+            local c = counted(d)
+            row[8], row[9], row[10], row[11] = c[1], c[2], c[3], c[4]
+            table.insert(batch, row)
+            if #batch >= 1000 then flush() end
         end
     end
-    box.space._schema:put({ 'socialnet-dialogs-sent-counted' })
+    flush()
+    box.space._schema:put({ 'socialnet-dialogs-counted' })
+end
+
+-- Which procedures this script serves, for the server to check before it calls them: 2 since
+-- the counts (the server refuses a store that answers less, or nothing).
+function dialog_version()
+    return 2
 end
 
 -- Takes a snapshot now (as the hourly checkpoint does), so that a restart reads it instead of
@@ -145,7 +175,7 @@ function dialog_send(database, dialog_id, low, high, sender, recipient, text)
     local dialog = box.space.dialogs:get(key)
     local id, sent = 1, 1
     if dialog == nil then
-        local row = { database, dialog_id, low, high, 1, 0, 0, 0, 0 }
+        local row = { database, dialog_id, low, high, 1, 0, 0, 0, 0, 0, 0 }
         row[by] = 1
         box.space.dialogs:insert(row)
     else
@@ -161,14 +191,14 @@ function dialog_send(database, dialog_id, low, high, sender, recipient, text)
 end
 
 -- How many messages to the reader of a side (the low user when `to_low`) are numbered above
--- `mark`: the messages after the mark, which are few when people read.
-local function unread_above(database, dialog_id, low, high, to_low, mark)
+-- `from` and at most `to`.
+local function to_reader_between(database, dialog_id, low, high, to_low, from, to)
     local reader = to_low and low or high
     local n = 0
     for _, m in box.space.dialog_messages.index.primary:pairs(
-        { database, dialog_id, low, high, mark }, { iterator = 'GT' }
+        { database, dialog_id, low, high, from }, { iterator = 'GT' }
     ) do
-        if m[1] ~= database or m[2] ~= dialog_id or m[3] ~= low or m[4] ~= high then
+        if m[1] ~= database or m[2] ~= dialog_id or m[3] ~= low or m[4] ~= high or m[5] > to then
             break
         end
         if m[7] == reader then
@@ -214,8 +244,9 @@ end
 -- Raises the reader's mark of how far they have read the dialog to `up_to`, clamped to the
 -- dialog's last message; returns the mark now, whether this call raised it (a repeated mark
 -- has no event to tell) and how many of the other party's messages it covers, or nil when the
--- dialog has no message yet. No yield between the read and the update: concurrent marks cannot
--- lower one another.
+-- dialog has no message yet. A raise counts only the messages it newly covers, and keeps the
+-- sum: each message is counted once in the dialog's life. No yield between the read and the
+-- update: concurrent marks cannot lower one another.
 function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
     local key = { database, dialog_id, low, high }
     local dialog = box.space.dialogs:get(key)
@@ -230,30 +261,25 @@ function dialog_read(database, dialog_id, low, high, reader_is_low, up_to)
     if up_to < wanted then
         wanted = up_to
     end
-    local raised = wanted > marks[side]
-    if raised then
-        marks[side] = wanted
-        box.space.dialogs:update(key, { { '=', 6, marks[1] }, { '=', 7, marks[2] } })
+    local seen_field = reader_is_low and 10 or 11
+    local seen = dialog[seen_field] or 0
+    if wanted <= marks[side] then
+        return marks[side], false, seen
     end
-    local sent_other = dialog[reader_is_low and 9 or 8] or 0
-    local seen = sent_other - unread_above(database, dialog_id, low, high, reader_is_low, marks[side])
-    return marks[side], raised, seen
+    seen = seen + to_reader_between(database, dialog_id, low, high, reader_is_low, marks[side], wanted)
+    box.space.dialogs:update(key, { { '=', side + 5, wanted }, { '=', seen_field, seen } })
+    return wanted, true, seen
 end
 
 -- For a rebuild of the unread counters: up to `limit` dialogs after the key `after`, each as
--- {dialog_id, low, high, sent_low, sent_high, unread messages to low, … to high}. Batches stay
--- small: the loop holds the transaction thread.
+-- {dialog_id, low, high, sent_low, sent_high, seen_low, seen_high}: the counts kept on the row.
 function dialog_unread_sides(database, after, limit)
     local out = {}
     for _, d in box.space.dialogs.index.primary:pairs({ database, after }, { iterator = 'GT' }) do
         if d[1] ~= database or #out >= limit then
             break
         end
-        table.insert(out, {
-            d[2], d[3], d[4], d[8] or 0, d[9] or 0,
-            unread_above(database, d[2], d[3], d[4], true, d[6] or 0),
-            unread_above(database, d[2], d[3], d[4], false, d[7] or 0),
-        })
+        table.insert(out, { d[2], d[3], d[4], d[8] or 0, d[9] or 0, d[10] or 0, d[11] or 0 })
     end
     return out
 end
@@ -272,7 +298,7 @@ function dialog_load(database, rows)
         local by = r[5] == r[2] and 8 or 9
         local dialog = box.space.dialogs:get(key)
         if dialog == nil then
-            local row = { database, r[1], r[2], r[3], r[4], 0, 0, 0, 0 }
+            local row = { database, r[1], r[2], r[3], r[4], 0, 0, 0, 0, 0, 0 }
             row[by] = 1
             box.space.dialogs:insert(row)
         else

@@ -115,24 +115,33 @@ impl UnreadCounters {
         .await
     }
 
-    /// Takes up to `count` of the dialogs marked stale (each is taken by one caller).
-    pub async fn take_stale_dialogs(&self, count: usize) -> CacheResult<Vec<(i64, i64)>> {
+    /// Up to `count` of the dialogs marked stale. They stay marked until
+    /// [`UnreadCounters::repaired`] says so: a repair cut short (a crash, a failed merge) leaves
+    /// them for the next one. Two instances may repair one dialog at once: a merge twice is one.
+    pub async fn stale_dialogs(&self, count: usize) -> CacheResult<Vec<(i64, i64)>> {
         let mut redis = self.redis.clone();
-        let taken: Vec<String> = bounded(
+        let marked: Vec<String> = bounded(
             self.timeout,
-            redis::cmd("SPOP")
-                .arg(self.stale_key())
-                .arg(count)
-                .query_async(&mut redis),
+            redis.srandmember_multiple(self.stale_key(), count),
         )
         .await?;
-        Ok(taken
+        Ok(marked
             .iter()
             .filter_map(|pair| {
                 let (low, high) = pair.split_once(':')?;
                 Some((low.parse().ok()?, high.parse().ok()?))
             })
             .collect())
+    }
+
+    /// The dialog of `low` and `high` was merged from the store: no longer stale.
+    pub async fn repaired(&self, low: i64, high: i64) -> CacheResult<()> {
+        let mut redis = self.redis.clone();
+        bounded(
+            self.timeout,
+            redis.srem::<_, _, ()>(self.stale_key(), format!("{low}:{high}")),
+        )
+        .await
     }
 
     fn built_key(&self) -> String {

@@ -33,7 +33,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_database_identity"),
     migration!(10, "0010_outbox_request_id"),
     migration!(11, "0011_dialog_reads"),
-    migration!(12, "0012_dialog_sent_counts"),
+    migration!(12, "0012_dialog_unread_counts"),
+    migration!(13, "0013_send_counts_too"),
 ];
 
 /// Any fixed number identifies the migration lock among advisory locks; this one spells "snet".

@@ -183,20 +183,21 @@ pub async fn unread_sides(
     Ok((sides, next))
 }
 
-/// `{dialog_id, low, high, sent_low, sent_high, unread by low, unread by high}` as the dialog's
-/// key and its two sides (each left out when nothing was sent to it).
+/// `{dialog_id, low, high, sent_low, sent_high, seen_low, seen_high}` as the dialog's key and
+/// its two sides (each left out when nothing was sent to it).
 fn dialog_sides(row: &Value) -> Option<(i64, [Option<UnreadSide>; 2])> {
     let fields = row.as_array()?;
     let int = |i: usize| fields.get(i).and_then(Value::as_i64);
     let (low, high) = (int(1)?, int(2)?);
-    let side = |user, other, sent: i64, unread: i64| {
+    let side = |user, other, sent: i64, seen: i64| {
         (sent > 0).then_some(UnreadSide {
             user,
             other,
             sent,
-            seen: sent - unread,
+            seen,
         })
     };
+    // Low reads what high sent, and the other way round.
     Some((
         int(0)?,
         [
@@ -204,6 +205,27 @@ fn dialog_sides(row: &Value) -> Option<(i64, [Option<UnreadSide>; 2])> {
             side(high, low, int(3)?, int(6)?),
         ],
     ))
+}
+
+/// The version of `dialogs.lua`'s procedures this server speaks: 2 since they keep the unread
+/// counters' counts.
+pub const PROCEDURES_VERSION: i64 = 2;
+
+/// Whether the store serves the procedures this server calls: an older `dialogs.lua` (no
+/// `dialog_version`, or a lower one) would answer in shapes this server cannot count from.
+pub async fn check_version(store: &Tarantool) -> Result<(), TarantoolError> {
+    let older = || {
+        TarantoolError::Unavailable(format!(
+            "tarantool runs a dialogs.lua older than this server's (procedures version \
+             {PROCEDURES_VERSION}): restart it with this version's deploy/tarantool/dialogs.lua"
+        ))
+    };
+    match store.call("dialog_version", &[]).await {
+        Ok(values) if values.first().and_then(Value::as_i64) >= Some(PROCEDURES_VERSION) => Ok(()),
+        Ok(_) => Err(older()),
+        Err(TarantoolError::Server { code: 33, .. }) => Err(older()),
+        Err(e) => Err(e),
+    }
 }
 
 /// A stored message, `{database, dialog_id, low, high, id, sender, recipient, text,
@@ -230,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_dialog_row_becomes_its_two_sides() {
-        // 42 (low) has sent nothing; 43 has sent 4, of which 42 has not read 2.
+        // 42 (low) has sent nothing; 43 has sent 4, of which 42 has seen 2.
         let row = Value::Array(vec![
             (-5).into(),
             42.into(),

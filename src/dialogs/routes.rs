@@ -219,7 +219,7 @@ pub(super) async fn list_messages(
         .await?;
     // Nothing to show: perhaps nobody to show it to.
     if page.as_ref().is_none_or(Vec::is_empty) {
-        crate::users::routes::caller_exists(&state.db, me).await?;
+        state.known_users.require(&state.db, me).await?;
     }
     page.ok_or_else(|| ApiError::not_found("user not found"))
 }

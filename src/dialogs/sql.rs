@@ -25,7 +25,7 @@ pub struct Stored {
     pub sent: Option<i64>,
 }
 
-/// Stores a message through `store_dialog_message` (see `migrations/0012_dialog_sent_counts.sql`):
+/// Stores a message through `store_dialog_message` (see `migrations/0012_dialog_unread_counts.sql`):
 /// the dialog's counters are bumped and the message stored under the new number, in one call
 /// that Citus delegates to the worker holding the dialog. With the outbox, its `message.sent`
 /// event (the JSON of `DialogEvent::MessageSent`) is written by the same statement, so both
@@ -256,20 +256,13 @@ pub struct UnreadSide {
     pub seen: i64,
 }
 
-/// The sides of the dialogs of `d` (a CTE of `dialogs` rows), as a rebuild needs them: each
-/// party's sent count, and how many messages to each are above their mark.
-const SIDES: &str = "select d.dialog_id, d.user_low, d.user_high, d.sent_low, d.sent_high,
-            count(m.id) filter (where m.recipient_id = d.user_low),
-            count(m.id) filter (where m.recipient_id = d.user_high)
-     from d left join dialog_messages m
-       on m.dialog_id = d.dialog_id
-      and m.id > least(d.read_low, d.read_high)
-      and m.id > case when m.recipient_id = d.user_low then d.read_low else d.read_high end
-     group by d.dialog_id, d.user_low, d.user_high, d.sent_low, d.sent_high
-     order by d.dialog_id";
+/// The columns of a dialog's row that a rebuild reads: its pair and its four counts.
+const SIDE_COLUMNS: &str =
+    "dialog_id, user_low, user_high, sent_low, sent_high, seen_low, seen_high";
 
 /// Both sides of up to `limit` dialogs after `after` (by dialog key; `i64::MIN` first), and the
-/// key to continue after (`None`: no more). Sides with nothing sent to them are left out.
+/// key to continue after (`None`: no more): the counts kept on each row, no message read. Sides
+/// with nothing sent to them are left out.
 #[tracing::instrument(name = "sql.unread_sides", skip(db))]
 pub async fn unread_sides(
     db: &impl GenericClient,
@@ -278,11 +271,7 @@ pub async fn unread_sides(
 ) -> Result<(Vec<UnreadSide>, Option<i64>), DbError> {
     let statement = db
         .prepare_cached(&format!(
-            "with d as (
-                 select dialog_id, user_low, user_high, read_low, read_high, sent_low, sent_high
-                 from dialogs where dialog_id > $1 order by dialog_id limit $2
-             )
-             {SIDES}"
+            "select {SIDE_COLUMNS} from dialogs where dialog_id > $1 order by dialog_id limit $2"
         ))
         .await?;
     let rows = db.query(&statement, &[&after, &limit]).await?;
@@ -301,11 +290,8 @@ pub async fn unread_sides_of(
 ) -> Result<Vec<UnreadSide>, DbError> {
     let statement = db
         .prepare_cached(&format!(
-            "with d as (
-                 select dialog_id, user_low, user_high, read_low, read_high, sent_low, sent_high
-                 from dialogs where dialog_id = $1 and user_low = $2 and user_high = $3
-             )
-             {SIDES}"
+            "select {SIDE_COLUMNS} from dialogs
+             where dialog_id = $1 and user_low = $2 and user_high = $3"
         ))
         .await?;
     let rows = db
@@ -320,18 +306,18 @@ fn sides_of_rows(rows: &[tokio_postgres::Row]) -> Vec<UnreadSide> {
     for row in rows {
         let (low, high): (i64, i64) = (row.get(1), row.get(2));
         let (sent_low, sent_high): (i64, i64) = (row.get(3), row.get(4));
-        // Messages to low are high's, and the other way round.
-        let (unread_low, unread_high): (i64, i64) = (row.get(5), row.get(6));
-        for (user, other, sent, unread) in [
-            (low, high, sent_high, unread_low),
-            (high, low, sent_low, unread_high),
+        let (seen_low, seen_high): (i64, i64) = (row.get(5), row.get(6));
+        // Low reads what high sent, and the other way round.
+        for (user, other, sent, seen) in [
+            (low, high, sent_high, seen_low),
+            (high, low, sent_low, seen_high),
         ] {
             if sent > 0 {
                 sides.push(UnreadSide {
                     user,
                     other,
                     sent,
-                    seen: sent - unread,
+                    seen,
                 });
             }
         }

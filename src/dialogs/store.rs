@@ -36,9 +36,14 @@ pub struct InMemory {
 }
 
 impl InMemory {
-    async fn database(&self, db: &Db) -> Result<i64, DbError> {
+    /// The database's number, read on first use, once the store has been found to serve this
+    /// server's procedures (`memory::check_version`; until it does, every call is a 503).
+    async fn database(&self, db: &Db) -> Result<i64, StoreError> {
         self.database
-            .get_or_try_init(|| async { crate::db::database_number(&**db.get().await?).await })
+            .get_or_try_init(|| async {
+                memory::check_version(&self.tarantool).await?;
+                Ok::<_, StoreError>(crate::db::database_number(&**db.get().await?).await?)
+            })
             .await
             .copied()
     }
@@ -70,14 +75,14 @@ impl DialogStore {
         }
     }
 
-    /// For `/ready`: the in-memory store's address and whether it answers; `None` for
-    /// PostgreSQL, which `/ready` checks anyway.
+    /// For `/ready`: the in-memory store's address and whether it answers with the procedures
+    /// this server calls; `None` for PostgreSQL, which `/ready` checks anyway.
     pub async fn check(&self) -> Option<(String, Result<(), TarantoolError>)> {
         match self {
             DialogStore::Postgres => None,
             DialogStore::Tarantool(store) => Some((
                 store.tarantool.address().to_owned(),
-                store.tarantool.ping().await,
+                memory::check_version(&store.tarantool).await,
             )),
         }
     }
@@ -226,6 +231,10 @@ impl DialogStore {
 /// answered, and the dialog is marked stale for the counters: the next reconciliation, on any
 /// instance, merges it from the store (`UnreadCounters::mark_dialog_stale`). Should Redis be
 /// away too, this instance rebuilds them all once it can.
+///
+/// The step runs as a task of its own, which the request waits for: a request cut short (its
+/// time limit, a client gone) does not cut it, so a write Tarantool has is always either told or
+/// marked.
 async fn record_after_write(
     db: &Db,
     store: &InMemory,
@@ -236,16 +245,35 @@ async fn record_after_write(
     let Some(request_id) = record.request_id() else {
         return;
     };
+    let step = tokio::spawn(record_or_mark(
+        db.clone(),
+        store.counters.clone(),
+        key,
+        request_id.to_owned(),
+        event.clone(),
+    ));
+    if let Err(e) = step.await {
+        tracing::error!(error = %e, "recording a dialog event failed");
+    }
+}
+
+async fn record_or_mark(
+    db: Db,
+    counters: Option<UnreadCounters>,
+    key: DialogKey,
+    request_id: String,
+    event: DialogEvent,
+) {
     let recorded = async {
-        let payload = serde_json::to_string(event)
+        let payload = serde_json::to_string(&event)
             .map_err(|e| DbError::internal(e, "encoding a dialog event"))?;
-        crate::db::record_event(&db.get().await?, event.kind(), &payload, request_id).await
+        crate::db::record_event(&db.get().await?, event.kind(), &payload, &request_id).await
     }
     .await;
     let Err(e) = recorded else {
         return;
     };
-    let Some(counters) = &store.counters else {
+    let Some(counters) = counters else {
         tracing::warn!(error = %e, kind = event.kind(), "dialog write kept, its event not recorded; no counters here to repair");
         return;
     };

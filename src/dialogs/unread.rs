@@ -130,7 +130,7 @@ async fn unread_counts(state: &AppState, me: UserId) -> Result<UnreadCounts, Api
     })?;
     let unread = counters.unread(me.0).await.map_err(unavailable)?;
     if unread.total == 0 {
-        crate::users::routes::caller_exists(&state.db, me).await?;
+        state.known_users.require(&state.db, me).await?;
     }
     Ok(UnreadCounts {
         total: unread.total,
@@ -228,7 +228,7 @@ async fn mark_read(
         .await?;
     if mark.now == 0 {
         // No message in the dialog: perhaps no such user at all, on either side.
-        crate::users::routes::caller_exists(&state.db, me).await?;
+        state.known_users.require(&state.db, me).await?;
         if !crate::users::sql::user_exists(&state.db.get().await?, other).await? {
             return Err(ApiError::not_found("user not found"));
         }
@@ -313,6 +313,11 @@ pub async fn reconcile(store: DialogStore, db: Db, counters: UnreadCounters, eve
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        // Keys of the counters' earlier form, which an instance of the version before may write
+        // again during a rolling upgrade: gone at the next tick (one check when there are none).
+        if let Err(e) = counters.forget_earlier_form().await {
+            tracing::debug!(error = %e, "unread counters: cannot look for their earlier form");
+        }
         repair_stale_dialogs(&store, &db, &counters).await;
         let stale = counters.take_stale();
         let needed = match counters.is_built().await {
@@ -362,10 +367,10 @@ pub async fn reconcile(store: DialogStore, db: Db, counters: UnreadCounters, eve
     }
 }
 
-/// Merges from the store each dialog marked stale that this instance takes; one it cannot merge
-/// now is marked again (or, Redis away, the counters are rebuilt once it is back).
+/// Merges from the store the dialogs marked stale, and unmarks each once merged; one that cannot
+/// be merged now stays marked for the next time.
 async fn repair_stale_dialogs(store: &DialogStore, db: &Db, counters: &UnreadCounters) {
-    let pairs = match counters.take_stale_dialogs(REPAIR_BATCH).await {
+    let pairs = match counters.stale_dialogs(REPAIR_BATCH).await {
         Ok(pairs) => pairs,
         Err(e) => {
             tracing::debug!(error = %e, "unread counters: cannot read the dialogs to repair");

@@ -77,7 +77,7 @@ pub async fn delete_friend(
         state.db.wrote(me);
         state.feeds.after_follow_change(me).await;
     } else {
-        crate::users::routes::caller_exists(&state.db, me).await?;
+        state.known_users.require(&state.db, me).await?;
     }
     Ok(())
 }

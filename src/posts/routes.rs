@@ -247,12 +247,12 @@ pub async fn feed(
     // The feed is the latest 1000 posts: a window past it is empty, one across it is cut.
     let limit = limit.min(FEED_WINDOW - offset.min(FEED_WINDOW));
     if limit == 0 {
-        crate::users::routes::caller_exists(&state.db, me).await?;
+        state.known_users.require(&state.db, me).await?;
         return Ok(axum::Json(Vec::new()));
     }
     let posts = within_page_bytes(state.feeds.read(me, limit, offset).await?);
     if posts.is_empty() {
-        crate::users::routes::caller_exists(&state.db, me).await?;
+        state.known_users.require(&state.db, me).await?;
     }
     Ok(axum::Json(posts))
 }

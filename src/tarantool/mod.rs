@@ -36,7 +36,6 @@ mod iproto {
     pub const ERROR_24: u64 = 0x31;
     pub const AUTH: u64 = 0x07;
     pub const CALL: u64 = 0x0a;
-    pub const PING: u64 = 0x40;
     /// An answer whose type has this bit is an error; the rest is the error's code.
     pub const ERROR_BIT: u64 = 0x8000;
 }
@@ -197,17 +196,6 @@ impl Tarantool {
                 "a call's data is not an array: {other}"
             ))),
         }
-    }
-
-    /// Whether Tarantool answers a PING within the timeout (for `/ready`).
-    pub async fn ping(&self) -> Result<(), TarantoolError> {
-        self.exchange(|sync| {
-            packet(iproto::PING, sync, |out| {
-                let _ = rmp::encode::write_map_len(out, 0);
-            })
-        })
-        .await
-        .map(|_| ())
     }
 
     /// One request and its answer, within the timeout.

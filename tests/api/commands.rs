@@ -22,10 +22,11 @@ async fn migrating_twice_is_harmless() {
     app.register_user("Анна", "Иванова").await;
 }
 
-/// Migration 0012 counts the messages each party had sent in the dialogs already there, and
-/// the sends after it go on counting (the unread counters are those counts).
+/// Migration 0012 counts, in the dialogs already there, the messages each party has sent and
+/// how many of the other's each one's mark covers; the sends and marks after it go on counting,
+/// by the new calls and by the old send (0013) alike. The unread counters are these counts.
 #[tokio::test]
-async fn the_sent_counts_migration_counts_the_dialogs_already_there() {
+async fn the_counts_migration_counts_the_dialogs_already_there() {
     let database_url = crate::helpers::fresh_database_url();
     let _database = DatabaseGuard::new(&database_url);
     socialnet::db::wait_and_ensure_database(
@@ -56,14 +57,19 @@ async fn the_sent_counts_migration_counts_the_dialogs_already_there() {
         "insert into users (first_name, second_name, birthdate, password_hash)
          values ('Анна', 'Иванова', '1990-01-01', 'x'), ('Борис', 'Петров', '1990-01-01', 'x');
          select send_dialog_message(7, 1, 2, s, r, 'm')
-         from (values (1, 2), (1, 2), (2, 1), (1, 2), (2, 1)) v(s, r);",
+         from (values (1, 2), (1, 2), (2, 1), (1, 2), (2, 1)) v(s, r);
+         update dialogs set read_low = 4, read_high = 1 where dialog_id = 7;",
     )
     .await
     .unwrap();
-    assert_eq!(socialnet::db::migrate(&pool).await.unwrap(), [12]);
+    assert_eq!(socialnet::db::migrate(&pool).await.unwrap(), [12, 13]);
     let counts = |row: tokio_postgres::Row| (row.get::<_, i64>(0), row.get::<_, i64>(1));
     let sent = "select sent_low, sent_high from dialogs where dialog_id = 7";
     assert_eq!(counts(db.query_one(sent, &[]).await.unwrap()), (3, 2));
+    // Messages 1, 2, 4 are low's, 3 and 5 high's: low's mark at 4 covers high's 3; high's at 1
+    // covers low's 1.
+    let seen = "select seen_low, seen_high from dialogs where dialog_id = 7";
+    assert_eq!(counts(db.query_one(seen, &[]).await.unwrap()), (1, 1));
     // Both calls count from there: the new one answers the number and the sender's count.
     let stored: Vec<i64> = db
         .query_one("select store_dialog_message(7, 1, 2, 2, 1, 'm')", &[])
@@ -75,6 +81,19 @@ async fn the_sent_counts_migration_counts_the_dialogs_already_there() {
         .await
         .unwrap();
     assert_eq!(counts(db.query_one(sent, &[]).await.unwrap()), (4, 3));
+    // Low reads on to the end (message 7): high's 5 and 6 are newly covered.
+    let mark: Vec<i64> = db
+        .query_one("select read_dialog(7, 1, 2, true, 100)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mark, [7, 1, 3]);
+    let again: Vec<i64> = db
+        .query_one("select read_dialog(7, 1, 2, true, 5)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, [7, 0, 3]);
 }
 
 #[tokio::test]
