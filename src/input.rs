@@ -31,17 +31,9 @@ pub fn positive_id(text: &str) -> Option<i64> {
 /// sequences that move its cursor or rewrite its title); and JSON writes each as six bytes, so
 /// 4,000 of them made a message of 24 KB and a page of a dialog 24 MB. Names refuse them too.
 pub fn user_text(raw: &str, max_chars: usize) -> Result<String, Invalid> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if chars == 0 {
-        return Err(Invalid::new("text must not be empty"));
-    }
-    if chars > max_chars {
-        return Err(Invalid(format!(
-            "text must be at most {max_chars} characters"
-        )));
-    }
-    if let Some((at, control)) = text
+    // In the text as sent, before trimming: a vertical tab or a form feed at an edge is a control
+    // character too, as the documented pattern has it, not whitespace to trim away.
+    if let Some((at, control)) = raw
         .chars()
         .enumerate()
         .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
@@ -50,6 +42,16 @@ pub fn user_text(raw: &str, max_chars: usize) -> Result<String, Invalid> {
             "text contains a control character (U+{:04X}) at character {}",
             u32::from(control),
             at + 1
+        )));
+    }
+    let text = raw.trim();
+    let chars = text.chars().count();
+    if chars == 0 {
+        return Err(Invalid::new("text must not be empty"));
+    }
+    if chars > max_chars {
+        return Err(Invalid(format!(
+            "text must be at most {max_chars} characters"
         )));
     }
     Ok(text.to_owned())
@@ -227,5 +229,7 @@ mod tests {
         }
         // Lines and tabs are text.
         assert_eq!(user_text("a\tb\r\nc", 9).unwrap(), "a\tb\r\nc");
+        // At an edge too, where trimming would have taken it away.
+        assert!(user_text("ok\u{b}", 9).is_err());
     }
 }

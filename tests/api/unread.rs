@@ -485,6 +485,56 @@ async fn a_dialog_marked_stale_is_merged_from_the_store() {
     app.clear_counters().await;
 }
 
+/// A dialog flooded with messages costs the counters one field, not one entry a message: what
+/// Redis holds for the reader stays the same size from the first unread message to the 300th.
+#[tokio::test]
+async fn a_flooded_dialog_costs_the_counters_one_field() {
+    let app = spawn_app_with(|c| use_counters(c, &redis_url())).await;
+    let anna = app.user("Анна", "Иванова").await;
+    let boris = app.user("Борис", "Петров").await;
+    let redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = app.config.cache.redis_key_prefix.clone();
+    let held = |mut redis: redis::aio::MultiplexedConnection| {
+        let pattern = format!("{prefix}:*{{{}}}*", boris.id);
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let mut bytes = 0;
+            for key in &keys {
+                let usage: i64 = redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                bytes += usage;
+            }
+            (keys.len(), bytes)
+        }
+    };
+    app.send_ok(&anna, &boris, "первое").await;
+    app.unread_becomes(&boris, &[(&anna, 1)]).await;
+    let (keys, one) = held(redis.clone()).await;
+    for n in 2..=300 {
+        app.send_ok(&anna, &boris, &format!("ещё {n}")).await;
+    }
+    app.unread_becomes(&boris, &[(&anna, 300)]).await;
+    let (keys_after, flooded) = held(redis.clone()).await;
+    assert_eq!((keys, keys_after), (1, 1), "one hash for the reader");
+    assert!(
+        flooded <= one + 16,
+        "{one} bytes for one unread message, {flooded} for 300"
+    );
+    app.clear_counters().await;
+}
+
 #[tokio::test]
 async fn without_redis_the_counts_answer_503_and_the_marks_are_kept() {
     let app = spawn_app_with(|_| {}).await;
