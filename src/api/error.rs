@@ -36,6 +36,9 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// A part this deployment does not run (the unread counters without Redis): no retry helps.
+    #[error("{0}")]
+    NotImplemented(String),
     /// A dependency is down or saturated; the client may retry. `message` is the client's;
     /// `detail` (an address, a library's own error text) goes to the log only.
     #[error("{message}")]
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

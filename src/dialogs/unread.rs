@@ -97,7 +97,8 @@ pub struct ReadMark {
     responses(
         (status = 200, description = "Unread messages", body = UnreadCounts),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 503, description = "The counters are off (no REDIS_URL) or Redis is down; retry later", body = ErrorBody),
+        (status = 501, description = "The counters are off on this deployment (no REDIS_URL)", body = ErrorBody),
+        (status = 503, description = "Redis is down; retry later", body = ErrorBody),
     )
 )]
 pub async fn unread(
@@ -114,7 +115,8 @@ pub async fn unread(
     responses(
         (status = 200, description = "Unread messages", body = UnreadCounts),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 503, description = "The counters are off (no REDIS_URL) or Redis is down; retry later", body = ErrorBody),
+        (status = 501, description = "The counters are off on this deployment (no REDIS_URL)", body = ErrorBody),
+        (status = 503, description = "Redis is down; retry later", body = ErrorBody),
     )
 )]
 pub async fn unread_v2(
@@ -126,7 +128,7 @@ pub async fn unread_v2(
 
 async fn unread_counts(state: &AppState, me: UserId) -> Result<UnreadCounts, ApiError> {
     let counters = state.counters.as_ref().ok_or_else(|| {
-        ApiError::unavailable("unread counters are off: this service has no REDIS_URL")
+        ApiError::NotImplemented("unread counters are off: this service has no REDIS_URL".into())
     })?;
     let unread = counters.unread(me.0).await.map_err(unavailable)?;
     if unread.total == 0 {

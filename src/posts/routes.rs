@@ -209,9 +209,9 @@ pub struct FeedQuery {
     /// A whole number, however written (`10`, `10.0`, `1e1`).
     #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<Whole>,
-    /// Page size, 1..=1000 (default 10).
-    /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    /// Page size, at least 1 (default 10); past what is left of the feed's 1000 posts, what is
+    /// left. A whole number, however written (`10`, `10.0`, `1e1`).
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub limit: Option<Whole>,
 }
 
@@ -239,10 +239,8 @@ pub async fn feed(
     if offset < 0 {
         return Err(ApiError::bad_request("offset must be at least 0"));
     }
-    if !(1..=FEED_WINDOW).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {FEED_WINDOW}"
-        )));
+    if limit < 1 {
+        return Err(ApiError::bad_request("limit must be at least 1"));
     }
     // The feed is the latest 1000 posts: a window past it is empty, one across it is cut.
     let limit = limit.min(FEED_WINDOW - offset.min(FEED_WINDOW));

@@ -242,11 +242,11 @@ pub struct SearchQuery {
         pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff][^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\ufffe\\uffff]*$"
     )]
     pub last_name: Option<String>,
-    /// Page size, 1..=1000 (default 100).
+    /// Page size, at least 1 (default 100); past 1000, a page of 1000.
     /// A whole number, however written (`10`, `10.0`, `1e1`).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub limit: Option<Whole>,
-    /// Results to skip (default 0); `offset + limit` may not exceed 10000.
+    /// Results to skip (default 0); `offset` plus the page (at most 1000) may not exceed 10000.
     /// A whole number, however written (`10`, `10.0`, `1e1`).
     #[param(value_type = Option<i64>, minimum = 0, maximum = 9999)]
     pub offset: Option<Whole>,
@@ -271,11 +271,11 @@ pub async fn search(
     let second = NamePrefix::parse("last_name", query.last_name.as_deref())?;
     let limit = query.limit.map_or(SEARCH_DEFAULT_LIMIT, |w| w.0);
     let offset = query.offset.map_or(0, |w| w.0);
-    if !(1..=SEARCH_MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {SEARCH_MAX_LIMIT}"
-        )));
+    if limit < 1 {
+        return Err(ApiError::bad_request("limit must be at least 1"));
     }
+    // Past the cap, a page of the cap (API.md).
+    let limit = limit.min(SEARCH_MAX_LIMIT);
     if offset < 0 || offset > SEARCH_MAX_DEPTH - limit {
         return Err(ApiError::bad_request(format!(
             "offset must be at least 0 and offset + limit at most {SEARCH_MAX_DEPTH}"

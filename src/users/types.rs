@@ -86,18 +86,22 @@ impl NamePrefix {
     }
 }
 
-/// A free-text field with only an upper bound (biography, city), trimmed; absent or blank means
-/// the user has none.
+/// A free-text field with only an upper bound (biography, city), trimmed; absent means the user
+/// has none, sent blank means it is empty.
 pub fn optional_text(
     field: &str,
     raw: Option<&str>,
     max: usize,
 ) -> Result<Option<String>, Invalid> {
-    let value = raw.unwrap_or("").trim();
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let value = raw.trim();
     // Line breaks and tabs are fine in free text; other control characters are not.
     let without_breaks: String = value.replace(['\n', '\r', '\t'], " ");
     check_text(field, &without_breaks, 0, max)?;
-    Ok((!value.is_empty()).then(|| value.to_owned()))
+    // Sent empty (or blank), kept empty: what was sent reads back, not a field left out.
+    Ok(Some(value.to_owned()))
 }
 
 /// A password: 8..=256 characters. Never logged, never returned.

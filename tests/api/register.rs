@@ -38,6 +38,20 @@ async fn biography_and_city_may_be_left_out() {
     assert_eq!(user["birthdate"], "1990-05-17");
 }
 
+/// A field sent empty reads back empty: what was sent is kept (API.md), not silently left out
+/// as if it had not been sent.
+#[tokio::test]
+async fn biography_and_city_sent_empty_read_back_empty() {
+    let app = spawn_app().await;
+    let mut body = registration("John", "Smith");
+    body["biography"] = json!("");
+    body["city"] = json!("   ");
+    let user = app.register_and_read(&body).await;
+    assert_eq!(user["biography"], "", "{user}");
+    // Trimmed, as every text is.
+    assert_eq!(user["city"], "", "{user}");
+}
+
 #[tokio::test]
 async fn hostile_text_is_stored_verbatim_not_executed() {
     let app = spawn_app().await;
