@@ -45,8 +45,20 @@ pub struct Application {
 }
 
 impl Application {
-    /// Creates the database if needed, applies migrations, binds the listener (port 0 picks one).
+    /// Binds the listener (port 0 picks one), then creates the database if needed and applies
+    /// migrations. The port first: one already taken is said at once, not after the database.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {} (BIND): is another server on it?", config.bind))?;
+        let metrics_listener = match config.serve.metrics_bind {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} for /metrics (METRICS_BIND)"))?,
+            ),
+            None => None,
+        };
         db::wait_and_ensure_database(&config.db.database_url, config.db.startup_wait()).await?;
         let db = Db::new(&config.db)?;
         migrate(db.pool(), &config.db).await?;
@@ -91,17 +103,6 @@ impl Application {
             ))
         });
         http::metrics::handle();
-        let listener = TcpListener::bind(state.config.bind)
-            .await
-            .with_context(|| format!("binding {}", state.config.bind))?;
-        let metrics_listener = match state.config.serve.metrics_bind {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .with_context(|| format!("binding {address} for /metrics"))?,
-            ),
-            None => None,
-        };
         Ok(Application {
             listener,
             metrics_listener,
@@ -136,7 +137,18 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let address = self.listener.local_addr()?;
-        tracing::info!(%address, "listening");
+        let base = format!("http://{address}");
+        match self.state.config.serve.service {
+            Service::All => tracing::info!(
+                %address,
+                "listening: the API's documentation at {base}/docs, the live feed's page at \
+                 {base}/demo/live"
+            ),
+            Service::Dialogs => tracing::info!(
+                %address,
+                "listening: the dialog service's documentation at {base}/docs"
+            ),
+        }
         let pool = self.state.db.pool().clone();
         let (stopping, stop) = watch::channel(false);
         tokio::spawn(async move {

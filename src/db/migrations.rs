@@ -47,13 +47,16 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<i32>> {
         .get()
         .await
         .context("getting a connection to run migrations")?;
+    // Its NOTICE that the table is there already, at every start, tells nobody anything.
     client
         .batch_execute(
-            "create table if not exists schema_migrations (
+            "set client_min_messages to warning;
+             create table if not exists schema_migrations (
                 version integer primary key,
                 name text not null,
                 applied_at timestamptz not null default now()
-            )",
+             );
+             reset client_min_messages",
         )
         .await
         .or_else(ignore_concurrent_create)?;

@@ -213,21 +213,65 @@ impl Db {
 }
 
 /// Waits until the server answers (for at most `wait`), then creates the application database if
-/// needed. Start-up calls this so that a server and its database can be started together.
+/// needed. Start-up calls this so that a server and its database can be started together. Only
+/// what waiting can mend is waited for (a server not listening yet, or starting); an answer that
+/// will not change (no such role, a wrong password) ends it at once. Either way the error names
+/// where it looked, and the setting that changes it.
 pub async fn wait_and_ensure_database(url: &DatabaseUrl, wait: Duration) -> anyhow::Result<bool> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let started = tokio::time::Instant::now();
+    let mut said = None::<tokio::time::Instant>;
     loop {
         match ensure_database(url).await {
             Ok(created) => return Ok(created),
             Err(e) => {
                 let delay = backoff.next_delay();
-                if tokio::time::Instant::now() + delay >= deadline {
-                    return Err(e);
+                if !worth_waiting(&e) || tokio::time::Instant::now() + delay >= deadline {
+                    return Err(e.context(where_it_looked(url)));
                 }
-                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "database not ready");
+                // Once, then every five seconds: not a line per retry.
+                if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        waited_s = started.elapsed().as_secs(),
+                        wait_s = wait.as_secs(),
+                        "{}; waiting for it (DB_STARTUP_WAIT_SECS)",
+                        where_it_looked(url)
+                    );
+                    said = Some(tokio::time::Instant::now());
+                }
                 tokio::time::sleep(delay).await;
             }
+        }
+    }
+}
+
+/// "cannot reach PostgreSQL at host:port …": where start-up looked for the database.
+fn where_it_looked(url: &DatabaseUrl) -> String {
+    let (host, port) = url.host_and_port();
+    format!(
+        "cannot use PostgreSQL at {host}:{port} as user {} for database {} \
+         (DATABASE_URL names them)",
+        url.pg().get_user().unwrap_or("(none)"),
+        url.database().unwrap_or("(none)"),
+    )
+}
+
+/// Whether a failure to connect may pass by itself: no answer at all (refused, cut, timed out),
+/// a server still starting, or one out of connections. A refusal of this role or password, or of
+/// a database that cannot be made, will not.
+fn worth_waiting(e: &anyhow::Error) -> bool {
+    let code = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
+        .and_then(tokio_postgres::Error::code);
+    match code {
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            // Connection trouble (08), too many connections (53), starting or shutting (57P).
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
         }
     }
 }
@@ -262,13 +306,18 @@ pub async fn ensure_database(url: &DatabaseUrl) -> anyhow::Result<bool> {
     let Some(name) = url.database().map(str::to_owned) else {
         return Ok(false);
     };
-    // Connecting to the target itself is the cheap common case.
-    if connect(url.pg()).await.is_ok() {
-        return Ok(false);
+    // Connecting to the target itself is the cheap common case; only a database that does not
+    // exist yet is worth going on to the maintenance database for.
+    match connect(url.pg()).await {
+        Ok(_) => return Ok(false),
+        Err(e) if !names_missing_database(&e) => return Err(e),
+        Err(_) => {}
     }
     let client = connect(url.with_database("postgres").pg())
         .await
-        .context("connecting to the `postgres` database to create the application database")?;
+        .with_context(|| {
+            format!("connecting to the server's `postgres` database to create `{name}`")
+        })?;
     let exists = client
         .query_opt("select 1 from pg_database where datname = $1", &[&name])
         .await?
@@ -288,6 +337,13 @@ pub async fn ensure_database(url: &DatabaseUrl) -> anyhow::Result<bool> {
         }
         Err(e) => Err(e).context(format!("creating database {name}")),
     }
+}
+
+/// Whether a connection failed because its database does not exist (SQLSTATE 3D000).
+fn names_missing_database(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| *code == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
 }
 
 /// Drops a database, disconnecting its sessions first. Used by tests and lab tools.

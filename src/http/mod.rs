@@ -83,7 +83,13 @@ pub fn router(state: AppState) -> App {
         .route_layer(middleware::from_fn(metrics::track_requests))
         .fallback(not_found)
         .with_state(state);
-    let mut app = api.merge(openapi::docs_router(doc));
+    let mut app = api
+        .merge(openapi::docs_router(doc))
+        // A visitor at the root is led to the documentation.
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/docs") }),
+        );
     // The live feed is the main service's.
     if config.serve.service == Service::All {
         app = app.merge(live_page_router());

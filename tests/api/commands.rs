@@ -181,3 +181,71 @@ async fn shutdown_lets_an_in_flight_request_finish() {
         .await
         .is_err());
 }
+
+/// Start-up explains itself when the database cannot be reached: the error names where it
+/// looked and the setting that changes it; an error that waiting cannot fix (a role that does
+/// not exist) stops it at once, where an unreachable server is waited for.
+#[tokio::test]
+async fn a_database_that_cannot_be_reached_is_named_and_a_permanent_error_not_waited_for() {
+    let url = crate::helpers::fresh_database_url();
+    let base = url.rsplit_once('/').unwrap().0.to_owned();
+    let nobody = base.replacen("postgres@", "no_such_role@", 1) + "/socialnet";
+    let mut config = crate::helpers::test_config(&url);
+    config.db.database_url = crate::helpers::parse_url(&nobody);
+    config.db.db_startup_wait_secs = 20;
+    let started = std::time::Instant::now();
+    let error = match socialnet::Application::build(config).await {
+        Ok(_) => panic!("started as a role that does not exist"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?} for an error that waiting cannot fix",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("127.0.0.1:5432") || error.contains("localhost:5432"),
+        "{error}"
+    );
+    assert!(error.contains("DATABASE_URL"), "{error}");
+    assert!(error.contains("no_such_role"), "{error}");
+
+    // Nothing listens: waited for, then named.
+    let port = crate::helpers::free_port();
+    let mut config = crate::helpers::test_config(&url);
+    config.db.database_url =
+        crate::helpers::parse_url(&format!("postgres://postgres@127.0.0.1:{port}/socialnet"));
+    config.db.db_startup_wait_secs = 1;
+    let error = match socialnet::Application::build(config).await {
+        Ok(_) => panic!("started without a database"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    assert!(error.contains("socialnet"), "{error}");
+    assert!(!error.contains("`postgres` database"), "{error}");
+}
+
+/// A port already taken is found before any database work: at once, naming it.
+#[tokio::test]
+async fn a_port_already_taken_is_found_before_the_database_is_waited_for() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = crate::helpers::free_port();
+    let mut config =
+        crate::helpers::test_config(&format!("postgres://postgres@127.0.0.1:{port}/socialnet"));
+    config.bind = taken.local_addr().unwrap();
+    config.db.db_startup_wait_secs = 20;
+    let started = std::time::Instant::now();
+    let error = match socialnet::Application::build(config).await {
+        Ok(_) => panic!("bound a port already taken"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains(&taken.local_addr().unwrap().to_string()),
+        "{error}"
+    );
+}

@@ -9,6 +9,19 @@ async fn an_unknown_route_is_a_json_404() {
     assert_error(app.get("/no/such/route").await, StatusCode::NOT_FOUND).await;
 }
 
+/// The root leads a visitor to the documentation.
+#[tokio::test]
+async fn the_root_leads_to_the_docs() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/")).send().await.unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/docs");
+}
+
 #[tokio::test]
 async fn a_wrong_method_is_a_json_405() {
     let app = spawn_app().await;
