@@ -22,6 +22,98 @@ pub fn positive_id(text: &str) -> Option<i64> {
     text.parse::<i64>().ok().filter(|n| *n > 0)
 }
 
+/// An id as clients send it in a body (a user to log in as, a post, a message read up to): the
+/// contract says a string of digits, and a bare JSON number is taken too, as generated clients
+/// of other languages send one, in any integral spelling (`18`, `18.0`). Its schema says both.
+#[derive(Debug, Clone)]
+pub enum IdInput {
+    Text(String),
+    Number(u64),
+}
+
+impl<'de> serde::Deserialize<'de> for IdInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Id;
+
+        impl serde::de::Visitor<'_> for Id {
+            type Value = IdInput;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an id: a string of digits or a whole number")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<IdInput, E> {
+                Ok(IdInput::Text(text.to_owned()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<IdInput, E> {
+                Ok(IdInput::Number(n))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<IdInput, E> {
+                u64::try_from(n)
+                    .map(IdInput::Number)
+                    .map_err(|_| E::custom("an id is not negative"))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<IdInput, E> {
+                // Whole and within u64: what `as` keeps exactly below 2^64.
+                if n.fract() == 0.0 && (0.0..1.8e19).contains(&n) {
+                    Ok(IdInput::Number(n as u64))
+                } else {
+                    Err(E::custom("an id is a whole number"))
+                }
+            }
+        }
+
+        deserializer.deserialize_any(Id)
+    }
+}
+
+impl IdInput {
+    /// The id as text, whichever way it was sent.
+    pub fn into_text(self) -> String {
+        match self {
+            IdInput::Text(s) => s,
+            IdInput::Number(n) => n.to_string(),
+        }
+    }
+
+    /// The id, when it is one: a positive bigint.
+    pub fn positive(self) -> Option<i64> {
+        match self {
+            IdInput::Text(text) => positive_id(&text),
+            IdInput::Number(n) => i64::try_from(n).ok().filter(|n| *n > 0),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for IdInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[1-9][0-9]{0,17}$"))
+                    .examples(["42"]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(1))
+                    .maximum(Some(i64::MAX)),
+            )
+            .description(Some("An id: a string of digits, or a bare number"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdInput {}
+
 /// A user's text (a post, a message) as it is stored: trimmed, 1..=`max_chars` characters, and
 /// no control character but tab, line feed and carriage return. Anything else is refused,
 /// naming the rule.
@@ -206,6 +298,21 @@ mod tests {
             "1.5".parse::<Whole>().unwrap_err().0,
             "must be a whole number, got 1.5"
         );
+    }
+
+    #[test]
+    fn an_id_is_taken_as_a_string_or_any_whole_number() {
+        let id = |json: &str| serde_json::from_str::<IdInput>(json).map(IdInput::positive);
+        assert_eq!(id(r#""18""#).unwrap(), Some(18));
+        assert_eq!(id("18").unwrap(), Some(18));
+        assert_eq!(id("18.0").unwrap(), Some(18));
+        assert_eq!(id("2084456059806.0").unwrap(), Some(2_084_456_059_806));
+        assert_eq!(id("0").unwrap(), None);
+        assert_eq!(id(r#""-1""#).unwrap(), None);
+        assert!(id("18.5").is_err());
+        assert!(id("-1").is_err());
+        assert!(id("null").is_err());
+        assert!(id("[18]").is_err());
     }
 
     #[test]

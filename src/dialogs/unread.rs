@@ -27,7 +27,7 @@ use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, RequestId, Writer};
 use crate::cache::{CacheError, UnreadCounters};
 use crate::db::Db;
 use crate::ids::UserId;
-use crate::input::positive_id;
+use crate::input::IdInput;
 use crate::state::AppState;
 
 /// The old API's paths, beside `/dialog/{user_id}/send` and `/list`.
@@ -63,20 +63,11 @@ pub struct DialogUnread {
     pub unread: i64,
 }
 
-/// A message id as clients send it: the contract's string, or a bare number.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum MessageIdInput {
-    Text(String),
-    Number(u64),
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReadRequest {
     /// The newest message read: it and every message before it in the dialog are read. A
     /// number past the dialog's last message means all of them.
-    #[schema(value_type = String, example = "18", pattern = "^[1-9][0-9]{0,17}$")]
-    pub up_to: MessageIdInput,
+    pub up_to: IdInput,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -214,15 +205,13 @@ async fn mark_read(
     state: &AppState,
     me: UserId,
     other: UserId,
-    up_to: MessageIdInput,
+    up_to: IdInput,
     request_id: &RequestId,
 ) -> Result<ReadMark, ApiError> {
     let other = other_party(me, other)?;
-    let up_to = match up_to {
-        MessageIdInput::Text(text) => positive_id(&text),
-        MessageIdInput::Number(n) => i64::try_from(n).ok().filter(|n| *n > 0),
-    }
-    .ok_or_else(|| ApiError::bad_request("up_to must be a message id (a positive integer)"))?;
+    let up_to = up_to
+        .positive()
+        .ok_or_else(|| ApiError::bad_request("up_to must be a message id (a positive integer)"))?;
     let record = event_record(state, request_id);
     let mark = state
         .dialogs
@@ -443,9 +432,9 @@ mod tests {
     #[test]
     fn up_to_is_a_string_or_a_number() {
         let text: ReadRequest = serde_json::from_str(r#"{"up_to": "18"}"#).unwrap();
-        assert!(matches!(text.up_to, MessageIdInput::Text(ref t) if t == "18"));
+        assert!(matches!(text.up_to, IdInput::Text(ref t) if t == "18"));
         let number: ReadRequest = serde_json::from_str(r#"{"up_to": 18}"#).unwrap();
-        assert!(matches!(number.up_to, MessageIdInput::Number(18)));
+        assert!(matches!(number.up_to, IdInput::Number(18)));
         assert!(serde_json::from_str::<ReadRequest>(r#"{"up_to": -1}"#).is_err());
         assert!(serde_json::from_str::<ReadRequest>(r#"{}"#).is_err());
     }

@@ -12,9 +12,9 @@ use super::types::{within_page_bytes, Post, PostText, FEED_WINDOW};
 use crate::api::{ApiError, AuthUser, ErrorBody, Json, Path, Query, Reader, RequestId, Writer};
 use crate::db::EventRecord;
 use crate::ids::PostId;
+use crate::input::IdInput;
 use crate::input::Whole;
 use crate::state::AppState;
-use crate::users::IdInput;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -76,7 +76,6 @@ pub async fn create_post(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdatePostRequest {
-    #[schema(value_type = String, example = "1024", pattern = "^[1-9][0-9]{0,17}$")]
     pub id: IdInput,
     /// 1 to 5000 characters.
     #[schema(

@@ -9,13 +9,13 @@ use utoipa_axum::routes;
 
 use super::sql;
 use super::types::{
-    optional_text, Birthdate, IdInput, NamePrefix, NewUser, Password, PersonName, User,
-    BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
+    optional_text, Birthdate, NamePrefix, NewUser, Password, PersonName, User, BIOGRAPHY_MAX_CHARS,
+    CITY_MAX_CHARS, PASSWORD_MAX_CHARS,
 };
 use crate::api::{json_response, ApiError, ClientIp, ErrorBody, Json, Path, Query, Reader};
 use crate::auth::PasswordVerdict;
 use crate::ids::UserId;
-use crate::input::Whole;
+use crate::input::{IdInput, Whole};
 use crate::limits::{address_key, Limit};
 use crate::state::AppState;
 
@@ -126,7 +126,6 @@ pub async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// The user id returned by registration.
-    #[schema(value_type = String, example = "42", pattern = "^[1-9][0-9]{0,17}$")]
     pub id: IdInput,
     #[schema(example = "correct horse battery", min_length = 1, max_length = 256)]
     pub password: String,
@@ -157,7 +156,7 @@ pub async fn login(
     ClientIp(address): ClientIp,
     Json(request): Json<LoginRequest>,
 ) -> Result<axum::Json<LoginResponse>, ApiError> {
-    let id: UserId = request.id.parse()?;
+    let id: UserId = request.id.into_text().parse()?;
     // Before the password is looked at, so that concurrent guesses cannot overshoot: a cell of
     // every login limit. Only failures keep theirs (see `RateLimits::check_login`).
     let attempt = state.limits.check_login(id, address).await?;

@@ -8,30 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::ids::UserId;
 use crate::input::{shorten, Invalid};
-
-/// An id as clients send it in a body: the contract says string, but a bare number is accepted too.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum IdInput {
-    Text(String),
-    Number(u64),
-}
-
-impl IdInput {
-    /// The id as text, whichever way it was sent.
-    pub fn into_text(self) -> String {
-        match self {
-            IdInput::Text(s) => s,
-            IdInput::Number(n) => n.to_string(),
-        }
-    }
-
-    pub fn parse(self) -> Result<UserId, Invalid> {
-        self.into_text().parse()
-    }
-}
 
 /// Longest first or second name, in characters.
 pub const NAME_MAX_CHARS: usize = 100;
